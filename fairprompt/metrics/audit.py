@@ -273,7 +273,7 @@ def audit(
         reference={str(k): str(v) for k, v in (reference or {}).items()},
     )
     y = binarize(y_true, name=getattr(y_true, "name", None) or "y_true", positive_label=positive_label)
-    p = binarize(y_pred, name=getattr(y_pred, "name", None) or "y_pred", positive_label=positive_label)
+    p = binarize(y_pred, name=getattr(y_pred, "name", None) or "y_pred", positive_label=positive_label, require_present=False)
     n_rows = y.size
     if n_rows == 0:
         raise FairpromptError("there are no rows to audit; check the input file and filters")

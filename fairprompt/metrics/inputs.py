@@ -19,11 +19,13 @@ def _values(x: Any) -> pd.Series:
     return x if isinstance(x, pd.Series) else pd.Series(np.asarray(x))
 
 
-def binarize(values: Any, *, name: str, positive_label: Any = None) -> np.ndarray:
+def binarize(values: Any, *, name: str, positive_label: Any = None, require_present: bool = True) -> np.ndarray:
     """0/1 int array from labels; 1 where the value equals ``positive_label``.
 
     Without ``positive_label`` the values must already be binary: {0, 1},
-    {False, True}, or {-1, 1} (1 positive).
+    {False, True}, or {-1, 1} (1 positive).  With ``require_present=False`` a
+    column in which the positive label never occurs (all predictions negative)
+    is accepted.
     """
     series = _values(values)
     if series.isna().any():
@@ -35,7 +37,7 @@ def binarize(values: Any, *, name: str, positive_label: Any = None) -> np.ndarra
         matches = series == positive_label
         if not matches.any():
             as_str = series.astype(str) == str(positive_label)
-            if as_str.any():
+            if as_str.any() or not require_present:
                 matches = as_str
             else:
                 shown = ", ".join(repr(v) for v in list(present)[:6])

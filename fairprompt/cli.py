@@ -1,0 +1,203 @@
+"""The ``fairprompt`` command line: parse, call the API, print.
+
+A :class:`~fairprompt.errors.FairpromptError` is printed as one line on stderr
+and the command exits with status 2, without a traceback.  Progress goes to
+stderr (rich), silenced by ``--quiet``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fairprompt import __version__
+from fairprompt.errors import FairpromptError
+
+EXIT_USER_ERROR = 2
+
+
+class _Group(click.Group):
+    """Turns user errors into one line and exit status 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        kwargs.setdefault("standalone_mode", True)
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except FairpromptError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Any]:
+    """A ``progress(stage, done, total)`` callback drawing rich bars on stderr (None when quiet)."""
+    if quiet:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=False) as bars:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total)
+            bars.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _say(ctx: click.Context, message: str) -> None:
+    if not ctx.obj.get("quiet"):
+        click.echo(message)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fairprompt")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars and no messages, only errors.")
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool) -> None:
+    """Audit models for unfair treatment of groups, and repair them with prompts only."""
+    ctx.ensure_object(dict)
+    ctx.obj["quiet"] = quiet
+
+
+def _split_columns(value: str | None) -> list[str]:
+    return [c.strip() for c in value.split(",") if c.strip()] if value else []
+
+
+def _references(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        column, sep, group = item.partition("=")
+        if not sep or not column.strip():
+            raise FairpromptError(f"--reference {item!r} is not COLUMN=VALUE; write it like --reference sex=Male")
+        out[column.strip()] = group.strip()
+    return out
+
+
+@cli.command()
+@click.argument("spec", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path), help="CSV or Parquet file of predictions to audit.")
+@click.option("--label", help="Column of true outcomes.")
+@click.option("--prediction", help="Column of predicted outcomes.")
+@click.option("--score", help="Column of scores or probabilities (AUC, calibration, scoring rate).")
+@click.option("--weight", help="Column of sample weights.")
+@click.option("--positive-label", help="Value of label and prediction that is the favourable outcome.")
+@click.option("--score-threshold", type=float, help="Predict positive where score >= T (instead of --prediction).")
+@click.option("--sensitive", help="Sensitive column(s), comma-separated; several also give intersections.")
+@click.option("--reference", multiple=True, metavar="COL=VALUE", help="Reference group for to_reference disparities (repeatable).")
+@click.option("--impact-threshold", type=float, help="Four-fifths rule threshold [0.8].")
+@click.option("--n-boot", type=int, help="Bootstrap resamples [1000].")
+@click.option("--seed", type=int, help="Seed of the bootstrap [0].")
+@click.option("--min-group-size", type=int, help="Flag groups with fewer rows [30].")
+@click.option("--name", help="Audit name (report title) for a predictions audit.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default reports/NAME for a spec).")
+@click.pass_context
+def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label: str | None, prediction: str | None,
+          score: str | None, weight: str | None, positive_label: str | None, score_threshold: float | None,
+          sensitive: str | None, reference: tuple[str, ...], impact_threshold: float | None, n_boot: int | None,
+          seed: int | None, min_group_size: int | None, name: str | None, out: Path | None) -> None:
+    """Audit a model or a predictions file: metrics by group with CIs, results.json and report.html.
+
+    Either give a YAML SPEC (see audits/), or a predictions file with its columns:
+
+        fairprompt audit --predictions preds.csv --label y --prediction yhat --sensitive sex,race --out reports/mine
+    """
+    from fairprompt import pipeline
+    from fairprompt.spec import load_spec, parse_spec
+
+    overrides = {k: v for k, v in dict(impact_threshold=impact_threshold, n_boot=n_boot, seed=seed,
+                                       min_group_size=min_group_size).items() if v is not None}
+    if reference:
+        overrides["reference"] = _references(reference)
+    if sensitive:
+        overrides["sensitive"] = _split_columns(sensitive)
+    if spec is not None:
+        if predictions is not None:
+            raise FairpromptError("give either a SPEC file or --predictions, not both")
+        loaded = load_spec(spec)
+        if overrides:
+            raw = loaded.model_dump(mode="json", exclude_unset=True)
+            raw["audit"] = {**raw.get("audit", {}), **overrides}
+            loaded = parse_spec(raw, source=f"{spec} with command-line options")
+    else:
+        if predictions is None:
+            raise FairpromptError("give a SPEC file (e.g. audits/adult_baseline.yaml) or --predictions FILE with --label, --prediction and --sensitive")
+        missing = [flag for flag, value in (("--label", label), ("--sensitive", sensitive)) if not value]
+        if prediction is None and (score is None or score_threshold is None):
+            missing.append("--prediction (or --score with --score-threshold)")
+        if missing:
+            raise FairpromptError(f"--predictions needs {', '.join(missing)}; name the columns of {predictions}")
+        if out is None:
+            raise FairpromptError("--predictions needs --out DIR, the directory for results.json and report.html")
+        raw = {
+            "name": name or predictions.stem.replace(" ", "_") or "predictions",
+            "predictions": {k: v for k, v in dict(path=str(predictions), label=label, prediction=prediction, score=score,
+                                                  weight=weight, positive_label=positive_label,
+                                                  score_threshold=score_threshold).items() if v is not None},
+            "audit": overrides,
+        }
+        loaded = parse_spec(raw, source="command line")
+    with _progress(ctx.obj["quiet"]) as progress:
+        output = pipeline.run(loaded, out_dir=out, command=["fairprompt", *sys.argv[1:]], progress=progress)
+    _say(ctx, f"report: {output.report_path}")
+    _say(ctx, f"results: {output.results_path}")
+
+
+@cli.group()
+def datasets() -> None:
+    """Embedded data sets (offline, vendored with their provenance)."""
+
+
+@datasets.command("list")
+@click.pass_context
+def datasets_list(ctx: click.Context) -> None:
+    """List the embedded data sets with their rows, label and sensitive columns."""
+    from fairprompt.datasets import available
+
+    rows = available()
+    header = ("name", "rows", "label (favourable)", "sensitive", "description")
+    table = [(i.name, f"{i.rows:,}", f"{i.label} ({i.favourable_label})", ", ".join(i.sensitive), i.description) for i in rows]
+    widths = [max(len(str(r[j])) for r in [header, *table]) for j in range(len(header) - 1)]
+    for row in [header, *table]:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + "  " + str(row[-1]))
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def report(ctx: click.Context, directory: Path) -> None:
+    """Re-render DIRECTORY/report.html from DIRECTORY/results.json alone (no model needed)."""
+    from fairprompt.atomic import write_text
+    from fairprompt.report import render_html
+    from fairprompt.report.results import load_results
+
+    results = load_results(directory)
+    path = write_text(directory / "report.html", render_html(results))
+    _say(ctx, f"report: {path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()
