@@ -43,24 +43,33 @@ class _Group(click.Group):
 
 @contextmanager
 def _progress(quiet: bool) -> Iterator[Any]:
-    """A ``progress(stage, done, total)`` callback drawing rich bars on stderr (None when quiet)."""
+    """A ``progress(stage, done, total)`` callback drawing rich bars on stderr (None when quiet).
+
+    The display starts with the first report, so a command that fails while
+    checking its inputs prints nothing but its one-line error.
+    """
     if quiet:
         yield None
         return
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=False) as bars:
-        tasks: dict[str, Any] = {}
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+    tasks: dict[str, Any] = {}
 
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bars.add_task(stage, total=total)
-            bars.update(tasks[stage], completed=done, total=total)
+    def update(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            bars.start()
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if tasks:
+            bars.stop()
 
 
 def _say(ctx: click.Context, message: str) -> None:

@@ -1,0 +1,300 @@
+"""Report figures as inline SVG, drawn with matplotlib from a results slice alone.
+
+Every figure is drawn on a bare :class:`matplotlib.figure.Figure` with an Agg
+canvas (no pyplot, so no global figure state and nothing left open) inside an
+``rc_context`` that fixes ``svg.fonttype='none'`` (text stays text, escaped by
+matplotlib) and a per-figure ``svg.hashsalt``, and is saved with
+``metadata={'Date': None}``: two renders of the same results are
+byte-identical.  Element ids are prefixed per figure so several figures can
+share one HTML page.  Figures read in black and white: groups differ by marker,
+line style and hatch, never by colour alone, and carry their names as labels.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+from markupsafe import Markup
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+MAX_CURVES = 12
+"""Calibration and ROC plots show at most this many groups (the largest)."""
+
+COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+"""Okabe-Ito palette (colour-blind safe); always paired with markers and line styles."""
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+LINESTYLES = ("-", "--", ":", "-.")
+
+RC = {
+    "svg.fonttype": "none",
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial", "Helvetica"],
+    "font.size": 9.0,
+    "axes.titlesize": 10.0,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#d0d0d0",
+    "grid.linewidth": 0.5,
+    "hatch.linewidth": 0.7,
+    "legend.fontsize": 8.0,
+    "legend.frameon": False,
+    "path.simplify": False,
+    "text.usetex": False,
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One rendered figure: an id fragment, a title, a caption and the SVG markup."""
+
+    key: str
+    title: str
+    caption: str
+    svg: Markup
+
+
+def plain(text: str) -> str:
+    """A label matplotlib draws literally (no mathtext from ``$``)."""
+    return str(text).replace("$", r"\$")
+
+
+def _float(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
+_TAG = re.compile(r"<[^>]*>")
+_ID = re.compile(r'(\bid="|url\(#|href="#)([^"()]+)')
+
+
+def _clean_svg(svg: str, prefix: str) -> Markup:
+    """Strip the XML prolog and metadata, and prefix every id and id reference with ``prefix``."""
+    start = svg.find("<svg")
+    svg = svg[start:]
+    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.S)
+    # Only rewrite inside tags: text nodes (group names) are escaped by matplotlib and left as they are.
+    svg = _TAG.sub(lambda m: _ID.sub(lambda i: f"{i.group(1)}{prefix}{i.group(2)}", m.group(0)), svg)
+    svg = svg.replace("<svg ", '<svg class="plot" role="img" ', 1)
+    if "<script" in svg.lower() or "<foreignobject" in svg.lower():  # defence in depth; matplotlib never writes these
+        raise ValueError("refusing to inline an SVG that contains script or foreignObject")
+    return Markup(svg.strip() + "\n")  # noqa: S704 - matplotlib output only; text inside is escaped by matplotlib
+
+
+def _save(fig: MplFigure, prefix: str) -> Markup:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.05)
+    fig.clear()
+    return _clean_svg(buf.getvalue(), prefix)
+
+
+def _new(width: float, height: float) -> MplFigure:
+    fig = MplFigure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _render(prefix: str, draw: Any) -> Markup:
+    with matplotlib.rc_context(RC | {"svg.hashsalt": prefix}):
+        fig = draw()
+        return _save(fig, prefix)
+
+
+def _group_label(g: Mapping[str, Any]) -> str:
+    name = plain(str(g.get("group")))
+    return f"{name} (small, n={g.get('n')})" if g.get("small_group") else name
+
+
+def _err(g: Mapping[str, Any], metric: str) -> tuple[float, float]:
+    value, low, high = (_float(g.get(k)) for k in (metric, f"{metric}_ci_low", f"{metric}_ci_high"))
+    if value != value or low != low or high != high:  # NaN
+        return 0.0, 0.0
+    return max(value - low, 0.0), max(high - value, 0.0)
+
+
+def _height(n_groups: int) -> float:
+    return max(2.2, 1.35 + 0.3 * n_groups)
+
+
+def selection_rate_figure(groups: Sequence[Mapping[str, Any]], *, compliance: Mapping[str, Any], threshold: float,
+                          ci_percent: str, prefix: str) -> Markup:
+    """Horizontal bars of the selection rate per group with CI error bars and the four-fifths line."""
+    table = {str(r.get("group")): r for r in compliance.get("table") or ()}
+
+    def draw() -> MplFigure:
+        fig = _new(6.4, _height(len(groups)))
+        ax = fig.add_subplot()
+        ys = list(range(len(groups)))[::-1]
+        values = [_float(g.get("selection_rate")) for g in groups]
+        errs = [_err(g, "selection_rate") for g in groups]
+        below = [not bool(table.get(str(g.get("group")), {}).get("passes_four_fifths", True)) for g in groups]
+        for y, v, (lo, hi), flag in zip(ys, values, errs, below):
+            if v != v:
+                ax.text(0.005, y, "undefined", va="center", fontsize=8, style="italic")
+                continue
+            ax.barh(y, v, height=0.62, color="#f2c8a8" if flag else "#b8cfe6", edgecolor="#333333", linewidth=0.7,
+                    hatch="///" if flag else None)
+            ax.errorbar(v, y, xerr=[[lo], [hi]], fmt="none", ecolor="#111111", elinewidth=1.0, capsize=3)
+        finite = [v for v in values if v == v]
+        handles = [Patch(facecolor="#b8cfe6", edgecolor="#333333", label="impact ratio at or above threshold"),
+                   Patch(facecolor="#f2c8a8", edgecolor="#333333", hatch="///", label="impact ratio below threshold")]
+        labels = ["impact ratio ≥ threshold", "impact ratio < threshold"]
+        if finite and max(finite) > 0:
+            line = threshold * max(finite)
+            ax.axvline(line, color="#111111", linestyle="--", linewidth=1.0)
+            handles.append(Line2D([], [], color="#111111", linestyle="--"))
+            labels.append(f"{threshold:g} × highest rate = {line:.3f}")
+        handles.append(Line2D([], [], color="#111111", marker="|", linestyle="none", markersize=8))
+        labels.append(f"{ci_percent} CI")
+        ax.set_yticks(ys, [_group_label(g) for g in groups])
+        ax.set_xlim(0, min(1.0, max([v + e[1] for v, e in zip(values, errs) if v == v] + [0.1]) * 1.12))
+        ax.set_xlabel("selection rate (share predicted positive)")
+        ax.grid(axis="y", visible=False)
+        fig.legend(handles, labels, loc="outside lower center", ncol=2, handlelength=2.2)
+        return fig
+
+    return _render(prefix, draw)
+
+
+def error_rates_figure(groups: Sequence[Mapping[str, Any]], *, ci_percent: str, prefix: str) -> Markup:
+    """TPR (filled circles) and FPR (open squares) per group with CI error bars."""
+
+    def draw() -> MplFigure:
+        fig = _new(6.4, _height(len(groups)))
+        ax = fig.add_subplot()
+        ys = list(range(len(groups)))[::-1]
+        for metric, offset, marker, face, text in (("tpr", 0.16, "o", "#111111", "TPR (true positive rate)"),
+                                                   ("fpr", -0.16, "s", "white", "FPR (false positive rate)")):
+            for y, g in zip(ys, groups):
+                v = _float(g.get(metric))
+                if v != v:
+                    ax.text(0.01, y + offset, f"{metric.upper()} undefined", va="center", fontsize=7, style="italic")
+                    continue
+                lo, hi = _err(g, metric)
+                ax.errorbar(v, y + offset, xerr=[[lo], [hi]], fmt=marker, color="#111111", markerfacecolor=face,
+                            markeredgecolor="#111111", markersize=5.5, elinewidth=0.9, capsize=2.5)
+        ax.set_yticks(ys, [_group_label(g) for g in groups])
+        ax.set_ylim(-0.6, len(groups) - 0.4)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"rate ({ci_percent} CI)")
+        ax.grid(axis="y", visible=False)
+        handles = [Line2D([], [], marker="o", color="#111111", markerfacecolor="#111111", linestyle="none"),
+                   Line2D([], [], marker="s", color="#111111", markerfacecolor="white", linestyle="none")]
+        fig.legend(handles, ["TPR (true positive rate)", "FPR (false positive rate)"], loc="outside lower center", ncol=2)
+        return fig
+
+    return _render(prefix, draw)
+
+
+def _style(i: int) -> dict[str, Any]:
+    return dict(color=COLORS[i % len(COLORS)], marker=MARKERS[i % len(MARKERS)],
+                linestyle=LINESTYLES[(i // 2) % len(LINESTYLES)] if i else "-")
+
+
+def largest_groups(groups: Sequence[Mapping[str, Any]], limit: int = MAX_CURVES) -> list[Mapping[str, Any]]:
+    """The ``limit`` largest groups, in their original order."""
+    if len(groups) <= limit:
+        return list(groups)
+    keep = sorted(range(len(groups)), key=lambda i: (-_float(groups[i].get("weight", groups[i].get("n"))), i))[:limit]
+    return [groups[i] for i in sorted(keep)]
+
+
+def calibration_figure(groups: Sequence[Mapping[str, Any]], curves: Mapping[str, Any], *, prefix: str) -> Markup:
+    """Observed positive share against mean score per score bin, one line per group."""
+
+    def draw() -> MplFigure:
+        fig = _new(6.4, 4.0)
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], color="#777777", linestyle=(0, (1, 2)), linewidth=1.0)
+        handles = [Line2D([], [], color="#777777", linestyle=(0, (1, 2)))]
+        labels = ["perfectly calibrated"]
+        for i, g in enumerate(groups):
+            c = curves.get(str(g.get("group"))) or {}
+            pairs = [(x, y) for x, y, w in zip(c.get("mean_score") or (), c.get("positive_share") or (), c.get("weight") or ())
+                     if x is not None and y is not None and (w or 0) > 0]
+            style = _style(i)
+            if pairs:
+                xs, ys = zip(*pairs)
+                ax.plot(xs, ys, markersize=4.5, linewidth=1.2, markerfacecolor="white" if i % 2 else style["color"], **style)
+            handles.append(Line2D([], [], markerfacecolor="white" if i % 2 else style["color"], **style))
+            labels.append(_group_label(g) if pairs else f"{_group_label(g)} (no scores in [0, 1])")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_xlabel("mean score in bin")
+        ax.set_ylabel("share with positive true label")
+        fig.legend(handles, labels, loc="outside right center")
+        return fig
+
+    return _render(prefix, draw)
+
+
+def roc_figure(groups: Sequence[Mapping[str, Any]], curves: Mapping[str, Any], *, prefix: str) -> Markup:
+    """ROC curve per group, labelled with the group's AUC."""
+
+    def draw() -> MplFigure:
+        fig = _new(6.4, 4.0)
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], color="#777777", linestyle=(0, (1, 2)), linewidth=1.0)
+        handles = [Line2D([], [], color="#777777", linestyle=(0, (1, 2)))]
+        labels = ["chance"]
+        for i, g in enumerate(groups):
+            c = curves.get(str(g.get("group")))
+            style = _style(i)
+            auc = _float(g.get("auc"))
+            text = _group_label(g) + (f" (AUC {auc:.3f})" if auc == auc else " (AUC undefined)")
+            if c:
+                fpr, tpr = list(c.get("fpr") or ()), list(c.get("tpr") or ())
+                every = max(1, len(fpr) // 8)
+                ax.plot(fpr, tpr, markersize=4.0, linewidth=1.2, markevery=(i % every, every),
+                        markerfacecolor="white" if i % 2 else style["color"], **style)
+            handles.append(Line2D([], [], markerfacecolor="white" if i % 2 else style["color"], **style))
+            labels.append(text)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_aspect("equal")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        fig.legend(handles, labels, loc="outside right center")
+        return fig
+
+    return _render(prefix, draw)
+
+
+def slice_figures(s: Mapping[str, Any], *, index: int, has_scores: bool, threshold: float, ci_percent: str) -> list[Figure]:
+    """All figures of one results slice (``results['audit']['slices'][index]``)."""
+    groups = list(s.get("groups") or ())
+    if not groups:
+        return []
+    figures = [
+        Figure("selection", "Selection rate by group",
+               f"Share of each group predicted positive, with {ci_percent} confidence intervals. Hatched bars: impact ratio "
+               f"below {threshold:g}; the dashed line marks {threshold:g} × the highest selection rate.",
+               selection_rate_figure(groups, compliance=s.get("compliance") or {}, threshold=threshold,
+                                     ci_percent=ci_percent, prefix=f"fp{index}sel-")),
+        Figure("errors", "True and false positive rates by group",
+               f"Filled circles: TPR; open squares: FPR; bars: {ci_percent} confidence intervals. "
+               "Equalized odds asks both to match across groups.",
+               error_rates_figure(groups, ci_percent=ci_percent, prefix=f"fp{index}err-")),
+    ]
+    curves = s.get("curves") or {}
+    if has_scores and curves:
+        shown = largest_groups(groups)
+        more = "" if len(shown) == len(groups) else f" Showing the {len(shown)} largest of {len(groups)} groups."
+        if curves.get("calibration"):
+            figures.append(Figure("calibration", "Calibration by group",
+                                  "Share of rows with a positive true label against the mean score, per equal-width score bin "
+                                  "(empty bins omitted). Points on the dotted diagonal are perfectly calibrated." + more,
+                                  calibration_figure(shown, curves["calibration"], prefix=f"fp{index}cal-")))
+        if curves.get("roc"):
+            figures.append(Figure("roc", "ROC curve by group",
+                                  "True positive rate against false positive rate as the score threshold varies." + more,
+                                  roc_figure(shown, curves["roc"], prefix=f"fp{index}roc-")))
+    return figures

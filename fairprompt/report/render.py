@@ -1,0 +1,149 @@
+"""The report: one object, built from a results dictionary alone, with several renderers.
+
+>>> report = Report(load_results("reports/adult"))
+>>> report.html()       # one self-contained page: no scripts, no external resources
+>>> report.markdown()   # a short summary for a pull request or a ticket
+>>> report.json()       # the results.json text itself
+>>> report.write("reports/adult")   # reports/adult/report.html, written atomically
+
+Templates live in ``fairprompt/report/templates``; HTML is rendered with
+autoescaping on, so every string that came from a user's data (titles, column
+names, group values, paths) is escaped.  The only markup inserted as is are the
+figures' SVG, which matplotlib writes with the text escaped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from fairprompt.atomic import write_text
+from fairprompt.errors import FairpromptError
+from fairprompt.report.results import SCHEMA, SCHEMA_VERSION, dumps
+from fairprompt.report.view import Overview, build_view, fmt_int, fmt_num, fmt_pct, fmt_weight, label
+
+REPORT_FILE = "report.html"
+SUMMARY_FILE = "summary.md"
+
+_HELPERS = {"label": label, "fmt_num": fmt_num, "fmt_int": fmt_int, "fmt_pct": fmt_pct, "fmt_weight": fmt_weight}
+
+
+class _MarkdownSafe(str):
+    """Text the Markdown renderer writes as it is (none is produced from user data)."""
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&#])")
+
+
+def markdown_escape(value: Any) -> str:
+    """Backslash-escape Markdown punctuation and flatten newlines, so user text stays text in any cell."""
+    if value is None:
+        return "—"
+    if isinstance(value, _MarkdownSafe):
+        return str(value)
+    text = re.sub(r"\s*[\r\n]+\s*", " ", str(value))
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _loader() -> jinja2.BaseLoader:
+    return jinja2.PackageLoader("fairprompt.report", "templates")
+
+
+@cache
+def html_environment() -> jinja2.Environment:
+    """The Jinja2 environment of the HTML report (autoescaping on for everything)."""
+    env = jinja2.Environment(loader=_loader(), autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.globals.update(_HELPERS)
+    return env
+
+
+@cache
+def markdown_environment() -> jinja2.Environment:
+    """The Jinja2 environment of the Markdown summary: every expression is Markdown-escaped."""
+    env = jinja2.Environment(loader=_loader(), autoescape=False, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, finalize=markdown_escape)
+    env.globals.update(_HELPERS)
+    return env
+
+
+def _check(results: Any) -> Mapping[str, Any]:
+    if not isinstance(results, Mapping):
+        raise FairpromptError(f"a report needs a results dictionary (read with fairprompt.report.load_results), got {type(results).__name__}")
+    if results.get("schema") != SCHEMA:
+        raise FairpromptError(f"these results have no 'schema': {SCHEMA!r}; give a results dictionary built by fairprompt.report.build_results")
+    version = results.get("schema_version", 0)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise FairpromptError(f"results schema version {version!r} is newer than this fairprompt understands ({SCHEMA_VERSION}); upgrade fairprompt")
+    if not isinstance(results.get("audit"), Mapping):
+        raise FairpromptError("these results have no 'audit' section; re-run the audit to regenerate results.json")
+    return results
+
+
+class Report:
+    """A report of one audit, rendered from its results dictionary (``results.json``) alone.
+
+    Args:
+        results: a results dictionary, as from :func:`fairprompt.report.results.build_results`
+            or :func:`fairprompt.report.results.load_results`.
+    """
+
+    def __init__(self, results: Mapping[str, Any]) -> None:
+        self.results = _check(results)
+        self.view: Overview = build_view(self.results)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Report:
+        """Read ``results.json`` (or ``DIR/results.json``) and build its report."""
+        from fairprompt.report.results import load_results
+
+        return cls(load_results(path))
+
+    def figures(self) -> list[list[Any]]:
+        """The figures of every slice, in slice order (see :mod:`fairprompt.report.plots`)."""
+        from fairprompt.report.plots import slice_figures
+
+        threshold = float(self.view.config.get("impact_threshold") or 0.8)
+        return [slice_figures(s.raw, index=s.index, has_scores=self.view.has_scores, threshold=threshold,
+                              ci_percent=self.view.ci_percent) for s in self.view.slices]
+
+    def html(self) -> str:
+        """The full report as one self-contained HTML page (no scripts, no external resources)."""
+        template = html_environment().get_template("report.html.j2")
+        return template.render(v=self.view, figures_by_slice=self.figures())
+
+    def markdown(self) -> str:
+        """A short Markdown summary: what was audited, each slice's verdict and headline disparities."""
+        return markdown_environment().get_template("summary.md.j2").render(v=self.view)
+
+    def json(self) -> str:
+        """The results as strict JSON text (the content of results.json)."""
+        return dumps(self.results)
+
+    def write(self, out_dir: str | Path, *, markdown: bool = False) -> Path:
+        """Write ``OUT_DIR/report.html`` atomically (and ``summary.md`` if asked); return the HTML path."""
+        out = Path(out_dir)
+        path = write_text(out / REPORT_FILE, self.html())
+        if markdown:
+            write_text(out / SUMMARY_FILE, self.markdown())
+        return path
+
+
+def render_html(results: Mapping[str, Any]) -> str:
+    """The HTML report of ``results`` (one self-contained page)."""
+    return Report(results).html()
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    """A short Markdown summary of ``results``."""
+    return Report(results).markdown()
+
+
+def write_report(results: Mapping[str, Any], out_dir: str | Path, *, markdown: bool = False) -> Path:
+    """Write ``OUT_DIR/report.html`` atomically from ``results``; return its path."""
+    return Report(results).write(out_dir, markdown=markdown)

@@ -1,0 +1,471 @@
+"""What a report shows, derived from a results dictionary alone (no HTML, no plotting).
+
+:func:`build_view` reads ``results.json`` (schema version 1, see
+``docs/results-schema.md``) and returns plain dataclasses that every renderer
+(HTML, Markdown) formats the same way: estimates with their intervals, the
+verdict of each slice, footnotes for undefined values, disparity and compliance
+rows.  Nothing here knows about models, torch or markup; user strings are kept
+as they are and escaped by the renderers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+HEADLINE: tuple[str, ...] = ("demographic_parity_difference", "disparate_impact", "equalized_odds_difference")
+"""The between-groups disparities shown in the verdict summary."""
+
+GROUP_METRICS: tuple[str, ...] = ("selection_rate", "base_rate", "tpr", "fpr", "ppv", "accuracy", "balanced_accuracy")
+SCORE_COLUMNS: tuple[str, ...] = ("auc", "brier", "ece", "scoring_rate")
+MORE_METRICS: tuple[str, ...] = ("tnr", "fnr", "npv", "fdr", "for")
+
+LABELS: dict[str, str] = {
+    "base_rate": "Base rate",
+    "selection_rate": "Selection rate",
+    "tpr": "TPR",
+    "fpr": "FPR",
+    "tnr": "TNR",
+    "fnr": "FNR",
+    "ppv": "PPV",
+    "npv": "NPV",
+    "fdr": "FDR",
+    "for": "FOR",
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "auc": "AUC",
+    "brier": "Brier",
+    "ece": "ECE",
+    "scoring_rate": "Scoring rate",
+    "theil_index": "Theil index",
+    "generalized_entropy_index": "Generalized entropy index (α=2)",
+    "demographic_parity_difference": "Demographic parity difference",
+    "demographic_parity_ratio": "Demographic parity ratio",
+    "disparate_impact": "Disparate impact",
+    "equalized_odds_difference": "Equalized odds difference",
+    "equalized_odds_difference_mean": "Equalized odds difference (mean)",
+    "equal_opportunity_difference": "Equal opportunity difference",
+    "average_odds_difference": "Average odds difference",
+    "predictive_parity_difference": "Predictive parity difference",
+    "fpr_difference": "FPR difference",
+    "fnr_difference": "FNR difference",
+    "accuracy_difference": "Accuracy difference",
+    "between_group_theil_index": "Between-group Theil index",
+    "between_group_generalized_entropy_index": "Between-group generalized entropy index (α=2)",
+    "auc_difference": "AUC difference",
+    "scoring_rate_difference": "Scoring rate difference",
+}
+
+DASH = "—"
+
+
+def label(name: str) -> str:
+    """Display name of a metric or disparity (the key itself when unknown)."""
+    return LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def _float(x: Any) -> float | None:
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def fmt_num(x: Any, digits: int = 3) -> str:
+    """``0.412``; a dash for a missing or non-finite value."""
+    value = _float(x)
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def fmt_int(x: Any) -> str:
+    """``5,000``; a dash when missing."""
+    value = _float(x)
+    return DASH if value is None else f"{int(round(value)):,}"
+
+
+def fmt_pct(x: Any, digits: int = 1) -> str:
+    """A share as a percentage, ``29.9%``."""
+    value = _float(x)
+    return DASH if value is None else f"{100.0 * value:.{digits}f}%"
+
+
+def fmt_weight(x: Any) -> str:
+    value = _float(x)
+    return DASH if value is None else f"{value:,.2f}"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its confidence interval; ``reason`` says why an undefined value is undefined."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    reason: str | None = None
+    note: int | None = None
+
+    @property
+    def defined(self) -> bool:
+        return self.value is not None
+
+    @property
+    def has_ci(self) -> bool:
+        return self.low is not None and self.high is not None
+
+    @property
+    def value_text(self) -> str:
+        return fmt_num(self.value)
+
+    @property
+    def ci_text(self) -> str:
+        """``[0.401, 0.423]``, or an empty string without an interval."""
+        return f"[{fmt_num(self.low)}, {fmt_num(self.high)}]" if self.has_ci and self.defined else ""
+
+    @property
+    def text(self) -> str:
+        """``0.412 [0.401, 0.423]``; a dash when undefined."""
+        if not self.defined:
+            return DASH
+        return f"{self.value_text} {self.ci_text}" if self.ci_text else self.value_text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def estimate(row: Mapping[str, Any], name: str, *, reason: str | None = None, note: int | None = None) -> Estimate:
+    """The estimate of metric ``name`` in a row with ``name``, ``name_ci_low`` and ``name_ci_high`` fields."""
+    value = _float(row.get(name))
+    return Estimate(value, _float(row.get(f"{name}_ci_low")), _float(row.get(f"{name}_ci_high")),
+                    reason=reason if value is None else None, note=note if value is None else None)
+
+
+def _row_estimate(row: Mapping[str, Any]) -> Estimate:
+    value = _float(row.get("value"))
+    return Estimate(value, _float(row.get("ci_low")), _float(row.get("ci_high")),
+                    reason=None if value is not None else "undefined: fewer than two groups have this rate defined, or the reference rate is 0")
+
+
+@dataclass(frozen=True)
+class Footnote:
+    number: int
+    reason: str
+    cells: tuple[tuple[str, str], ...]  # (group, metric label)
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    group: str
+    n: int | None
+    weight: float | None
+    share: float | None
+    small: bool
+    cells: dict[str, Estimate]
+
+
+@dataclass(frozen=True)
+class DisparityRow:
+    metric: str
+    label: str
+    description: str
+    convention: str
+    group: str | None
+    estimate: Estimate
+    ideal: float | None
+    mergeable: bool
+    fairlearn: str | None
+    aif360: str | None
+
+
+@dataclass(frozen=True)
+class ReferenceBlock:
+    """The ``to_reference`` rows of one disparity (one per non-reference group)."""
+
+    metric: str
+    label: str
+    description: str
+    ideal: float | None
+    mergeable: bool
+    fairlearn: str | None
+    aif360: str | None
+    rows: tuple[DisparityRow, ...]
+
+
+@dataclass(frozen=True)
+class ComplianceRow:
+    group: str
+    n: int | None
+    share: float | None
+    small_category: bool
+    selection_rate: float | None
+    impact_ratio: Estimate
+    passes: bool
+    ll144_impact_ratio: Estimate
+    scoring_rate: float | None
+    scoring_impact_ratio: Estimate
+
+
+@dataclass(frozen=True)
+class Compliance:
+    rows: tuple[ComplianceRow, ...]
+    four_fifths_reference: str | None
+    ll144_reference: str | None
+    scoring_reference: str | None
+    impact_threshold: float
+    small_category_share: float
+    excluded_rows: int
+    excluded_weight: float
+    has_scoring: bool
+
+    @property
+    def small_categories(self) -> tuple[ComplianceRow, ...]:
+        return tuple(r for r in self.rows if r.small_category)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``pass`` when every group's impact ratio (to the highest selection rate) reaches the threshold, else ``review``."""
+
+    status: Literal["pass", "review"]
+    threshold: float
+    reference: str | None
+    below: tuple[tuple[str, Estimate], ...]
+    undefined: tuple[str, ...]
+    uncertain: tuple[tuple[str, Estimate], ...]
+    worst: tuple[str, Estimate] | None
+    single_group: bool
+
+
+@dataclass(frozen=True)
+class SliceView:
+    index: int
+    anchor: str
+    name: str
+    columns: tuple[str, ...]
+    is_intersection: bool
+    reference: str
+    reference_rule: str
+    excluded_rows: int
+    excluded_weight: float
+    groups: tuple[GroupRow, ...]
+    notes: tuple[Footnote, ...]
+    headline: dict[str, DisparityRow]
+    verdict: Verdict
+    small_groups: tuple[GroupRow, ...]
+    between: tuple[DisparityRow, ...]
+    to_reference: tuple[ReferenceBlock, ...]
+    compliance: Compliance
+    raw: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Everything a renderer needs, derived from one results dictionary."""
+
+    title: str
+    name: str
+    created: str | None
+    fairprompt_version: str | None
+    schema_version: int
+    command: str | None
+    data: Mapping[str, Any]
+    sensitive: tuple[str, ...]
+    rows: int | None
+    model: tuple[tuple[str, str], ...] | None
+    weighted: bool
+    has_scores: bool
+    median_score: float | None
+    config: Mapping[str, Any]
+    bootstrap: Mapping[str, Any]
+    has_ci: bool
+    ci_percent: str
+    overall: tuple[tuple[str, str, Estimate], ...]
+    slices: tuple[SliceView, ...]
+    inputs: tuple[Mapping[str, Any], ...]
+    packages: tuple[tuple[str, str | None], ...]
+    seeds: tuple[tuple[str, Any], ...]
+    spec_json: str | None
+    group_metrics: tuple[str, ...]
+    score_metrics: tuple[str, ...]
+    more_metrics: tuple[str, ...]
+    descriptions: Mapping[str, str]
+
+    @property
+    def verdict(self) -> Literal["pass", "review"]:
+        """``review`` when any slice needs review."""
+        return "review" if any(s.verdict.status == "review" for s in self.slices) else "pass"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def _bool(x: Any) -> bool:
+    return bool(x) if x is not None else False
+
+
+def _groups(s: Mapping[str, Any], metrics: Sequence[str]) -> tuple[tuple[GroupRow, ...], tuple[Footnote, ...]]:
+    reasons = {(u.get("group"), u.get("metric")): u.get("reason") for u in s.get("undefined") or ()}
+    numbers: dict[str, int] = {}
+    cells_by_reason: dict[str, list[tuple[str, str]]] = {}
+    rows = []
+    for g in s.get("groups") or ():
+        group = str(g.get("group"))
+        cells = {}
+        for m in metrics:
+            reason = None
+            note = None
+            if _float(g.get(m)) is None:
+                reason = reasons.get((group, m)) or "not defined for this group"
+                note = numbers.setdefault(reason, len(numbers) + 1)
+                cells_by_reason.setdefault(reason, []).append((group, label(m)))
+            cells[m] = estimate(g, m, reason=reason, note=note)
+        n = _float(g.get("n"))
+        rows.append(GroupRow(group=group, n=None if n is None else int(n), weight=_float(g.get("weight")),
+                             share=_float(g.get("share")), small=_bool(g.get("small_group")), cells=cells))
+    notes = tuple(Footnote(number, reason, tuple(cells_by_reason[reason])) for reason, number in numbers.items())
+    return tuple(rows), notes
+
+
+def _disparity(row: Mapping[str, Any]) -> DisparityRow:
+    metric = str(row.get("metric"))
+    return DisparityRow(
+        metric=metric, label=label(metric), description=str(row.get("description") or ""),
+        convention=str(row.get("convention")), group=None if row.get("group") is None else str(row["group"]),
+        estimate=_row_estimate(row), ideal=_float(row.get("ideal")), mergeable=_bool(row.get("mergeable")),
+        fairlearn=row.get("fairlearn"), aif360=row.get("aif360"),
+    )
+
+
+def _compliance(s: Mapping[str, Any], threshold_default: float, share_default: float) -> Compliance:
+    comp = s.get("compliance") or {}
+    rows = []
+    has_scoring = False
+    for r in comp.get("table") or ():
+        has_scoring = has_scoring or "scoring_rate" in r
+        rows.append(ComplianceRow(
+            group=str(r.get("group")), n=None if _float(r.get("n")) is None else int(r["n"]), share=_float(r.get("share")),
+            small_category=_bool(r.get("small_category")), selection_rate=_float(r.get("selection_rate")),
+            impact_ratio=estimate(r, "impact_ratio", reason="no group has a positive selection rate"),
+            passes=_bool(r.get("passes_four_fifths")),
+            ll144_impact_ratio=estimate(r, "ll144_impact_ratio", reason="no eligible category has a positive selection rate"),
+            scoring_rate=_float(r.get("scoring_rate")),
+            scoring_impact_ratio=estimate(r, "scoring_impact_ratio", reason="no eligible category scores above the median"),
+        ))
+    threshold = _float(comp.get("impact_threshold"))
+    share = _float(comp.get("small_category_share"))
+    return Compliance(
+        rows=tuple(rows),
+        four_fifths_reference=comp.get("four_fifths_reference"), ll144_reference=comp.get("ll144_reference"),
+        scoring_reference=comp.get("scoring_reference"),
+        impact_threshold=threshold_default if threshold is None else threshold,
+        small_category_share=share_default if share is None else share,
+        excluded_rows=int(_float(comp.get("excluded_rows", s.get("excluded_rows"))) or 0),
+        excluded_weight=_float(comp.get("excluded_weight", s.get("excluded_weight"))) or 0.0,
+        has_scoring=has_scoring,
+    )
+
+
+def _verdict(comp: Compliance) -> Verdict:
+    threshold = comp.impact_threshold
+    below, undefined, uncertain = [], [], []
+    worst: tuple[str, Estimate] | None = None
+    for r in comp.rows:
+        est = r.impact_ratio
+        if est.value is None:
+            undefined.append(r.group)
+            continue
+        if worst is None or est.value < worst[1].value:  # type: ignore[operator]
+            worst = (r.group, est)
+        if est.value < threshold:
+            below.append((r.group, est))
+        elif est.low is not None and est.low < threshold:
+            uncertain.append((r.group, est))
+    status: Literal["pass", "review"] = "review" if below or undefined or not comp.rows else "pass"
+    return Verdict(status=status, threshold=threshold, reference=comp.four_fifths_reference, below=tuple(below),
+                   undefined=tuple(undefined), uncertain=tuple(uncertain), worst=worst, single_group=len(comp.rows) == 1)
+
+
+def _slice(index: int, s: Mapping[str, Any], *, metrics: Sequence[str], threshold: float, share: float) -> SliceView:
+    groups, notes = _groups(s, metrics)
+    disparities = [_disparity(d) for d in s.get("disparities") or ()]
+    between = tuple(d for d in disparities if d.convention == "between_groups")
+    blocks: dict[str, list[DisparityRow]] = {}
+    for d in disparities:
+        if d.convention == "to_reference":
+            blocks.setdefault(d.metric, []).append(d)
+    to_reference = tuple(
+        ReferenceBlock(metric=m, label=rows[0].label, description=rows[0].description, ideal=rows[0].ideal,
+                       mergeable=rows[0].mergeable, fairlearn=rows[0].fairlearn, aif360=rows[0].aif360, rows=tuple(rows))
+        for m, rows in blocks.items()
+    )
+    headline = {d.metric: d for d in between if d.metric in HEADLINE}
+    comp = _compliance(s, threshold, share)
+    columns = tuple(str(c) for c in s.get("columns") or ())
+    return SliceView(
+        index=index, anchor=f"slice-{index}", name=str(s.get("name")), columns=columns, is_intersection=len(columns) > 1,
+        reference=str(s.get("reference")), reference_rule=str(s.get("reference_rule") or ""),
+        excluded_rows=int(_float(s.get("excluded_rows")) or 0), excluded_weight=_float(s.get("excluded_weight")) or 0.0,
+        groups=groups, notes=notes, headline=headline, verdict=_verdict(comp),
+        small_groups=tuple(g for g in groups if g.small), between=between, to_reference=to_reference,
+        compliance=comp, raw=s,
+    )
+
+
+def build_view(results: Mapping[str, Any]) -> Overview:
+    """Derive what every renderer shows from a results dictionary (schema version 1)."""
+    audit = results.get("audit") or {}
+    config = audit.get("config") or {}
+    bootstrap = audit.get("bootstrap") or {}
+    has_scores = _bool(audit.get("has_scores"))
+    score_metrics = SCORE_COLUMNS if has_scores else ()
+    metrics = GROUP_METRICS + score_metrics + MORE_METRICS
+    threshold = _float(config.get("impact_threshold")) or 0.8
+    share = _float(config.get("small_category_share")) or 0.02
+    n_boot = int(_float(bootstrap.get("n_boot", config.get("n_boot"))) or 0)
+    level = _float(bootstrap.get("ci_level", config.get("ci_level"))) or 0.95
+    data = dict(results.get("data") or {})
+    model = results.get("model")
+    command = results.get("command")
+    spec = results.get("spec")
+    overall = tuple(
+        (str(o.get("metric")), str(o.get("description") or ""), _row_estimate(o)) for o in audit.get("overall") or ()
+    )
+    return Overview(
+        title=str(results.get("title") or results.get("name") or "fairprompt audit"),
+        name=str(results.get("name") or ""),
+        created=results.get("created"),
+        fairprompt_version=results.get("fairprompt_version"),
+        schema_version=int(results.get("schema_version") or 1),
+        command=shlex.join(str(c) for c in command) if command else None,
+        data=data,
+        sensitive=tuple(str(c) for c in data.get("sensitive") or ()),
+        rows=None if _float(data.get("rows_audited", audit.get("n_rows"))) is None else int(data.get("rows_audited", audit.get("n_rows"))),
+        model=None if not model else tuple((str(k), _text(v)) for k, v in model.items()),
+        weighted=_bool(audit.get("weighted")),
+        has_scores=has_scores,
+        median_score=_float(audit.get("median_score")),
+        config=config,
+        bootstrap=bootstrap,
+        has_ci=n_boot > 0,
+        ci_percent=f"{100 * level:g}%",
+        overall=overall,
+        slices=tuple(_slice(i, s, metrics=metrics, threshold=threshold, share=share)
+                     for i, s in enumerate(audit.get("slices") or ())),
+        inputs=tuple(results.get("inputs") or ()),
+        packages=tuple((str(k), v) for k, v in (results.get("packages") or {}).items()),
+        seeds=tuple((str(k), v) for k, v in (results.get("seeds") or {}).items()),
+        spec_json=None if spec is None else json.dumps(spec, indent=2, ensure_ascii=False),
+        group_metrics=GROUP_METRICS,
+        score_metrics=score_metrics,
+        more_metrics=MORE_METRICS,
+        descriptions=dict(audit.get("metric_descriptions") or {}),
+    )
