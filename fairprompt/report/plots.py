@@ -28,8 +28,8 @@ from matplotlib.patches import Patch
 MAX_CURVES = 12
 """Calibration and ROC plots show at most this many groups (the largest)."""
 
-COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
-"""Okabe-Ito palette (colour-blind safe); always paired with markers and line styles."""
+COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8C564B")
+"""Okabe-Ito palette (colour-blind safe; yellow swapped for brown, which reads on white); always paired with markers and line styles."""
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 LINESTYLES = ("-", "--", ":", "-.")
 
@@ -142,6 +142,7 @@ def selection_rate_figure(groups: Sequence[Mapping[str, Any]], *, compliance: Ma
             ax.barh(y, v, height=0.62, color="#f2c8a8" if flag else "#b8cfe6", edgecolor="#333333", linewidth=0.7,
                     hatch="///" if flag else None)
             ax.errorbar(v, y, xerr=[[lo], [hi]], fmt="none", ecolor="#111111", elinewidth=1.0, capsize=3)
+            ax.annotate(f"{v:.3f}", (v + hi, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=7.5)
         finite = [v for v in values if v == v]
         handles = [Patch(facecolor="#b8cfe6", edgecolor="#333333", label="impact ratio at or above threshold"),
                    Patch(facecolor="#f2c8a8", edgecolor="#333333", hatch="///", label="impact ratio below threshold")]
@@ -154,7 +155,7 @@ def selection_rate_figure(groups: Sequence[Mapping[str, Any]], *, compliance: Ma
         handles.append(Line2D([], [], color="#111111", marker="|", linestyle="none", markersize=8))
         labels.append(f"{ci_percent} CI")
         ax.set_yticks(ys, [_group_label(g) for g in groups])
-        ax.set_xlim(0, min(1.0, max([v + e[1] for v, e in zip(values, errs) if v == v] + [0.1]) * 1.12))
+        ax.set_xlim(0, min(1.0, max([v + e[1] for v, e in zip(values, errs) if v == v] + [0.1])) * 1.15)
         ax.set_xlabel("selection rate (share predicted positive)")
         ax.grid(axis="y", visible=False)
         fig.legend(handles, labels, loc="outside lower center", ncol=2, handlelength=2.2)
@@ -175,14 +176,14 @@ def error_rates_figure(groups: Sequence[Mapping[str, Any]], *, ci_percent: str, 
             for y, g in zip(ys, groups):
                 v = _float(g.get(metric))
                 if v != v:
-                    ax.text(0.01, y + offset, f"{metric.upper()} undefined", va="center", fontsize=7, style="italic")
+                    ax.text(0.01, y + offset, f"{metric.upper()} undefined", va="center", fontsize=7, style="italic", color="#444444")
                     continue
                 lo, hi = _err(g, metric)
                 ax.errorbar(v, y + offset, xerr=[[lo], [hi]], fmt=marker, color="#111111", markerfacecolor=face,
                             markeredgecolor="#111111", markersize=5.5, elinewidth=0.9, capsize=2.5)
         ax.set_yticks(ys, [_group_label(g) for g in groups])
         ax.set_ylim(-0.6, len(groups) - 0.4)
-        ax.set_xlim(0, 1)
+        ax.set_xlim(-0.02, 1.02)
         ax.set_xlabel(f"rate ({ci_percent} CI)")
         ax.grid(axis="y", visible=False)
         handles = [Line2D([], [], marker="o", color="#111111", markerfacecolor="#111111", linestyle="none"),

@@ -25,7 +25,7 @@ import jinja2
 from fairprompt.atomic import write_text
 from fairprompt.errors import FairpromptError
 from fairprompt.report.results import SCHEMA, SCHEMA_VERSION, dumps
-from fairprompt.report.view import Overview, build_view, fmt_int, fmt_num, fmt_pct, fmt_weight, label
+from fairprompt.report.view import Estimate, Overview, build_view, fmt_int, fmt_num, fmt_pct, fmt_weight, label
 
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.md"
@@ -50,6 +50,15 @@ def markdown_escape(value: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
+def markdown_number(value: Any) -> str:
+    """An :class:`Estimate` or a number, written without escaping (its text holds only digits and brackets)."""
+    if isinstance(value, Estimate):
+        return _MarkdownSafe(value.text)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _MarkdownSafe(f"{value:,}" if isinstance(value, int) else f"{value:g}")
+    raise TypeError(f"the num filter takes an Estimate or a number, got {type(value).__name__}")
+
+
 def _loader() -> jinja2.BaseLoader:
     return jinja2.PackageLoader("fairprompt.report", "templates")
 
@@ -69,6 +78,7 @@ def markdown_environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=_loader(), autoescape=False, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, finalize=markdown_escape)
     env.globals.update(_HELPERS)
+    env.filters["num"] = markdown_number
     return env
 
 

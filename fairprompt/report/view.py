@@ -62,6 +62,15 @@ LABELS: dict[str, str] = {
 
 DASH = "—"
 
+DATA_KEYS = ("source", "label", "positive_label", "prediction", "score", "sensitive", "rows_audited", "split")
+BOOTSTRAP_KEYS = ("n_boot", "ci_level", "seed", "method", "interval", "stratified_by", "note")
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "n_boot": None, "ci_level": 0.95, "seed": None, "min_group_size": 30, "impact_threshold": 0.8,
+    "small_category_share": 0.02, "bootstrap": None, "n_bins": None, "reference": {},
+}
+"""Used only where a results file lacks a setting (the audit's defaults)."""
+INPUT_KEYS = ("role", "path", "sha256", "rows")
+
 
 def label(name: str) -> str:
     """Display name of a metric or disparity (the key itself when unknown)."""
@@ -432,8 +441,13 @@ def build_view(results: Mapping[str, Any]) -> Overview:
     share = _float(config.get("small_category_share")) or 0.02
     n_boot = int(_float(bootstrap.get("n_boot", config.get("n_boot"))) or 0)
     level = _float(bootstrap.get("ci_level", config.get("ci_level"))) or 0.95
-    data = dict(results.get("data") or {})
+    data = {key: None for key in DATA_KEYS} | dict(results.get("data") or {})
+    bootstrap = {key: None for key in BOOTSTRAP_KEYS} | dict(bootstrap)
+    config = CONFIG_DEFAULTS | {k: v for k, v in config.items() if v is not None}
+    inputs = tuple({key: None for key in INPUT_KEYS} | dict(i) for i in results.get("inputs") or () if isinstance(i, Mapping))
     model = results.get("model")
+    if model is not None and not isinstance(model, Mapping):
+        model = {"description": model}
     command = results.get("command")
     spec = results.get("spec")
     overall = tuple(
@@ -460,7 +474,7 @@ def build_view(results: Mapping[str, Any]) -> Overview:
         overall=overall,
         slices=tuple(_slice(i, s, metrics=metrics, threshold=threshold, share=share)
                      for i, s in enumerate(audit.get("slices") or ())),
-        inputs=tuple(results.get("inputs") or ()),
+        inputs=inputs,
         packages=tuple((str(k), v) for k, v in (results.get("packages") or {}).items()),
         seeds=tuple((str(k), v) for k, v in (results.get("seeds") or {}).items()),
         spec_json=None if spec is None else json.dumps(spec, indent=2, ensure_ascii=False),
