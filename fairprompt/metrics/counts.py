@@ -137,7 +137,12 @@ class CountTable:
         return not np.array_equal(self.w, self.k) or not np.array_equal(self.w2, self.k)
 
     def merge(self, other: CountTable) -> CountTable:
-        """Sum two tables over the same columns (groups are united, order kept)."""
+        """Sum two tables over the same columns.
+
+        Groups are united and sorted by their string values (missing last), so the
+        result does not depend on the order of merging; compare tables by group key,
+        not by position (``from_arrays`` orders numeric values numerically).
+        """
         if self.columns != other.columns:
             raise ValueError(f"cannot merge count tables over {self.columns} and {other.columns}")
         keys = list(self.groups) + [g for g in other.groups if g not in set(self.groups)]
