@@ -48,6 +48,14 @@ class PredictionsSpec(_Strict):
         return self
 
 
+class ImagesSpec(_Strict):
+    """Users' images: the data set file is a metadata table with one row per image."""
+
+    root: str | None = Field(None, description="folder that relative image paths start from (default: the table's folder)")
+    path_column: str = Field("path", description="column of image paths")
+    image_size: int = Field(32, ge=8, le=1024, description="images are resized to this square size")
+
+
 class DataSpec(_Strict):
     """A data set for a model to predict on: an embedded or generated name, or a CSV/Parquet path."""
 
@@ -57,6 +65,7 @@ class DataSpec(_Strict):
     positive_label: str | int | float | bool | None = Field(None, description="favourable label value")
     sensitive: list[str] | None = Field(None, description="sensitive columns (embedded data sets know theirs)")
     options: dict[str, Any] = Field(default_factory=dict, description="generator options of a generated data set")
+    images: ImagesSpec | None = Field(None, description="the data set file lists images (for a frozen_image model)")
 
 
 class LogisticRegressionSpec(_Strict):
@@ -140,7 +149,8 @@ class FrozenImageSpec(_Strict):
     """A frozen torchvision image classifier (the colored_digits fixture, or a user's trained model)."""
 
     kind: Literal["frozen_image"]
-    backbone: str = Field("fixture", description="'fixture' (trained once on the data's train split, then frozen)")
+    backbone: str = Field("fixture", description="'fixture' (trained once on the train split, then frozen), or a "
+                                                 "directory written by fairprompt.models.image.save_classifier")
     epochs: int = Field(8, ge=1, description="epochs of the fixture's one-off training")
     splits: SplitSpec = Field(default_factory=lambda: SplitSpec(column="split"))
     batch_size: int = Field(256, ge=1, description="prediction batch size")
@@ -202,6 +212,8 @@ class Spec(_Strict):
             raise ValueError("'data' needs a 'model' block that makes the predictions")
         if self.predictions is not None and self.model is not None:
             raise ValueError("'model' goes with 'data', not with 'predictions'")
+        if self.data is not None and self.data.images is not None and (self.model is None or self.model.kind != "frozen_image"):
+            raise ValueError("'data.images' goes with a model of kind frozen_image")
         if self.predictions is not None and not self.audit.sensitive:
             raise ValueError("a predictions audit needs 'audit.sensitive', the columns to group by")
         return self

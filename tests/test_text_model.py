@@ -109,7 +109,7 @@ def test_peft_round_trip_restores_prompt_and_head(model: FrozenTextClassifier, t
     fresh = FrozenTextClassifier.with_task_prompt(num_virtual_tokens=4, init="random", seed=123)
     assert not torch.equal(fresh.head().weight, loaded.head().weight)
     np.testing.assert_array_equal(model.predict_proba(TEXTS), loaded.predict_proba(TEXTS))
-    assert loaded.backbone_sha256() == model.backbone_sha256()
+    assert loaded.backbone_sha256 == model.backbone_sha256
 
 
 def test_saved_prompt_that_does_not_fit_the_backbone(tmp_path) -> None:

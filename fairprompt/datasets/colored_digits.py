@@ -260,3 +260,17 @@ def generate(
     settings = dict(image_size=size, correlation=float(correlation), groups=names, seed=int(seed),
                     fractions=parts, noise=float(noise), version=_VERSION)
     return ColoredDigits(images=images, frame=frame, sha256=_digest(images, frame), settings=settings)
+
+
+def generate_frame(
+    *,
+    image_size: int = 32,
+    correlation: float = 0.9,
+    groups: Sequence[str] = ("red", "green"),
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    noise: float = _NOISE_SD,
+) -> pd.DataFrame:
+    """The table of :func:`generate` without the pixels (for ``datasets.load("colored_digits")``)."""
+    return generate(image_size=image_size, correlation=correlation, groups=groups, seed=seed, fractions=fractions,
+                    noise=noise).frame

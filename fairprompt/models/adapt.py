@@ -138,11 +138,11 @@ def task_text_classifier(
         backbone=settings.backbone, num_virtual_tokens=settings.tokens, init=settings.init,  # type: ignore[arg-type]
         init_text=settings.init_text, seed=settings.training.seed, max_length=settings.max_length,
     )
-    before = model.backbone_sha256()
+    before = model.backbone_sha256
     train_rows = model.encode(train_texts, labels=train_labels)
     validation_rows = model.encode(validation_texts, labels=validation_labels)
     history = model.fit(train_rows=train_rows, validation_rows=validation_rows, config=settings.training, progress=progress)
-    if model.backbone_sha256() != before:  # the guarantee, checked on every run, not only in tests
+    if model.backbone_sha256 != before:  # the guarantee, checked on every run, not only in tests
         raise RuntimeError("the backbone changed during task-prompt training")
     record = {"history": history.to_dict(), "trained_rows": len(train_texts), "validation_rows": len(validation_texts)}
     path: Path | None = None

@@ -260,7 +260,9 @@ class FrozenTextClassifier(nn.Module):
         """The frozen backbone (for fingerprints)."""
         return self.base.encoder if isinstance(self.base, MeanPoolClassifier) else self.base
 
+    @property
     def backbone_sha256(self) -> str:
+        """sha256 of the frozen backbone's whole state_dict."""
         return state_sha256(self.encoder)
 
     def head(self) -> nn.Module | None:
@@ -300,7 +302,7 @@ class FrozenTextClassifier(nn.Module):
         task = sum(p.numel() for p in self.task_parameters())
         extra = sum(p.numel() for p in self.prompts.parameters())
         return {
-            "kind": "frozen_text", "backbone": self.backbone, "backbone_sha256": self.backbone_sha256(),
+            "kind": "frozen_text", "backbone": self.backbone, "backbone_sha256": self.backbone_sha256,
             "backbone_parameters": total_parameters(self.encoder), "task_prompt": self.task_prompt,
             "prompt_tokens": int(self.peft_model.peft_config["default"].num_virtual_tokens) if self.peft_model else 0,
             "task_adapter_parameters": task, "extra_prompt_parameters": extra,

@@ -24,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 MAX_CURVES = 12
 """Calibration and ROC plots show at most this many groups (the largest)."""
@@ -299,3 +300,74 @@ def slice_figures(s: Mapping[str, Any], *, index: int, has_scores: bool, thresho
                                   "True positive rate against false positive rate as the score threshold varies." + more,
                                   roc_figure(shown, curves["roc"], prefix=f"fp{index}roc-")))
     return figures
+
+
+def _points(epochs: Sequence[int], values: Sequence[float | None]) -> tuple[list[int], list[float]]:
+    pairs = [(e, v) for e, v in zip(epochs, values) if v is not None]
+    return [e for e, _ in pairs], [v for _, v in pairs]
+
+
+def training_curve_figure(*, epochs: Sequence[int], train_loss: Sequence[float | None], val_loss: Sequence[float | None],
+                          train_accuracy: Sequence[float | None] = (), val_accuracy: Sequence[float | None] = (),
+                          best_epoch: int | None = None, prefix: str) -> Markup:
+    """Loss by epoch (training: solid line, filled circles; validation: dashed line, open squares), the best epoch
+    marked by a dotted vertical line; validation (and training) accuracy in a second panel when recorded."""
+    epochs = [int(e) for e in epochs]
+    series = {"train_loss": _points(epochs, train_loss), "val_loss": _points(epochs, val_loss),
+              "train_accuracy": _points(epochs, train_accuracy), "val_accuracy": _points(epochs, val_accuracy)}
+    has_loss = bool(series["train_loss"][0] or series["val_loss"][0])
+    has_accuracy = bool(series["train_accuracy"][0] or series["val_accuracy"][0])
+    train_style = dict(color="#111111", linestyle="-", marker="o", markerfacecolor="#111111")
+    val_style = dict(color=COLORS[1], linestyle="--", marker="s", markerfacecolor="white")
+    best_style = dict(color="#555555", linestyle=(0, (1, 2)), linewidth=1.0)
+
+    def panel(ax: Any, train: str, val: str, ylabel: str) -> None:
+        for key, style in ((train, train_style), (val, val_style)):
+            xs, ys = series[key]
+            if xs:
+                ax.plot(xs, ys, linewidth=1.3, markersize=5, markeredgecolor=style["color"], **style)
+        if best_epoch is not None and epochs and min(epochs) <= best_epoch <= max(epochs):
+            ax.axvline(best_epoch, **best_style)
+        lo, hi = min(epochs), max(epochs)
+        ax.set_xlim(lo - 0.4, hi + 0.4)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+
+    def draw() -> MplFigure:
+        panels = [p for p, present in (("loss", has_loss), ("accuracy", has_accuracy)) if present]
+        fig = _new(3.4 * len(panels) + 0.6, 2.9)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, name in zip(axes, panels):
+            if name == "loss":
+                panel(ax, "train_loss", "val_loss", "loss (cross-entropy)")
+                ax.set_title("Loss")
+            else:
+                panel(ax, "train_accuracy", "val_accuracy", "accuracy")
+                ax.set_title("Accuracy")
+        handles = [Line2D([], [], markeredgecolor=train_style["color"], **train_style),
+                   Line2D([], [], markeredgecolor=val_style["color"], **val_style)]
+        labels = ["training", "validation"]
+        if best_epoch is not None:
+            handles.append(Line2D([], [], **best_style))
+            labels.append(f"best epoch ({best_epoch}), parameters kept")
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), handlelength=2.6)
+        return fig
+
+    return _render(prefix, draw)
+
+
+def model_figures(curve: Any, *, prefix: str = "fpmodel-") -> list[Figure]:
+    """The Model section's figures: the training curve of a :class:`fairprompt.report.view.TrainingCurve`, if any."""
+    if curve is None or not (curve.has_loss or curve.has_accuracy):
+        return []
+    best = "" if curve.best_epoch is None else f" The dotted line marks the best epoch ({curve.best_epoch}), whose parameters are kept."
+    what = "Loss" if curve.has_loss else "Accuracy"
+    return [Figure(
+        "training", "Training curve",
+        f"{what} by epoch on the training rows (solid line, filled circles) and the validation rows "
+        f"(dashed line, open squares).{best}",
+        training_curve_figure(epochs=curve.epochs, train_loss=curve.train_loss, val_loss=curve.val_loss,
+                              train_accuracy=curve.train_accuracy, val_accuracy=curve.val_accuracy,
+                              best_epoch=curve.best_epoch, prefix=prefix),
+    )]

@@ -122,10 +122,18 @@ class Report:
         return [slice_figures(s.raw, index=s.index, has_scores=self.view.has_scores, threshold=threshold,
                               ci_percent=self.view.ci_percent) for s in self.view.slices]
 
+    def model_figures(self) -> list[Any]:
+        """The figures of the Model section (the training curve), empty without one."""
+        if self.view.model_view is None or self.view.model_view.curve is None:
+            return []
+        from fairprompt.report.plots import model_figures
+
+        return model_figures(self.view.model_view.curve)
+
     def html(self) -> str:
         """The full report as one self-contained HTML page (no scripts, no external resources)."""
         template = html_environment().get_template("report.html.j2")
-        return template.render(v=self.view, figures_by_slice=self.figures())
+        return template.render(v=self.view, figures_by_slice=self.figures(), model_figures=self.model_figures())
 
     def markdown(self) -> str:
         """A short Markdown summary: what was audited, each slice's verdict and headline disparities."""

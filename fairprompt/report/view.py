@@ -4,7 +4,7 @@
 ``docs/results-schema.md``) and returns plain dataclasses that every renderer
 (HTML, Markdown) formats the same way: estimates with their intervals, the
 verdict of each slice, footnotes for undefined values, disparity and compliance
-rows.  Nothing here knows about models, torch or markup; user strings are kept
+rows, and the model section (:class:`ModelView`) for frozen text and image models.  Nothing here knows about models, torch or markup; user strings are kept
 as they are and escaped by the renderers.
 """
 
@@ -287,6 +287,9 @@ class Overview:
     sensitive: tuple[str, ...]
     rows: int | None
     model: tuple[tuple[str, str], ...] | None
+    """The ``model`` block as key/value pairs (nested values as JSON): the display of unknown kinds."""
+    model_view: ModelView | None
+    """The Model section, for the kinds in :data:`MODEL_KINDS`."""
     weighted: bool
     has_scores: bool
     median_score: float | None
@@ -464,6 +467,7 @@ def build_view(results: Mapping[str, Any]) -> Overview:
         sensitive=tuple(str(c) for c in data.get("sensitive") or ()),
         rows=None if _float(data.get("rows_audited", audit.get("n_rows"))) is None else int(data.get("rows_audited", audit.get("n_rows"))),
         model=None if not model else tuple((str(k), _text(v)) for k, v in model.items()),
+        model_view=build_model_view(model),
         weighted=_bool(audit.get("weighted")),
         has_scores=has_scores,
         median_score=_float(audit.get("median_score")),
@@ -483,3 +487,356 @@ def build_view(results: Mapping[str, Any]) -> Overview:
         more_metrics=MORE_METRICS,
         descriptions=dict(audit.get("metric_descriptions") or {}),
     )
+
+
+# The model ---------------------------------------------------------------------------------------------------------
+
+MODEL_KINDS: tuple[str, ...] = ("frozen_text", "frozen_image")
+"""Model kinds with a Model section; any other ``model`` block is shown as key/value pairs."""
+
+SOURCES: dict[str, str] = {
+    "trained in this run": "trained in this run",
+    "cache": "loaded from the cache (trained by an earlier run with the same data, settings and seed)",
+    "shipped with fairprompt": "shipped with fairprompt (trained once, by its authors)",
+}
+
+STOPPED_BY: dict[str, str] = {
+    "max_epochs": "the epoch limit",
+    "patience": "early stopping (validation loss stopped improving)",
+    "early_stopping": "early stopping (validation loss stopped improving)",
+}
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One row of the model's facts table: ``label``, a value, a muted ``note``.
+
+    ``code`` lists names shown as code after the value (column names); ``block`` is
+    a longer text shown on its own (an example input); ``title`` a tooltip.
+    """
+
+    label: str
+    value: str
+    note: str = ""
+    code: tuple[str, ...] = ()
+    block: str | None = None
+    title: str | None = None
+    summary: bool = False
+    """Also listed in the Markdown summary."""
+
+
+@dataclass(frozen=True)
+class Score:
+    """Held-out performance of one model: this one or the reference trained on the same rows."""
+
+    name: str
+    note: str
+    train_rows: int | None
+    test_rows: int | None
+    accuracy: float | None
+    auc: float | None
+
+    @property
+    def accuracy_text(self) -> str:
+        return fmt_num(self.accuracy)
+
+    @property
+    def auc_text(self) -> str:
+        return fmt_num(self.auc)
+
+
+@dataclass(frozen=True)
+class TrainingCurve:
+    """Per-epoch series of the task prompt's training (``None`` where an epoch lacks a value)."""
+
+    epochs: tuple[int, ...]
+    train_loss: tuple[float | None, ...]
+    val_loss: tuple[float | None, ...]
+    train_accuracy: tuple[float | None, ...]
+    val_accuracy: tuple[float | None, ...]
+    best_epoch: int | None
+
+    @property
+    def has_loss(self) -> bool:
+        return any(v is not None for v in self.train_loss + self.val_loss)
+
+    @property
+    def has_accuracy(self) -> bool:
+        return any(v is not None for v in self.train_accuracy + self.val_accuracy)
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """The model section: a title line, facts, held-out scores beside the reference's, and the training curve."""
+
+    kind: str
+    title: str
+    facts: tuple[Fact, ...]
+    scores: tuple[Score, ...]
+    curve: TrainingCurve | None
+    raw: tuple[tuple[str, str], ...]
+
+    @property
+    def reference(self) -> Score | None:
+        return self.scores[1] if len(self.scores) > 1 else None
+
+    @property
+    def difference(self) -> tuple[str, str] | None:
+        """This model minus the reference, accuracy and AUC, signed (``−0.040``); None without a reference."""
+        if len(self.scores) < 2:
+            return None
+        this, ref = self.scores[0], self.scores[1]
+        return fmt_signed(this.accuracy, ref.accuracy), fmt_signed(this.auc, ref.auc)
+
+
+def _map(x: Any) -> Mapping[str, Any]:
+    return x if isinstance(x, Mapping) else {}
+
+
+def _first(block: Mapping[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` present (not None) in ``block``."""
+    for key in keys:
+        if block.get(key) is not None:
+            return block[key]
+    return None
+
+
+def _int(x: Any) -> int | None:
+    value = _float(x)
+    return None if value is None else int(round(value))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def fmt_signed(a: Any, b: Any, digits: int = 3) -> str:
+    """``a - b`` with its sign (``+0.012``, ``−0.040``); a dash when either is missing."""
+    x, y = _float(a), _float(b)
+    if x is None or y is None:
+        return DASH
+    d = round(x - y, digits)
+    return f"{'−' if d < 0 else '+' if d > 0 else '±'}{abs(d):.{digits}f}"
+
+
+def fmt_seconds(x: Any) -> str:
+    """``7.6 s``, ``2 min 05 s``, ``1 h 02 min``; a dash when missing."""
+    value = _float(x)
+    if value is None:
+        return DASH
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, seconds = divmod(int(round(value)), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def fmt_share(x: Any) -> str:
+    """A small share as a percentage with two significant digits: ``0.017%``, ``1.2%``, ``35%``."""
+    value = _float(x)
+    if value is None:
+        return DASH
+    pct = 100.0 * value
+    if pct == 0:
+        return "0%"
+    digits = max(0, 1 - int(math.floor(math.log10(abs(pct)))))
+    return f"{pct:.{digits}f}%"
+
+
+def _short_hash(x: Any, n: int = 12) -> str:
+    text = str(x)
+    return text if len(text) <= n else text[:n] + "…"
+
+
+def _curve(training: Mapping[str, Any]) -> tuple[TrainingCurve | None, Mapping[str, Any]]:
+    """The training curve and the block that holds it (``training.history`` for text models, else ``training``)."""
+    history = _map(training.get("history"))
+    holder = history if history else training
+    points = _first(holder, "epochs", "curve")
+    if not isinstance(points, Sequence) or isinstance(points, (str, bytes)):
+        return None, holder
+    rows = [p for p in points if isinstance(p, Mapping)]
+    if not rows:
+        return None, holder
+    epochs = tuple(_int(p.get("epoch")) or i + 1 for i, p in enumerate(rows))
+    series = lambda *keys: tuple(_float(_first(p, *keys)) for p in rows)  # noqa: E731
+    curve = TrainingCurve(
+        epochs=epochs, train_loss=series("train_loss", "loss"), val_loss=series("val_loss", "validation_loss"),
+        train_accuracy=series("train_accuracy"), val_accuracy=series("val_accuracy", "validation_accuracy"),
+        best_epoch=_int(holder.get("best_epoch")),
+    )
+    return (curve if curve.has_loss or curve.has_accuracy else None), holder
+
+
+def _prompt_title(m: Mapping[str, Any]) -> str | None:
+    """What adapts the frozen backbone, in words (``8-token soft prompt``), or None."""
+    tokens = _int(m.get("prompt_tokens"))
+    if m.get("task_prompt") == "none":
+        return None
+    if tokens:
+        return f"{tokens}-token soft prompt"
+    prompt = m.get("prompt")
+    if isinstance(prompt, Mapping):
+        prompt = prompt.get("kind") or prompt.get("name")
+    if isinstance(prompt, str) and prompt:
+        return prompt.replace("_", " ")
+    return None
+
+
+def _source(training: Mapping[str, Any]) -> str | None:
+    """Where the trained part came from: ``training.source``, or ``from_cache`` as a source."""
+    source = training.get("source")
+    if source is None and isinstance(training.get("from_cache"), bool):
+        source = "cache" if training["from_cache"] else "trained in this run"
+    return None if source is None else str(source)
+
+
+def _model_view(m: Mapping[str, Any]) -> ModelView:
+    kind = str(m.get("kind"))
+    text = _map(m.get("text"))
+    splits = _map(m.get("splits"))
+    training = _map(m.get("training"))
+    architecture = _map(m.get("architecture"))
+    curve, history = _curve(training)
+    facts: list[Fact] = []
+
+    # What the backbone is.
+    backbone = m.get("backbone") or architecture.get("name") or m.get("name")
+    adapter = _prompt_title(m)
+    if kind == "frozen_text":
+        title = f"Frozen {backbone or 'text encoder'}"
+        title += f" + {adapter}" if adapter else (" classifier, used as it is" if m.get("task_prompt") == "none" else "")
+    else:
+        title = f"Frozen {backbone or 'image'} classifier" + (f" + {adapter}" if adapter else "")
+    sha = m.get("backbone_sha256")
+    if backbone is not None:
+        facts.append(Fact("Backbone", str(backbone), note=f"weights sha256 {_short_hash(sha)}" if sha else "",
+                          title=str(sha) if sha else None, summary=True))
+    elif sha:
+        facts.append(Fact("Backbone weights", f"sha256 {_short_hash(sha)}", title=str(sha)))
+    details = {k: v for k, v in architecture.items() if k != "name"}
+    if architecture:
+        facts.append(Fact("Architecture", str(architecture.get("name") or kind),
+                          note=", ".join(f"{k} {_text(v)}" for k, v in details.items())))
+
+    # Parameters: how few are trained.
+    frozen = _int(_first(m, "backbone_parameters", "parameters"))
+    task = _int(m.get("task_adapter_parameters"))
+    extra = _int(m.get("extra_prompt_parameters"))
+    trainable = _int(_first(m, "trainable_parameters", "prompt_parameters"))
+    if trainable is None and (task is not None or extra is not None):
+        trainable = (task or 0) + (extra or 0)
+    if frozen is not None:
+        facts.append(Fact("Backbone parameters", fmt_int(frozen)))
+    if trainable is not None:
+        total = (frozen or 0) + trainable
+        share = _float(m.get("trainable_share"))
+        if share is None and total:
+            share = trainable / total
+        value = fmt_int(trainable) + (f" of {fmt_int(total)} ({fmt_share(share)})" if frozen is not None else "")
+        parts = []
+        if task is not None:
+            parts.append(f"task prompt and head {fmt_int(task)}")
+        if extra:
+            parts.append(f"fairness prompts {fmt_int(extra)}")
+        facts.append(Fact("Trainable parameters", value, note="; ".join(parts), summary=True))
+    if kind in MODEL_KINDS:
+        if m.get("task_prompt") == "none":
+            statement = "Nothing is trained: the classifier is audited as it was given, and its weights never change."
+        elif kind == "frozen_text":
+            statement = "The backbone's weights never change; only the soft prompt and the classification head are trained."
+        else:
+            statement = "The backbone's weights never change; only prompts (pixel borders or patches) are trained."
+        facts.append(Fact("Frozen", statement))
+
+    # How it reads its input.
+    if kind == "frozen_text":
+        if m.get("task_prompt") is not None:
+            facts.append(Fact("Task prompt", adapter or "none (trained classifier used as it is)",
+                              note="prompt tuning (peft)" if m.get("task_prompt") == "peft" else ""))
+        if m.get("pooling") is not None:
+            facts.append(Fact("Pooling", str(m["pooling"])))
+        if m.get("max_length") is not None:
+            facts.append(Fact("Input length", f"up to {fmt_int(m['max_length'])} tokens", note="longer inputs are truncated"))
+    input_size = m.get("input_size")
+    if isinstance(input_size, Sequence) and not isinstance(input_size, str) and input_size:
+        facts.append(Fact("Input size", " × ".join(str(s) for s in input_size) + " pixels"))
+    columns = text.get("text_columns")
+    if isinstance(columns, Sequence) and not isinstance(columns, str):
+        sensitive = text.get("sensitive_in_text")
+        note = ("" if sensitive is None else
+                "sensitive columns included in the text" if sensitive else "sensitive columns left out of the text")
+        facts.append(Fact("Text columns", _plural(len(columns), "column"),
+                          note=note, code=tuple(str(c) for c in columns)))
+    elif text.get("text_column") is not None:
+        facts.append(Fact("Text column", "read as it is", code=(str(text["text_column"]),)))
+    if text.get("example") is not None:
+        facts.append(Fact("Example input", "first row of the data, as the model reads it", block=str(text["example"])))
+
+    # The splits.
+    if splits:
+        parts = [f"{fmt_int(splits[k])} {k}" for k in ("train", "validation", "test") if _float(splits.get(k)) is not None]
+        facts.append(Fact("Splits", " · ".join(parts) or DASH, note=str(splits.get("rule") or ""), summary=True))
+
+    # Training.
+    if history.get("stopping_rule") is not None:
+        facts.append(Fact("Stopping rule", str(history["stopping_rule"])))
+    if history.get("stopped_by") is not None:
+        stopped = str(history["stopped_by"])
+        facts.append(Fact("Stopped by", STOPPED_BY.get(stopped, stopped.replace("_", " ")),
+                          note=f"({stopped})" if stopped in STOPPED_BY else ""))
+    if curve is not None:
+        facts.append(Fact("Epochs run", fmt_int(len(curve.epochs))))
+    elif _float(training.get("epochs")) is not None:
+        facts.append(Fact("Epochs run", fmt_int(training["epochs"])))
+    best = _int(history.get("best_epoch"))
+    if best is not None:
+        best_loss = _float(history.get("best_val_loss"))
+        facts.append(Fact("Best epoch", str(best), note=(f"validation loss {fmt_num(best_loss, 4)}; " if best_loss is not None else "")
+                          + "its parameters are kept"))
+    norm = _float(history.get("final_mean_gradient_norm"))
+    if norm is not None:
+        facts.append(Fact("Final mean gradient norm", f"{norm:.3g}", note="mean over the last epoch's batches"))
+    seconds = _first(history, "seconds", "time_s")
+    if seconds is None:
+        seconds = _first(training, "seconds", "time_s")
+    if seconds is not None:
+        world = _int(history.get("world_size"))
+        source = _source(training)
+        notes = ([_plural(world, "process")] if world else []) + (["measured when it was trained"] if source == "cache" else [])
+        facts.append(Fact("Training time", fmt_seconds(seconds), note="; ".join(notes), summary=True))
+    source = _source(training)
+    if source is not None:
+        key = training.get("cache_key")
+        facts.append(Fact("Task prompt from" if kind == "frozen_text" else "Trained weights from",
+                          SOURCES.get(str(source), str(source)), note=f"cache key {_short_hash(key)}" if key else "",
+                          title=str(training.get("path") or training.get("cache_path") or key or "") or None, summary=True))
+    if _float(m.get("threshold")) is not None:
+        facts.append(Fact("Decision threshold", f"{_float(m['threshold']):g}", note="predicted positive when the score is at least this"))
+
+    # Held-out performance, beside the reference trained on the same rows.
+    scores: list[Score] = []
+    if _float(m.get("test_accuracy")) is not None or _float(m.get("test_auc")) is not None:
+        train_rows = _first(history, "train_rows")
+        train_rows = _first(training, "trained_rows", "train_rows") if train_rows is None else train_rows
+        train_rows = splits.get("train") if train_rows is None else train_rows
+        test_rows = _first(m, "test_rows")
+        test_rows = splits.get("test") if test_rows is None else test_rows
+        scores.append(Score(name="This model", note=title, train_rows=_int(train_rows), test_rows=_int(test_rows),
+                            accuracy=_float(m.get("test_accuracy")), auc=_float(m.get("test_auc"))))
+        ref = _map(m.get("reference"))
+        if ref:
+            scores.append(Score(name="Reference", note=str(ref.get("kind") or "logistic regression"),
+                                train_rows=_int(ref.get("train_rows")), test_rows=_int(ref.get("test_rows")),
+                                accuracy=_float(ref.get("test_accuracy")), auc=_float(ref.get("test_auc"))))
+    return ModelView(kind=kind, title=title, facts=tuple(facts), scores=tuple(scores), curve=curve,
+                     raw=tuple((str(k), _text(v)) for k, v in m.items()))
+
+
+def build_model_view(model: Any) -> ModelView | None:
+    """The Model section of a ``model`` block of a known kind (``frozen_text``, ``frozen_image``), else None."""
+    if not isinstance(model, Mapping) or model.get("kind") not in MODEL_KINDS:
+        return None
+    return _model_view(model)
