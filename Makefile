@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fairprompt-installed
 
-.PHONY: demo test install bench clean-reports
+.PHONY: demo test install bench artifacts check-artifacts clean-reports
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,18 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/fairprompt audit audits/adult_baseline.yaml
+	$(VENV)/bin/fairprompt audit audits/adult_income.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Retrain the task prompts shipped in fairprompt/artifacts from their seeds (CPU, about 30 minutes).
+artifacts: $(STAMP)
+	$(PY) -m fairprompt.shipped build
+
+# Retrain them in a scratch cache and confirm their test metrics match the shipped ones.
+check-artifacts: $(STAMP)
+	$(PY) -m fairprompt.shipped check
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py

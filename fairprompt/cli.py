@@ -118,14 +118,16 @@ def _references(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--min-group-size", type=int, help="Flag groups with fewer rows [30].")
 @click.option("--name", help="Audit name (report title) for a predictions audit.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default reports/NAME for a spec).")
+@click.option("--fresh", is_flag=True, help="Ignore cached task prompts and fixture models: train them again (and do not cache).")
 @click.pass_context
 def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label: str | None, prediction: str | None,
           score: str | None, weight: str | None, positive_label: str | None, score_threshold: float | None,
           sensitive: str | None, reference: tuple[str, ...], impact_threshold: float | None, n_boot: int | None,
-          seed: int | None, min_group_size: int | None, name: str | None, out: Path | None) -> None:
+          seed: int | None, min_group_size: int | None, name: str | None, out: Path | None, fresh: bool) -> None:
     """Audit a model or a predictions file: metrics by group with CIs, results.json and report.html.
 
-    Either give a YAML SPEC (see audits/), or a predictions file with its columns:
+    Either give a YAML SPEC (see audits/; a spec with a model block trains or loads
+    the model, predicts its test split and audits it), or a predictions file with its columns:
 
         fairprompt audit --predictions preds.csv --label y --prediction yhat --sensitive sex,race --out reports/mine
     """
@@ -165,7 +167,8 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
         }
         loaded = parse_spec(raw, source="command line")
     with _progress(ctx.obj["quiet"]) as progress:
-        output = pipeline.run(loaded, out_dir=out, command=["fairprompt", *sys.argv[1:]], progress=progress)
+        output = pipeline.run(loaded, out_dir=out, command=["fairprompt", *sys.argv[1:]], progress=progress,
+                              use_cache=not fresh)
     _say(ctx, f"report: {output.report_path}")
     _say(ctx, f"results: {output.results_path}")
 

@@ -9,7 +9,9 @@ output directory with what the test checks: its rank, the world size as
 Accelerate and torch.distributed see it, the backend, the rows it predicted,
 and the gathered probabilities.
 
-Usage: ``distributed_worker.py MODEL_DIR TEXTS_JSON OUT_DIR BATCH_SIZE [--fit]``.
+Usage: ``distributed_worker.py MODEL_DIR TEXTS_JSON OUT_DIR BATCH_SIZE [--fit]``; with ``--fit`` it
+also trains a fresh task prompt (seed 0) for one epoch on labels ``row % 2`` and rank 0 saves it to
+``OUT_DIR/trained``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(1)  # two processes on two cores
     texts = json.loads(Path(texts_json).read_text(encoding="utf-8"))
-    model = FrozenTextClassifier.load(model_dir, trainable=fit)
+    model = FrozenTextClassifier.load(model_dir)
     rows = model.encode(texts)
     shard: list[int] = []
     probabilities = model.predict_proba(rows, batch_size=batch_size, shard_log=shard)
@@ -59,6 +61,10 @@ def main(argv: list[str]) -> int:
         "probabilities": np.asarray(probabilities, dtype=np.float64).tolist(),
     }
     if fit:
+        # A fresh task prompt on the same backbone (PEFT cannot reload a prompt-learning adapter as trainable).
+        model = FrozenTextClassifier.with_task_prompt(
+            backbone=model.backbone_path, num_virtual_tokens=int(model.peft_model.peft_config["default"].num_virtual_tokens),
+            init="random", seed=0)
         labels = np.arange(len(texts)) % 2
         before = state_sha256(model.encoder)
         prompt_before = model.task_prompt_embedding().detach().clone()
@@ -75,6 +81,8 @@ def main(argv: list[str]) -> int:
             "prompt_changed": bool(not torch.equal(prompt_before, prompt_after)),
             "prompt_sha256": state_sha256({"prompt": prompt_after}),
         }
+        if state.is_main_process:  # the test recomputes the recorded losses from it in one process
+            model.save(out_dir / "trained")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"rank{state.process_index}.json"

@@ -20,7 +20,40 @@ ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 TITLE = 'Hiring <img src=x onerror="alert(2)"> & co'
 
 
-def _results(*, scores: bool, n_boot: int = 40, degenerate: bool = False, seed: int = 0) -> dict:
+def _text_model(*, backbone: str = "all-MiniLM-L6-v2", example: str = "age: 39. workclass: State-gov.") -> dict:
+    """A ``frozen_text`` model block as the pipeline writes it (from a real tiny run)."""
+    return {
+        "kind": "frozen_text", "backbone": backbone, "backbone_sha256": "92e037d4" + "0" * 56,
+        "backbone_parameters": 22713216, "task_prompt": "peft", "prompt_tokens": 8, "task_adapter_parameters": 3842,
+        "extra_prompt_parameters": 0, "trainable_share": 3842 / 22717058, "pooling": "mean over attended positions",
+        "max_length": 128,
+        "text": {"text_columns": ["age", "workclass", SCRIPT], "sensitive_in_text": False, "example": example},
+        "splits": {"train": 96, "validation": 48, "test": 300, "rule": "seeded draw stratified by label (seed 0)", "seed": 0},
+        "training": {
+            "history": {
+                "epochs": [
+                    {"epoch": 1, "train_loss": 0.5634, "val_loss": 0.5713, "val_accuracy": 0.75, "mean_batch_grad_norm": 0.53},
+                    {"epoch": 2, "train_loss": 0.5679, "val_loss": 0.5493, "val_accuracy": 0.75, "mean_batch_grad_norm": 0.59},
+                    {"epoch": 3, "train_loss": 0.5402, "val_loss": 0.5511, "val_accuracy": 0.77, "mean_batch_grad_norm": 0.41},
+                ],
+                "stopped_by": "patience", "stopping_rule": "validation loss not improved by more than 0.0001 for 1 epochs, or 5 epochs",
+                "best_epoch": 2, "best_val_loss": 0.5493, "final_mean_gradient_norm": 0.0895, "seconds": 7.61,
+                "train_rows": 96, "validation_rows": 48, "world_size": 1,
+            },
+            "source": "cache", "cache_key": "5d322a2b" * 8, "path": f"/cache/{SCRIPT}",
+        },
+        "threshold": 0.5, "test_accuracy": 0.76, "test_auc": 0.7689,
+        "reference": {"kind": "logistic_regression (scikit-learn), same training rows and columns", "train_rows": 96,
+                      "test_rows": 300, "test_accuracy": 0.8, "test_auc": 0.8289},
+    }
+
+
+BASELINE_MODEL = {"kind": "logistic_regression", "library": "scikit-learn", "features": ["age", "education"],
+                  "sensitive_in_features": False, "train_rows": 900, "test_rows": 300, "threshold": 0.5, "seed": 0,
+                  "train_accuracy": 0.8123}
+
+
+def _results(*, scores: bool, n_boot: int = 40, degenerate: bool = False, seed: int = 0, model: dict | None = None) -> dict:
     rng = np.random.default_rng(seed)
     n = 1200
     sex = rng.choice(["Female", "Male"], n, p=[0.35, 0.65])
@@ -40,7 +73,7 @@ def _results(*, scores: bool, n_boot: int = 40, degenerate: bool = False, seed: 
               "score": "p" if scores else None, "sensitive": ["sex", "race"], "rows_audited": n, "split": None},
         inputs=[{"role": "predictions", "path": f"data/{SCRIPT}.csv", "sha256": "ab" * 32, "rows": n}],
         seeds={"bootstrap": seed}, command=["fairprompt", "audit", "--name", SCRIPT], created="2025-01-01T00:00:00+00:00",
-        model={"kind": "tabular", "name": SCRIPT, "params": {"C": 1.0}} if scores else None,
+        model=model if model is not None else _text_model(backbone=f"{SCRIPT}-encoder", example=f"name: {SCRIPT}.") if scores else None,
         spec={"name": SCRIPT, "audit": {"n_boot": n_boot}} if scores else None,
     )
 
@@ -69,6 +102,10 @@ def test_user_strings_are_escaped_everywhere(scored_html: str) -> None:
     assert "<script" not in scored_html.lower()  # the page has no scripts at all
     assert ESCAPED in scored_html
     assert "<img" not in scored_html and "&lt;img src=x onerror=&#34;alert(2)&#34;&gt; &amp; co" in scored_html
+    # The model section: backbone name, example input, column names and the cache path are user strings.
+    model = scored_html.split('id="model"')[1].split("</section>")[0]
+    assert f"Frozen {ESCAPED}-encoder + 8-token soft prompt" in model
+    assert f"name: {ESCAPED}." in model and f"<code>{ESCAPED}</code>" in model and f"/cache/{ESCAPED}" in model
     # Plot labels: matplotlib's SVG text carries the group name escaped, too.
     assert any(ESCAPED in svg for svg in _svgs(scored_html))
     assert any(">$x$<" in svg or "$x$" in svg for svg in _svgs(scored_html))  # no mathtext from user '$'
@@ -96,8 +133,8 @@ def test_sections_figures_and_verdict(scored: dict, scored_html: str) -> None:
     assert 'id="provenance"' in html and "ab" * 32 in html
     assert scored["audit"]["bootstrap"]["note"].replace("'", "&#39;") in html
     assert "@media print" in html
-    # 3 slices (sex, race, sex × race) × (selection, TPR/FPR, calibration, ROC).
-    assert html.count("<svg") == 12
+    # 3 slices (sex, race, sex × race) × (selection, TPR/FPR, calibration, ROC), and the model's training curve.
+    assert html.count("<svg") == 13
     assert "Calibration by group" in html and "ROC curve by group" in html
     # The verdict follows the impact ratios: review exactly when a group falls below the threshold.
     for s in scored["audit"]["slices"]:
@@ -179,3 +216,106 @@ def test_rejects_non_results() -> None:
         render_html({"title": "x"})
     with pytest.raises(FairpromptError, match="newer"):
         render_html({"schema": "fairprompt.results", "schema_version": 99, "audit": {}})
+
+
+def _section(html: str, anchor: str) -> str:
+    return html.split(f'id="{anchor}"', 1)[1].split("</section>", 1)[0]
+
+
+def test_model_section_shows_facts_curve_and_reference() -> None:
+    results = _results(scores=False, n_boot=0, model=_text_model())
+    html = render_html(results)
+    assert '<a href="#model">Model</a>' in html  # contents
+    assert "Frozen all-MiniLM-L6-v2 + 8-token soft prompt" in _section(html, "summary")
+    model = _section(html, "model")
+    assert html.index('id="model"') < html.index('id="slice-0"')  # after the summary, before the group tables
+    for fact in ("Backbone", "weights sha256 92e037d40000…", "22,713,216", "3,842 of 22,717,058 (0.017%)",
+                 "The backbone&#39;s weights never change", "8-token soft prompt", "mean over attended positions",
+                 "up to 128 tokens", "3 columns", "<code>age</code>", "sensitive columns left out of the text",
+                 '<pre class="example">age: 39. workclass: State-gov.</pre>', "96 train · 48 validation · 300 test",
+                 "seeded draw stratified by label (seed 0)", "not improved by more than 0.0001",
+                 "early stopping (validation loss stopped improving)", "Epochs run</th>\n      <td>3",
+                 "Best epoch</th>\n      <td>2", "validation loss 0.5493", "0.0895", "7.6 s",
+                 "loaded from the cache", "cache key 5d322a2b5d32…"):
+        assert fact in model, fact
+    # Test accuracy and AUC beside the reference logistic regression's, and their difference.
+    scores = model.split('<table class="scores">')[1].split("</table>")[0]
+    assert scores.index("0.760") < scores.index("0.769") < scores.index("0.800") < scores.index("0.829")
+    assert "logistic_regression (scikit-learn), same training rows and columns" in scores
+    assert "−0.040" in scores and "−0.060" in scores
+    # The training curve: one inline SVG with axis labels, the best epoch, and ids of its own.
+    svgs = _svgs(model)
+    assert len(svgs) == 1 and 'id="model-training"' in model
+    assert all(text in svgs[0] for text in (">epoch<", ">loss<", ">accuracy<", ">training<", ">validation<", ">best epoch (2)<"))
+    assert "stroke-dasharray" in svgs[0]  # validation is dashed: reads in black and white
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)) and any(i.startswith("fpmodel-") for i in ids)
+    assert set(re.findall(r'(?:url\(#|href="#)([^")]+)', html)) <= set(ids)
+    assert render_html(json.loads(dumps(results))) == html  # deterministic, from JSON alone
+    assert html.count("<svg") == 7  # 3 slices × 2 plots + the training curve
+
+
+def test_model_section_in_markdown() -> None:
+    md = render_markdown(_results(scores=False, n_boot=0, model=_text_model(backbone="enc_<b>")))
+    section = md.split("## Model", 1)[1]
+    assert "**Frozen enc\\_\\<b\\> + 8-token soft prompt**" in section
+    assert "- Trainable parameters: 3,842 of 22,717,058 (0.017%)" in section
+    assert "- Splits: 96 train · 48 validation · 300 test" in section
+    assert "- Task prompt from: loaded from the cache" in section
+    assert "accuracy 0.760, AUC 0.769; reference: accuracy 0.800, AUC 0.829" in section
+    assert "<b>" not in md
+
+
+def test_baseline_model_keeps_the_key_value_display() -> None:
+    results = _results(scores=False, n_boot=0, model=BASELINE_MODEL)
+    html = render_html(results)
+    assert 'id="model"' not in html and "#model" not in html
+    summary = _section(html, "summary")
+    assert '<span class="mono">train_accuracy</span>: 0.8123' in summary
+    assert '<span class="mono">features</span>: [&#34;age&#34;, &#34;education&#34;]' in summary
+    assert html.count("<svg") == 6
+    md = render_markdown(results)
+    assert "- Model: kind = logistic\\_regression" in md and "## Model" not in md
+
+
+def test_no_model_renders() -> None:
+    html = render_html(_results(scores=False, n_boot=0))
+    assert 'id="model"' not in html and "not recorded (predictions were supplied)" in html
+    assert "## Model" not in render_markdown(_results(scores=False, n_boot=0))
+
+
+IMAGE_MODEL = {
+    "kind": "frozen_image", "architecture": {"name": "fixture-cnn", "widths": [16, 32], "hidden": 64, "num_classes": 2},
+    "backbone_parameters": 30000, "trainable_parameters": 300, "input_size": [28, 28], "test_accuracy": 0.9,
+    "splits": {"train": 1000, "test": 500},
+    "training": {"epochs": [{"epoch": 1, "loss": 0.6, "train_accuracy": 0.7, "validation_accuracy": 0.65},
+                            {"epoch": 2, "loss": 0.4, "train_accuracy": 0.8, "validation_accuracy": 0.75}],
+                 "seconds": 125.0, "source": "trained in this run", "cache_key": "ab" * 32},
+}
+
+
+@pytest.mark.parametrize("model", [
+    {"kind": "frozen_text"},
+    {"kind": "frozen_text", "backbone": "m", "task_prompt": "none",
+     "training": {"source": "trained classifier used as it is (task_prompt: none)"}, "test_accuracy": 0.7, "test_auc": None},
+    {"kind": "frozen_text", "backbone": None, "text": None, "splits": [], "training": {"history": {"epochs": [{}, {"epoch": "x"}]}},
+     "reference": "lr", "trainable_share": "n/a", "test_accuracy": float("nan")},
+    {"kind": "frozen_text", "training": {"history": {"epochs": [{"epoch": 1, "train_loss": 0.7}], "best_epoch": 9}}},
+    IMAGE_MODEL,
+    {"kind": "frozen_image", "training": {"epochs": 1, "curve": [{"epoch": 1, "validation_accuracy": 0.5}], "from_cache": True}},
+])
+def test_partial_model_blocks_render(model: dict) -> None:
+    results = _results(scores=False, n_boot=0, model=model)
+    html = render_html(results)
+    assert 'id="model"' in html and "Frozen " in _section(html, "model")
+    assert "## Model" in render_markdown(results)
+    assert html.count("<svg") in (6, 7)
+
+
+def test_image_model_section() -> None:
+    html = render_html(_results(scores=False, n_boot=0, model=IMAGE_MODEL))
+    section = _section(html, "model")
+    assert "Frozen fixture-cnn classifier" in section and "300 of 30,300 (0.99%)" in section
+    assert "2 min 05 s" in section and "trained in this run" in section and "1,000 train · 500 test" in section
+    assert "28 × 28 pixels" in section and "0.900" in section
+    assert ">accuracy<" in _svgs(section)[0] and ">loss<" in _svgs(section)[0]

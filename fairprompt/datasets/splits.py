@@ -1,8 +1,10 @@
 """Train / validation / test splits: from a split column, or a seeded draw stratified by label.
 
-The draw takes the test rows first from the whole table, then the training and
-validation rows from what is left, each stratified by the label, so the same
-seed and sizes always give the same rows and the three sets never overlap.
+The draw takes the training and validation rows first from the whole table,
+then the test rows from what is left, each stratified by the label, so the same
+seed and sizes always give the same rows, the three sets never overlap, and the
+size of the test split does not change which rows a model is trained on (a
+smaller audit reuses the same cached task prompt).
 The validation split only steers training (early stopping, and later the
 mitigations' choices); audits report the test split.
 """
@@ -69,10 +71,13 @@ def make_splits(
         )
     index = np.arange(n)
     stratify = y if np.bincount(y).min() >= 2 else None
-    rest, test_rows = train_test_split(index, test_size=n_test, random_state=seed, stratify=stratify)
-    train_rows, validation_rows = train_test_split(
-        rest, train_size=train, test_size=validation, random_state=seed, stratify=None if stratify is None else y[rest],
-    )
-    rule = (f"seeded draw stratified by label: {n_test:,} test rows from all {n:,}, then {train:,} train and "
-            f"{validation:,} validation rows from the rest (seed {seed})")
+    train_rows, rest = train_test_split(index, train_size=train, random_state=seed, stratify=stratify)
+    validation_rows, rest = train_test_split(rest, train_size=validation, random_state=seed,
+                                             stratify=None if stratify is None else y[rest])
+    if n_test < rest.size:
+        test_rows, _ = train_test_split(rest, train_size=n_test, random_state=seed, stratify=None if stratify is None else y[rest])
+    else:
+        test_rows = rest
+    rule = (f"seeded draw stratified by label: {train:,} train and {validation:,} validation rows from all {n:,}, "
+            f"then {n_test:,} test rows from the rest (seed {seed})")
     return Splits(np.sort(train_rows), np.sort(validation_rows), np.sort(test_rows), rule=rule, seed=seed)

@@ -84,22 +84,37 @@ class TrainHistory:
         return asdict(self)
 
 
-class _IndexBatches(torch.utils.data.Dataset):
-    """A map-style dataset whose items are whole batches (lists of row indices)."""
+class _RowIndex(torch.utils.data.Dataset):
+    """Row ``i`` is just ``i``; the source's ``collate`` turns a batch of row numbers into tensors."""
 
-    def __init__(self, source: BatchSource, batches: list[list[int]]):
-        self.source = source
-        self.batches = batches
+    def __init__(self, n: int):
+        self.n = n
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return self.n
 
-    def __getitem__(self, i: int) -> Batch:
-        return self.source.collate(self.batches[i])
+    def __getitem__(self, i: int) -> int:
+        return i
 
 
 def _loader(source: BatchSource, batches: list[list[int]]) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(_IndexBatches(source, batches), batch_size=None, shuffle=False)
+    """The pre-cut batches as a ``batch_sampler``, which Accelerate shards across processes (whole batches)."""
+    return torch.utils.data.DataLoader(_RowIndex(len(source)), batch_sampler=batches, collate_fn=source.collate)
+
+
+def _prepare_unpadded(accelerator, loader: torch.utils.data.DataLoader) -> torch.utils.data.DataLoader:
+    """Shard for evaluation/prediction: each batch on exactly one process, none repeated to even the shards.
+
+    (Accelerate's default ``even_batches`` repeats the first batches on processes that run short; right for
+    lock-step DDP training, wrong for sums and predictions.)  The callers run no collective per batch, so
+    processes may hold different numbers of batches, and combine their results once at the end.
+    """
+    even = accelerator.even_batches
+    accelerator.even_batches = False
+    try:
+        return accelerator.prepare(loader)
+    finally:
+        accelerator.even_batches = even
 
 
 def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:
@@ -163,8 +178,9 @@ def train(
     optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    validation_loader = _loader(validation_data, length_sorted_batches(validation_data.lengths(), config.batch_size * 2))
-    model, optimizer, validation_loader = accelerator.prepare(model, optimizer, validation_loader)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    validation_loader = _prepare_unpadded(
+        accelerator, _loader(validation_data, length_sorted_batches(validation_data.lengths(), config.batch_size * 2)))
     history = TrainHistory(
         stopping_rule=f"validation loss not improved by more than {config.min_delta:g} for {config.patience} epochs, "
         f"or {config.max_epochs} epochs; the best validation epoch's parameters are kept",
@@ -215,6 +231,7 @@ def train(
 
 
 def _evaluate(accelerator, model: nn.Module, forward, loader) -> tuple[float, float]:
+    model = accelerator.unwrap_model(model)  # no DDP: shards may differ in length; one reduce at the end
     model.eval()
     total = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # loss sum, correct, weight sum
     with torch.inference_mode():
@@ -231,8 +248,9 @@ def _evaluate(accelerator, model: nn.Module, forward, loader) -> tuple[float, fl
 def mean_gradient_norm(*, accelerator, model: nn.Module, forward, params: Sequence[nn.Parameter], data: BatchSource,
                        batch_size: int, progress: Progress | None = None) -> float:
     """Norm of the gradient of the training objective (mean weighted loss over all rows) at the current parameters."""
+    model = accelerator.unwrap_model(model)  # no DDP: local gradient sums over this shard, one reduce at the end
     model.eval()  # no dropout: the gradient of the objective itself
-    loader = accelerator.prepare(_loader(data, length_sorted_batches(data.lengths(), batch_size)))
+    loader = _prepare_unpadded(accelerator, _loader(data, length_sorted_batches(data.lengths(), batch_size)))
     sums = [torch.zeros_like(p, dtype=torch.float64) for p in params]
     n = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     for step, batch in enumerate(loader):
@@ -262,13 +280,15 @@ def predict_logits(
 ) -> np.ndarray:
     """Logits for every row of ``data``, in row order, batched by length under ``torch.inference_mode``.
 
-    Under several processes each process predicts its shard of the batches and
-    the results are gathered (``gather_for_metrics`` drops the padding that
-    even shards need); every process returns the full array.  ``shard_log``,
+    Under several processes each process predicts its own batches (no batch is
+    repeated to even the shards) and the (row index, logits) pairs are gathered
+    once at the end; every process returns the full array.  ``shard_log``,
     when given, receives the row indices this process predicted.
     """
+    from accelerate.utils import gather_object
+
     accelerator = _accelerator()
-    loader = accelerator.prepare(_loader(data, length_sorted_batches(data.lengths(), batch_size)))
+    loader = _prepare_unpadded(accelerator, _loader(data, length_sorted_batches(data.lengths(), batch_size)))
     model = model.to(accelerator.device)
     model.eval()
     outputs, indices = [], []
@@ -277,19 +297,21 @@ def predict_logits(
             logits = forward(model, batch).float()
             if shard_log is not None:
                 shard_log.extend(batch["index"].tolist())
-            gathered_index, gathered_logits = accelerator.gather_for_metrics((batch["index"], logits))
-            indices.append(gathered_index.cpu())
-            outputs.append(gathered_logits.cpu())
+            indices.append(batch["index"].cpu().numpy())
+            outputs.append(logits.cpu().numpy())
             if progress:
                 progress(description, step + 1, len(loader))
-    if not outputs:
+    local = [(np.concatenate(indices), np.concatenate(outputs))] if outputs else []
+    parts = gather_object(local) if accelerator.num_processes > 1 else local  # shards differ in size: objects
+    if not parts:
         return np.zeros((0, 0), dtype=np.float32)
-    index = torch.cat(indices).numpy()
-    logits = torch.cat(outputs).numpy()
+    index = np.concatenate([i for i, _ in parts])
+    logits = np.concatenate([x for _, x in parts])
+    if index.size != len(data) or np.unique(index).size != len(data):
+        raise RuntimeError(f"prediction gathered {np.unique(index).size} distinct of {len(data)} rows "
+                           f"({index.size} predictions from {accelerator.num_processes} processes)")
     result = np.empty_like(logits)
     result[index] = logits
-    if np.unique(index).size != len(data):
-        raise RuntimeError(f"prediction gathered {np.unique(index).size} of {len(data)} rows")
     return result
 
 

@@ -336,11 +336,11 @@ def training_curve_figure(*, epochs: Sequence[int], train_loss: Sequence[float |
 
     def draw() -> MplFigure:
         panels = [p for p, present in (("loss", has_loss), ("accuracy", has_accuracy)) if present]
-        fig = _new(3.4 * len(panels) + 0.6, 2.9)
+        fig = _new(2.5 * len(panels) + 0.3, 2.7)
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, name in zip(axes, panels):
             if name == "loss":
-                panel(ax, "train_loss", "val_loss", "loss (cross-entropy)")
+                panel(ax, "train_loss", "val_loss", "loss")
                 ax.set_title("Loss")
             else:
                 panel(ax, "train_accuracy", "val_accuracy", "accuracy")
@@ -350,8 +350,8 @@ def training_curve_figure(*, epochs: Sequence[int], train_loss: Sequence[float |
         labels = ["training", "validation"]
         if best_epoch is not None:
             handles.append(Line2D([], [], **best_style))
-            labels.append(f"best epoch ({best_epoch}), parameters kept")
-        fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), handlelength=2.6)
+            labels.append(f"best epoch ({best_epoch})")
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), handlelength=2.4, columnspacing=1.2)
         return fig
 
     return _render(prefix, draw)
@@ -362,11 +362,12 @@ def model_figures(curve: Any, *, prefix: str = "fpmodel-") -> list[Figure]:
     if curve is None or not (curve.has_loss or curve.has_accuracy):
         return []
     best = "" if curve.best_epoch is None else f" The dotted line marks the best epoch ({curve.best_epoch}), whose parameters are kept."
-    what = "Loss" if curve.has_loss else "Accuracy"
+    what = ("Loss (left) and accuracy (right)" if curve.has_loss and curve.has_accuracy
+            else "Loss" if curve.has_loss else "Accuracy")
     return [Figure(
         "training", "Training curve",
         f"{what} by epoch on the training rows (solid line, filled circles) and the validation rows "
-        f"(dashed line, open squares).{best}",
+        f"(dashed line, open squares), where recorded.{best}",
         training_curve_figure(epochs=curve.epochs, train_loss=curve.train_loss, val_loss=curve.val_loss,
                               train_accuracy=curve.train_accuracy, val_accuracy=curve.val_accuracy,
                               best_epoch=curve.best_epoch, prefix=prefix),

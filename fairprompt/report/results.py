@@ -13,7 +13,7 @@ Schema ``fairprompt.results`` version 1 (documented in ``docs/results-schema.md`
       "inputs": [{"role": str, "path": str, "sha256": str, "rows": int}],
       "data": {"source": str, "label": str, "positive_label": str, "prediction": str,
                "score": str | null, "sensitive": [str], "rows_audited": int, "split": str | null},
-      "model": {...} | null,            # what produced the predictions, when fairprompt did
+      "model": {...} | null,            # what produced the predictions, when fairprompt did (kinds in the docs)
       "spec": {...} | null,             # the validated spec, when run from one
       "seeds": {"bootstrap": int, ...},
       "audit": Audit.to_dict(),         # see fairprompt.metrics.audit

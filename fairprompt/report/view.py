@@ -654,13 +654,11 @@ def _curve(training: Mapping[str, Any]) -> tuple[TrainingCurve | None, Mapping[s
     """The training curve and the block that holds it (``training.history`` for text models, else ``training``)."""
     history = _map(training.get("history"))
     holder = history if history else training
-    points = _first(holder, "epochs", "curve")
-    if not isinstance(points, Sequence) or isinstance(points, (str, bytes)):
-        return None, holder
-    rows = [p for p in points if isinstance(p, Mapping)]
+    lists = [holder[k] for k in ("epochs", "curve") if isinstance(holder.get(k), Sequence) and not isinstance(holder[k], str)]
+    rows = [p for p in (lists[0] if lists else ()) if isinstance(p, Mapping)]
     if not rows:
         return None, holder
-    epochs = tuple(_int(p.get("epoch")) or i + 1 for i, p in enumerate(rows))
+    epochs = tuple(i + 1 if _int(p.get("epoch")) is None else _int(p.get("epoch")) for i, p in enumerate(rows))
     series = lambda *keys: tuple(_float(_first(p, *keys)) for p in rows)  # noqa: E731
     curve = TrainingCurve(
         epochs=epochs, train_loss=series("train_loss", "loss"), val_loss=series("val_loss", "validation_loss"),
@@ -711,15 +709,15 @@ def _model_view(m: Mapping[str, Any]) -> ModelView:
     else:
         title = f"Frozen {backbone or 'image'} classifier" + (f" + {adapter}" if adapter else "")
     sha = m.get("backbone_sha256")
-    if backbone is not None:
-        facts.append(Fact("Backbone", str(backbone), note=f"weights sha256 {_short_hash(sha)}" if sha else "",
-                          title=str(sha) if sha else None, summary=True))
-    elif sha:
-        facts.append(Fact("Backbone weights", f"sha256 {_short_hash(sha)}", title=str(sha)))
-    details = {k: v for k, v in architecture.items() if k != "name"}
+    sha_note = f"weights sha256 {_short_hash(sha)}" if sha else ""
     if architecture:
+        details = ", ".join(f"{k} {_text(v)}" for k, v in architecture.items() if k != "name")
         facts.append(Fact("Architecture", str(architecture.get("name") or kind),
-                          note=", ".join(f"{k} {_text(v)}" for k, v in details.items())))
+                          note="; ".join(n for n in (details, sha_note) if n), title=str(sha) if sha else None, summary=True))
+    elif backbone is not None:
+        facts.append(Fact("Backbone", str(backbone), note=sha_note, title=str(sha) if sha else None, summary=True))
+    elif sha:
+        facts.append(Fact("Backbone weights", sha_note, title=str(sha)))
 
     # Parameters: how few are trained.
     frozen = _int(_first(m, "backbone_parameters", "parameters"))
@@ -749,7 +747,7 @@ def _model_view(m: Mapping[str, Any]) -> ModelView:
             statement = "The backbone's weights never change; only the soft prompt and the classification head are trained."
         else:
             statement = "The backbone's weights never change; only prompts (pixel borders or patches) are trained."
-        facts.append(Fact("Frozen", statement))
+        facts.append(Fact("Frozen", statement, summary=True))
 
     # How it reads its input.
     if kind == "frozen_text":
@@ -824,7 +822,8 @@ def _model_view(m: Mapping[str, Any]) -> ModelView:
         train_rows = splits.get("train") if train_rows is None else train_rows
         test_rows = _first(m, "test_rows")
         test_rows = splits.get("test") if test_rows is None else test_rows
-        scores.append(Score(name="This model", note=title, train_rows=_int(train_rows), test_rows=_int(test_rows),
+        scores.append(Score(name="This model", note="the predictions audited here", train_rows=_int(train_rows),
+                            test_rows=_int(test_rows),
                             accuracy=_float(m.get("test_accuracy")), auc=_float(m.get("test_auc"))))
         ref = _map(m.get("reference"))
         if ref:
