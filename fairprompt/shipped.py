@@ -65,25 +65,32 @@ def _run(spec_path: Path, cache: Path) -> dict[str, Any]:
         return pipeline.run(spec, out_dir=out, command=["python", "-m", "fairprompt.artifacts"], use_cache=True).results
 
 
+def ship(results: dict[str, Any], spec_name: str) -> Path:
+    """Copy the freshly trained prompt of a run's results into the shipped folder (replacing the spec's old one)."""
+    record = results["model"]["training"]
+    if record.get("source") != "trained in this run" or not record.get("path"):
+        raise RuntimeError(f"{spec_name}: only a prompt trained from its seed can be shipped, not one from {record.get('source')}")
+    key = record["cache_key"]
+    SHIPPED.mkdir(parents=True, exist_ok=True)
+    for stale in SHIPPED.iterdir():
+        if stale.is_dir() and (stale / SHIPPED_FILE).is_file():
+            if json.loads((stale / SHIPPED_FILE).read_text())["spec"] == spec_name:
+                shutil.rmtree(stale)
+    target = SHIPPED / key
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(Path(record["path"]), target)
+    write_text(target / SHIPPED_FILE, json.dumps({"spec": spec_name, **_metrics(results)}, indent=2) + "\n")
+    return target
+
+
 def build(audits: Path) -> list[Path]:
-    """Retrain every shipped task prompt from its seed and replace the shipped copies."""
+    """Retrain every shipped task prompt from its seed (empty scratch cache) and replace the shipped copies."""
     written = []
     for spec_path in prompt_specs(audits):
         with tempfile.TemporaryDirectory() as scratch:
             results = _run(spec_path, Path(scratch))
-            record = results["model"]["training"]
-            if record.get("source") != "trained in this run":
-                raise RuntimeError(f"{spec_path}: expected a fresh training, got {record.get('source')}")
-            key = record["cache_key"]
-            target = SHIPPED / key
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(Path(record["path"]), target)
-        for stale in SHIPPED.iterdir():
-            if stale.is_dir() and stale.name != key and (stale / SHIPPED_FILE).is_file():
-                if json.loads((stale / SHIPPED_FILE).read_text())["spec"] == spec_path.name:
-                    shutil.rmtree(stale)
-        write_text(target / SHIPPED_FILE, json.dumps({"spec": spec_path.name, **_metrics(results)}, indent=2) + "\n")
+            target = ship(results, spec_path.name)
         written.append(target)
         print(f"{spec_path}: shipped {target}")
     return written

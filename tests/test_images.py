@@ -388,3 +388,29 @@ def test_fixture_needs_training_rows(tiny: ColoredDigits, cache: Path) -> None:
     only_val = tiny.select((tiny.frame["split"] == "validation").to_numpy())
     with pytest.raises(FairpromptError, match="no 'train' rows"):
         fixture_classifier(data=only_val, epochs=1)
+
+
+def test_pixel_prompt_training_through_the_shared_trainer_leaves_backbone_unchanged(tmp_path, monkeypatch) -> None:
+    """The generic Accelerate trainer (used for every prompt) trains a PixelBorder; the backbone stays bit-for-bit."""
+    import torch
+
+    from fairprompt.models import PromptedModel
+    from fairprompt.models.training import TrainConfig, train
+    from fairprompt.prepare import ImageRows
+    from fairprompt.prompts import PixelBorder, PixelBorderConfig
+
+    monkeypatch.setenv("FAIRPROMPT_CACHE", str(tmp_path))
+    from fairprompt.models.image import fixture_classifier
+
+    data = generate(seed=0)
+    model, _ = fixture_classifier(data=data, epochs=1)
+    border = PixelBorder(PixelBorderConfig(image_size=32, width=3, init="zeros"))
+    prompted = model.with_prompts([border])
+    assert isinstance(prompted, PromptedModel)
+    before, start = prompted.backbone_sha256, [p.detach().clone() for p in border.parameters()]
+    rows = np.flatnonzero(data.frame["split"].to_numpy() == "train")[:64]
+    source = ImageRows(data.images[rows], data.y[rows])
+    train(model=prompted, forward=lambda m, b: m(b["images"]), param_groups=[{"params": list(border.parameters()), "lr": 0.1}],
+          train_data=source, validation_data=source, config=TrainConfig(max_epochs=1, batch_size=16), description="border")
+    assert prompted.backbone_sha256 == before
+    assert any(not torch.equal(a, b) for a, b in zip(start, border.parameters()))

@@ -701,23 +701,23 @@ def _model_view(m: Mapping[str, Any]) -> ModelView:
     facts: list[Fact] = []
 
     # What the backbone is.
-    backbone = m.get("backbone") or architecture.get("name") or m.get("name")
+    backbone = m.get("backbone") if m.get("backbone") is not None else m.get("name")
     adapter = _prompt_title(m)
     if kind == "frozen_text":
         title = f"Frozen {backbone or 'text encoder'}"
         title += f" + {adapter}" if adapter else (" classifier, used as it is" if m.get("task_prompt") == "none" else "")
     else:
-        title = f"Frozen {backbone or 'image'} classifier" + (f" + {adapter}" if adapter else "")
+        name = architecture.get("name") or backbone
+        title = f"Frozen {name or 'image'} classifier" + (f" + {adapter}" if adapter else "")
     sha = m.get("backbone_sha256")
     sha_note = f"weights sha256 {_short_hash(sha)}" if sha else ""
-    if architecture:
-        details = ", ".join(f"{k} {_text(v)}" for k, v in architecture.items() if k != "name")
-        facts.append(Fact("Architecture", str(architecture.get("name") or kind),
-                          note="; ".join(n for n in (details, sha_note) if n), title=str(sha) if sha else None, summary=True))
-    elif backbone is not None:
+    if backbone is not None:
         facts.append(Fact("Backbone", str(backbone), note=sha_note, title=str(sha) if sha else None, summary=True))
     elif sha:
         facts.append(Fact("Backbone weights", sha_note, title=str(sha)))
+    if architecture:
+        details = ", ".join(f"{k} {_text(v)}" for k, v in architecture.items() if k != "name")
+        facts.append(Fact("Architecture", str(architecture.get("name") or kind), note=details, summary=backbone is None))
 
     # Parameters: how few are trained.
     frozen = _int(_first(m, "backbone_parameters", "parameters"))
@@ -745,8 +745,10 @@ def _model_view(m: Mapping[str, Any]) -> ModelView:
             statement = "Nothing is trained: the classifier is audited as it was given, and its weights never change."
         elif kind == "frozen_text":
             statement = "The backbone's weights never change; only the soft prompt and the classification head are trained."
-        else:
+        elif trainable:
             statement = "The backbone's weights never change; only prompts (pixel borders or patches) are trained."
+        else:
+            statement = "The classifier's weights never change: it was trained once, then frozen; nothing is trained for this audit."
         facts.append(Fact("Frozen", statement, summary=True))
 
     # How it reads its input.
@@ -794,6 +796,9 @@ def _model_view(m: Mapping[str, Any]) -> ModelView:
         best_loss = _float(history.get("best_val_loss"))
         facts.append(Fact("Best epoch", str(best), note=(f"validation loss {fmt_num(best_loss, 4)}; " if best_loss is not None else "")
                           + "its parameters are kept"))
+    hyper = _map(_first(history, "hyper_parameters") or training.get("hyper_parameters"))
+    if hyper:
+        facts.append(Fact("Hyper-parameters", ", ".join(f"{k.replace('_', ' ')} {_text(v)}" for k, v in hyper.items())))
     norm = _float(history.get("final_mean_gradient_norm"))
     if norm is not None:
         facts.append(Fact("Final mean gradient norm", f"{norm:.3g}", note="mean over the last epoch's batches"))
