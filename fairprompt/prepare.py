@@ -17,6 +17,7 @@ import pandas as pd
 
 from fairprompt import datasets
 from fairprompt.errors import FairpromptError, did_you_mean
+from fairprompt.metrics.audit import check_reference
 from fairprompt.metrics.inputs import binarize, scores_array
 from fairprompt.spec import Spec
 
@@ -84,6 +85,7 @@ def _load_data(spec: Spec):
     if not sensitive:
         raise FairpromptError(f"no sensitive columns for {d.dataset!r}; set audit.sensitive in the spec")
     _require_columns(ds.frame, sensitive, source=ds.source, role="sensitive")
+    check_reference(ds.frame[sensitive], spec.audit.reference)  # before any training, not after
     return ds, sensitive
 
 
@@ -297,6 +299,7 @@ def prepare_frozen_image(spec: Spec, *, progress: Progress | None = None, use_ca
     if not sensitive:
         raise FairpromptError(f"no sensitive columns for {ds.source}; set audit.sensitive in the spec")
     _require_columns(ds.frame, sensitive, source=ds.source, role="sensitive")
+    check_reference(ds.frame[sensitive], spec.audit.reference)
     y = ds.y
     s = m.splits
     splits = make_splits(frame=ds.frame, y=y, column=s.column, train=s.train, validation=s.validation, test=s.test,

@@ -230,3 +230,10 @@ def test_images_block_needs_an_image_model(tmp_path: Path) -> None:
     spec = _image_spec(_images(tmp_path), "fixture")
     spec["model"] = {"kind": "logistic_regression"}
     _bad(tmp_path, spec, "frozen_image")
+
+
+def test_reference_typo_is_caught_before_training(tmp_path: Path) -> None:
+    spec = json.loads(json.dumps(TINY_ADULT))
+    spec["audit"]["reference"] = {"sex": "Mal"}
+    _bad(tmp_path, spec, "'Mal'", "did you mean 'Male'")
+    assert not (tmp_path / "cache").exists(), "nothing was trained or cached"

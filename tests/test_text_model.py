@@ -110,6 +110,9 @@ def test_peft_round_trip_restores_prompt_and_head(model: FrozenTextClassifier, t
     assert not torch.equal(fresh.head().weight, loaded.head().weight)
     np.testing.assert_array_equal(model.predict_proba(TEXTS), loaded.predict_proba(TEXTS))
     assert loaded.backbone_sha256 == model.backbone_sha256
+    assert not any(p.requires_grad for p in loaded.parameters())
+    trainable = FrozenTextClassifier.load(tmp_path / "adapter", trainable=True)
+    assert {id(p) for p in trainable.parameters() if p.requires_grad} == {id(p) for p in trainable.task_parameters()}
 
 
 def test_saved_prompt_that_does_not_fit_the_backbone(tmp_path) -> None:

@@ -150,6 +150,18 @@ def _label(key: GroupKey) -> str:
     return INTERSECTION.join("<missing>" if v is None else str(v) for v in key)
 
 
+def check_reference(frame: pd.DataFrame, reference: Mapping[str, Any]) -> None:
+    """Raise a FairpromptError unless every reference column is in ``frame`` and its group occurs there."""
+    for column, value in reference.items():
+        if column not in frame.columns:
+            raise FairpromptError(f"reference names column {column!r}, which is not a sensitive column{did_you_mean(column, frame.columns)}")
+        observed = pd.unique(frame[column].dropna().astype(str))
+        if str(value) not in observed:
+            raise FairpromptError(
+                f"reference group {value!r} does not occur in sensitive column {column!r}{did_you_mean(str(value), observed)}"
+            )
+
+
 def _choose_reference(
     columns: tuple[str, ...], keys: tuple[GroupKey, ...], weight: np.ndarray, configured: Mapping[str, str]
 ) -> tuple[int, str]:
@@ -280,14 +292,7 @@ def audit(
     if p.size != n_rows:
         raise FairpromptError(f"y_pred has {p.size} values but y_true has {n_rows}; give one prediction per row")
     frame = sensitive_frame(sensitive, n_rows=n_rows)
-    for column, value in config.reference.items():
-        if column not in frame.columns:
-            raise FairpromptError(f"reference names column {column!r}, which is not a sensitive column{did_you_mean(column, frame.columns)}")
-        observed = pd.unique(frame[column].dropna().astype(str))
-        if value not in observed:
-            raise FairpromptError(
-                f"reference group {value!r} does not occur in sensitive column {column!r}{did_you_mean(value, observed)}"
-            )
+    check_reference(frame, config.reference)
     weights = None if sample_weight is None else weights_array(sample_weight, name=getattr(sample_weight, "name", None) or "sample_weight", n_rows=n_rows)
     scores = None if y_score is None else scores_array(y_score, name=getattr(y_score, "name", None) or "y_score")
     if scores is not None and scores.size != n_rows:

@@ -198,7 +198,11 @@ class FrozenTextClassifier(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path, *, trainable: bool = False) -> FrozenTextClassifier:
-        """Restore a model saved by :meth:`save` (PEFT adapter + head, or a reference to a trained classifier)."""
+        """Restore a model saved by :meth:`save` (PEFT adapter + head, or a reference to a trained classifier).
+
+        ``trainable=True`` makes the task prompt and head trainable again (to continue training or
+        repair them); the backbone stays frozen either way.
+        """
         directory = Path(directory)
         meta_path = directory / MODEL_FILE
         if not meta_path.is_file():
@@ -225,7 +229,7 @@ class FrozenTextClassifier(nn.Module):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                peft_model = PeftModel.from_pretrained(base, str(directory), is_trainable=trainable)
+                peft_model = PeftModel.from_pretrained(base, str(directory), is_trainable=False)
         except Exception as exc:  # noqa: BLE001 - safetensors, torch and peft each raise their own types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if "safetensor" in type(exc).__name__.lower() or "deserializ" in first.lower():
@@ -236,6 +240,8 @@ class FrozenTextClassifier(nn.Module):
         model = cls(base=base, tokenizer=_load_tokenizer(path), backbone=backbone, backbone_path=path,
                     peft_model=peft_model, task_prompt="peft", num_labels=int(meta.get("num_labels", 2)),
                     max_length=int(meta.get("max_length", 128)))
+        for parameter in model.task_parameters():  # PEFT refuses is_trainable=True for prompt learning (and
+            parameter.requires_grad_(trainable)     # leaves the prompt trainable otherwise): set it ourselves
         model._check_frozen()
         return model
 
