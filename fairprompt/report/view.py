@@ -801,7 +801,7 @@ def _model_view(m: Mapping[str, Any]) -> ModelView:
         facts.append(Fact("Hyper-parameters", ", ".join(f"{k.replace('_', ' ')} {_text(v)}" for k, v in hyper.items())))
     norm = _float(history.get("final_mean_gradient_norm"))
     if norm is not None:
-        facts.append(Fact("Final mean gradient norm", f"{norm:.3g}", note="mean over the last epoch's batches"))
+        facts.append(Fact("Final mean gradient norm", f"{norm:.3g}", note="norm of the mean training-loss gradient at the kept parameters (0 at an exact optimum)"))
     seconds = _first(history, "seconds", "time_s")
     if seconds is None:
         seconds = _first(training, "seconds", "time_s")
