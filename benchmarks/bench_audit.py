@@ -37,35 +37,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _model_and_texts(rows: int):
-    from fairprompt import datasets
-    from fairprompt.datasets.splits import make_splits
-    from fairprompt.models.adapt import TaskPromptSettings, _find, task_prompt_key
-    from fairprompt.models.text import FrozenTextClassifier
-    from fairprompt.models.training import TrainConfig
-    from fairprompt.prepare import model_texts
-    from fairprompt.spec import load_spec
+    import yaml
 
-    spec = load_spec(ROOT / "audits" / "adult_income.yaml")
-    m = spec.model
-    ds = datasets.load("adult")
-    y = ds.y
-    texts, _ = model_texts(spec, ds, ["sex", "race"])
-    s = m.splits
-    splits = make_splits(frame=ds.frame, y=y, train=s.train, validation=s.validation, test=rows, seed=s.seed)
-    t = m.training
-    settings = TaskPromptSettings(backbone=m.backbone, tokens=m.task_prompt.tokens, init=m.task_prompt.init,
-                                  init_text=m.task_prompt.init_text, max_length=m.text.max_length,
-                                  training=TrainConfig(max_epochs=t.max_epochs, patience=t.patience, batch_size=t.batch_size,
-                                                       lr=t.lr, head_lr=t.head_lr, seed=t.seed))
-    key = task_prompt_key(settings=settings, train_texts=[texts[i] for i in splits.train], train_labels=y[splits.train],
-                          validation_texts=[texts[i] for i in splits.validation], validation_labels=y[splits.validation])
+    from fairprompt.models.adapt import _find
+    from fairprompt.models.text import FrozenTextClassifier
+    from fairprompt.prepare import text_task
+    from fairprompt.spec import parse_spec
+
+    raw = yaml.safe_load((ROOT / "audits" / "adult_income.yaml").read_text())
+    raw["model"]["splits"]["test"] = rows  # the test size does not move the training rows, so the key is unchanged
+    spec = parse_spec(raw, source="adult_income.yaml")
+    task = text_task(spec)
+    key = task.task_prompt_key()
     found = _find(key)
     if found is not None:
         model, origin = FrozenTextClassifier.load(found), f"trained task prompt ({found.parent.name}/{key[:12]})"
     else:
-        model = FrozenTextClassifier.with_task_prompt(num_virtual_tokens=m.task_prompt.tokens, init="random", seed=0)
+        model = FrozenTextClassifier.with_task_prompt(num_virtual_tokens=spec.model.task_prompt.tokens, init="random", seed=0)
         origin = "untrained task prompt of the same shape (no cached prompt found)"
-    return model, [texts[i] for i in splits.test], origin, m.batch_size
+    return model, task.pick(task.splits.test), origin, spec.model.batch_size
 
 
 def _bare(model, batches) -> np.ndarray:

@@ -163,12 +163,34 @@ def model_texts(spec: Spec, ds, sensitive: list[str]) -> tuple[list[str], dict[s
     return texts, {"text_columns": columns, "sensitive_in_text": bool(t.include_sensitive), "example": texts[0] if texts else ""}
 
 
-def prepare_frozen_text(spec: Spec, *, progress: Progress | None = None, use_cache: bool = True) -> AuditInputs:
-    """Frozen encoder + task prompt (tuned once, cached), predictions on the test split."""
+@dataclass(frozen=True)
+class TextTask:
+    """A frozen_text spec resolved against its data: texts, labels, splits and task-prompt settings."""
+
+    dataset: Any
+    sensitive: list[str]
+    texts: list[str]
+    text_info: dict[str, Any]
+    y: np.ndarray
+    splits: Any
+    settings: Any  # TaskPromptSettings, or None for task_prompt: none
+
+    def pick(self, rows: np.ndarray) -> list[str]:
+        return [self.texts[i] for i in rows]
+
+    def task_prompt_key(self) -> str:
+        """The cache key of the task prompt this spec trains (no training happens here)."""
+        from fairprompt.models.adapt import task_prompt_key
+
+        s = self.splits
+        return task_prompt_key(settings=self.settings, train_texts=self.pick(s.train), train_labels=self.y[s.train],
+                               validation_texts=self.pick(s.validation), validation_labels=self.y[s.validation])
+
+
+def text_task(spec: Spec) -> TextTask:
+    """Load and check everything a frozen_text spec needs before any model is built."""
     from fairprompt.datasets.splits import make_splits
-    from fairprompt.models.adapt import TaskPromptSettings, task_text_classifier
-    from fairprompt.models.tabular_baseline import reference_scores
-    from fairprompt.models.text import FrozenTextClassifier
+    from fairprompt.models.adapt import TaskPromptSettings
     from fairprompt.models.training import TrainConfig
 
     m = spec.model
@@ -179,11 +201,8 @@ def prepare_frozen_text(spec: Spec, *, progress: Progress | None = None, use_cac
     s = m.splits
     splits = make_splits(frame=ds.frame, y=y, column=s.column, train=s.train, validation=s.validation, test=s.test,
                          seed=s.seed, source=ds.source)
-    pick = lambda rows: [texts[i] for i in rows]  # noqa: E731
-    if m.task_prompt == "none":
-        model = FrozenTextClassifier.from_trained_classifier(path=m.backbone, max_length=m.text.max_length)
-        training: dict[str, Any] = {"source": "trained classifier used as it is (task_prompt: none)"}
-    else:
+    settings = None
+    if m.task_prompt != "none":
         t = m.training
         settings = TaskPromptSettings(
             backbone=m.backbone, tokens=m.task_prompt.tokens, init=m.task_prompt.init, init_text=m.task_prompt.init_text,
@@ -191,15 +210,32 @@ def prepare_frozen_text(spec: Spec, *, progress: Progress | None = None, use_cac
             training=TrainConfig(max_epochs=t.max_epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr,
                                  head_lr=t.head_lr, seed=t.seed),
         )
+    return TextTask(dataset=ds, sensitive=sensitive, texts=texts, text_info=text_info, y=y, splits=splits, settings=settings)
+
+
+def prepare_frozen_text(spec: Spec, *, progress: Progress | None = None, use_cache: bool = True) -> AuditInputs:
+    """Frozen encoder + task prompt (tuned once, cached), predictions on the test split."""
+    from fairprompt.models.adapt import task_text_classifier
+    from fairprompt.models.tabular_baseline import reference_scores
+    from fairprompt.models.text import FrozenTextClassifier
+
+    m = spec.model
+    assert m is not None and m.kind == "frozen_text"
+    task = text_task(spec)
+    ds, y, splits, sensitive, text_info = task.dataset, task.y, task.splits, task.sensitive, task.text_info
+    if task.settings is None:
+        model = FrozenTextClassifier.from_trained_classifier(path=m.backbone, max_length=m.text.max_length)
+        training: dict[str, Any] = {"source": "trained classifier used as it is (task_prompt: none)"}
+    else:
         model, training = task_text_classifier(
-            settings=settings, train_texts=pick(splits.train), train_labels=y[splits.train],
-            validation_texts=pick(splits.validation), validation_labels=y[splits.validation],
+            settings=task.settings, train_texts=task.pick(splits.train), train_labels=y[splits.train],
+            validation_texts=task.pick(splits.validation), validation_labels=y[splits.validation],
             use_cache=use_cache, progress=progress,
         )
     if model.num_labels != 2:
         raise FairpromptError(f"classifier {m.backbone!r} has {model.num_labels} labels; fairprompt audits binary classifiers")
-    test_rows = model.encode(pick(splits.test), labels=y[splits.test])
-    score = model.predict_proba(test_rows, batch_size=m.batch_size, progress=progress,)[:, 1]
+    test_rows = model.encode(task.pick(splits.test), labels=y[splits.test])
+    score = model.predict_proba(test_rows, batch_size=m.batch_size, progress=progress)[:, 1]
     y_test = y[splits.test]
     y_pred = (score >= m.threshold).astype(np.int8)
     description = model.describe() | {"text": text_info, "splits": splits.describe(), "training": training,

@@ -84,10 +84,12 @@ def ship(results: dict[str, Any], spec_name: str) -> Path:
     return target
 
 
-def build(audits: Path) -> list[Path]:
-    """Retrain every shipped task prompt from its seed (empty scratch cache) and replace the shipped copies."""
+def build(audits: Path, *, only: list[str] | None = None) -> list[Path]:
+    """Retrain every shipped task prompt (or those named in ``only``) from its seed and replace the shipped copies."""
     written = []
     for spec_path in prompt_specs(audits):
+        if only and spec_path.stem not in only:
+            continue
         with tempfile.TemporaryDirectory() as scratch:
             results = _run(spec_path, Path(scratch))
             target = ship(results, spec_path.name)
@@ -96,11 +98,13 @@ def build(audits: Path) -> list[Path]:
     return written
 
 
-def check(audits: Path, *, tolerance: float = 0.005) -> bool:
-    """Retrain every shipped prompt in a scratch cache and compare its test metrics with the shipped ones."""
+def check(audits: Path, *, tolerance: float = 0.005, only: list[str] | None = None) -> bool:
+    """Retrain every shipped prompt (or those of the specs named in ``only``) in a scratch cache; compare test metrics."""
     ok = True
     shipped = {json.loads((d / SHIPPED_FILE).read_text())["spec"]: d for d in SHIPPED.iterdir() if (d / SHIPPED_FILE).is_file()}
     for spec_path in prompt_specs(audits):
+        if only and spec_path.stem not in only:
+            continue
         if spec_path.name not in shipped:
             print(f"{spec_path}: no shipped prompt (run make artifacts)")
             ok = False
@@ -127,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("build", "check"))
     parser.add_argument("--audits", type=Path, default=Path("audits"))
     parser.add_argument("--tolerance", type=float, default=0.005)
+    parser.add_argument("--only", nargs="*", metavar="SPEC", help="spec names (file stems) to build or check; default all")
     args = parser.parse_args(argv)
     if args.command == "build":
         SHIPPED.mkdir(parents=True, exist_ok=True)
-        build(args.audits)
+        build(args.audits, only=args.only)
         return 0
-    return 0 if check(args.audits, tolerance=args.tolerance) else 1
+    return 0 if check(args.audits, tolerance=args.tolerance, only=args.only) else 1
 
 
 if __name__ == "__main__":

@@ -237,3 +237,19 @@ def test_reference_typo_is_caught_before_training(tmp_path: Path) -> None:
     spec["audit"]["reference"] = {"sex": "Mal"}
     _bad(tmp_path, spec, "'Mal'", "did you mean 'Male'")
     assert not (tmp_path / "cache").exists(), "nothing was trained or cached"
+
+
+def test_shipped_task_prompts_match_the_embedded_specs() -> None:
+    """Each text spec in audits/ finds its shipped prompt by the key a run computes, so demos never retrain."""
+    from fairprompt.models.adapt import SHIPPED
+    from fairprompt.prepare import text_task
+    from fairprompt.shipped import SHIPPED_FILE, prompt_specs
+
+    specs = prompt_specs(Path("audits"))
+    assert {p.stem for p in specs} == {"adult_income", "compas_recidivism", "identity_toxicity"}
+    for path in specs:
+        key = text_task(load_spec(path)).task_prompt_key()
+        folder = SHIPPED / key
+        assert (folder / SHIPPED_FILE).is_file(), f"{path.name}: no shipped prompt for key {key[:12]}; run make artifacts"
+        assert json.loads((folder / SHIPPED_FILE).read_text())["spec"] == path.name
+        assert (folder / "adapter_model.safetensors").stat().st_size < 64_000

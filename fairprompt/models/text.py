@@ -344,6 +344,60 @@ class FrozenTextClassifier(nn.Module):
             embeds, mask = inserted.inputs_embeds, inserted.attention_mask
         return self.base(inputs_embeds=embeds, attention_mask=mask).logits
 
+    def prompted_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                        prompt_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embeddings and mask the frozen classifier reads: :meth:`forward`'s insertion, step for step.
+
+        ``prompt_rows`` [B, k, d], when given, replaces the task prompt PEFT would prepend (its value
+        ``peft_model.get_prompt(B)``), so each row can carry its own copy of the prompt tensor: a leaf with
+        ``requires_grad`` then receives exact per-row gradients from one backward pass on a padded batch.
+        """
+        from fairprompt.prompts import insert_tokens
+
+        embeds = self._word_embeddings(input_ids)
+        mask = attention_mask
+        for prompt in self.prompts:
+            inserted = prompt.insert(inputs_embeds=embeds, attention_mask=mask)
+            embeds, mask = inserted.inputs_embeds, inserted.attention_mask
+        if self.peft_model is not None:
+            if prompt_rows is None:
+                tokens = self.peft_model.get_prompt(batch_size=input_ids.shape[0])
+            else:
+                expected = (input_ids.shape[0], *self.task_prompt_embedding().shape)
+                if tuple(prompt_rows.shape) != expected:
+                    raise ValueError(f"prompt_rows has shape {tuple(prompt_rows.shape)}; expected {expected} (one prompt copy per row)")
+                tokens = prompt_rows
+            inserted = insert_tokens(inputs_embeds=embeds, attention_mask=mask, tokens=tokens.to(embeds.dtype), position="prepend")
+            embeds, mask = inserted.inputs_embeds, inserted.attention_mask
+        elif prompt_rows is not None:
+            raise FairpromptError("this classifier has no task prompt (task_prompt: none), so prompt_rows cannot replace it")
+        return embeds, mask
+
+    def margins_and_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                             prompt_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The margin ``z = logit_1 - logit_0`` [B] and the pooled features the head reads [B, d].
+
+        For a two-class task-prompt model only (what FairIJ differentiates).  The features are captured
+        at the head's input, so they are exactly what :class:`MeanPoolClassifier` pooled; ``prompt_rows``
+        as in :meth:`prompted_inputs`.  ``z`` is a function of the prompt and the head; with the head's
+        closed-form derivatives (dz/dW_1 = h, dz/dW_0 = -h, dz/db = (-1, +1)) one backward of ``z.sum()``
+        into per-row prompt copies gives the whole per-row Jacobian.
+        """
+        if self.peft_model is None or not isinstance(self.base, MeanPoolClassifier):
+            raise FairpromptError("margins_and_features needs a task prompt and head (task_prompt: peft); "
+                                  "this classifier is used as it is")
+        if self.num_labels != 2:
+            raise FairpromptError(f"margins_and_features needs a two-class task but this one has {self.num_labels} labels")
+        embeds, mask = self.prompted_inputs(input_ids, attention_mask, prompt_rows=prompt_rows)
+        captured: list[torch.Tensor] = []
+        head = self.head()
+        handle = head.register_forward_hook(lambda module, args, output: captured.append(args[0]))
+        try:
+            logits = self.base(inputs_embeds=embeds, attention_mask=mask).logits
+        finally:
+            handle.remove()
+        return logits[:, 1] - logits[:, 0], captured[-1]
+
     def fit(self, *, train_rows: TextRows, validation_rows: TextRows, config: TrainConfig = TrainConfig(),
             progress: Progress | None = None) -> TrainHistory:
         """Train the task prompt and head (the backbone stays frozen); returns the history."""
