@@ -48,9 +48,12 @@ def prompt_specs(audits: Path) -> list[Path]:
 def _metrics(results: dict[str, Any]) -> dict[str, float | None]:
     model = results["model"]
     dp = None
+    first = results["data"]["sensitive"][0]
     for sl in results["audit"]["slices"]:
-        if sl["name"] == results["data"]["sensitive"][0]:
-            dp = sl["disparities"]["between_groups"]["demographic_parity_difference"]["value"]
+        if sl["name"] == first:
+            for row in sl["disparities"]:
+                if row["metric"] == "demographic_parity_difference" and row["convention"] == "between_groups":
+                    dp = row["value"]
     return {"test_accuracy": model["test_accuracy"], "test_auc": model["test_auc"], "demographic_parity_difference": dp}
 
 

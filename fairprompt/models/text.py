@@ -250,11 +250,32 @@ class FrozenTextClassifier(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if self.peft_model is not None:
+            card = directory / "README.md"
+            had_card = card.exists()
             self.peft_model.save_pretrained(str(directory), safe_serialization=True)
+            if not had_card and card.exists():  # PEFT's boilerplate model card: not ours to ship
+                card.unlink()
         meta = {"format": MODEL_FORMAT, "task_prompt": self.task_prompt, "backbone": self.backbone,
                 "num_labels": self.num_labels, "max_length": self.max_length, "pooling": self.pooling}
         write_text(directory / MODEL_FILE, json.dumps(meta, indent=2) + "\n")
         return directory
+
+    def adapter_copy(self) -> FrozenTextClassifier:
+        """A new classifier on the *same* frozen backbone (shared, never copied) and tokenizer.
+
+        The task prompt, head and extra prompts are deep copies with the same values and ``requires_grad``
+        flags, so changing the copy's adapter (FairIJ's repairs) leaves this classifier untouched.
+        """
+        import copy
+
+        memo: dict[int, Any] = {id(self.tokenizer): self.tokenizer}
+        for module in self.encoder.modules():
+            memo[id(module)] = module
+        for tensor in [*self.encoder.parameters(), *self.encoder.buffers()]:
+            memo[id(tensor)] = tensor
+        clone = copy.deepcopy(self, memo)
+        assert clone.encoder is self.encoder and clone._word_embeddings is self._word_embeddings
+        return clone
 
     # structure -----------------------------------------------------------------------------------------------
     @property
