@@ -60,18 +60,20 @@ def run(
     command: Sequence[str] | None = None,
     progress: Progress | None = None,
     use_cache: bool = True,
+    use_shipped: bool = True,
 ) -> RunOutput:
     """Run everything the spec names and write results.json, metrics_by_group.csv and report.html.
 
     ``use_cache=False`` ignores (and does not fill) the cache of trained task
-    prompts and fixture models.  Under several processes (``torchrun`` or
+    prompts and fixture models, and the prompts shipped with fairprompt;
+    ``use_shipped=False`` ignores only the shipped prompts.  Under several processes (``torchrun`` or
     ``accelerate launch``) every process trains and predicts its shard, and
     only the main process audits and writes.
     """
     if spec.predictions is not None:
         prepared = prepare_predictions(spec)
     else:
-        prepared = prepare_model(spec, progress=progress, use_cache=use_cache)
+        prepared = prepare_model(spec, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
     a = spec.audit
     result = audit(
         y_true=prepared.y_true, y_pred=prepared.y_pred, y_score=prepared.y_score, sample_weight=prepared.sample_weight,

@@ -95,11 +95,12 @@ def _data_block(ds, sensitive: list[str], *, prediction: str, split: str) -> dic
             "sensitive": sensitive, "rows": int(len(ds.frame)), "split": split}
 
 
-def prepare_model(spec: Spec, *, progress: Progress | None = None, use_cache: bool = True) -> AuditInputs:
+def prepare_model(spec: Spec, *, progress: Progress | None = None, use_cache: bool = True,
+                  use_shipped: bool = True) -> AuditInputs:
     """Load the data set, get the spec's model (train or load it), predict the test rows."""
     assert spec.model is not None
     if spec.model.kind == "frozen_text":
-        return prepare_frozen_text(spec, progress=progress, use_cache=use_cache)
+        return prepare_frozen_text(spec, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
     if spec.model.kind == "frozen_image":
         return prepare_frozen_image(spec, progress=progress, use_cache=use_cache)
     return prepare_baseline(spec, progress=progress)
@@ -213,7 +214,8 @@ def text_task(spec: Spec) -> TextTask:
     return TextTask(dataset=ds, sensitive=sensitive, texts=texts, text_info=text_info, y=y, splits=splits, settings=settings)
 
 
-def prepare_frozen_text(spec: Spec, *, progress: Progress | None = None, use_cache: bool = True) -> AuditInputs:
+def prepare_frozen_text(spec: Spec, *, progress: Progress | None = None, use_cache: bool = True,
+                        use_shipped: bool = True) -> AuditInputs:
     """Frozen encoder + task prompt (tuned once, cached), predictions on the test split."""
     from fairprompt.models.adapt import task_text_classifier
     from fairprompt.models.tabular_baseline import reference_scores
@@ -230,7 +232,7 @@ def prepare_frozen_text(spec: Spec, *, progress: Progress | None = None, use_cac
         model, training = task_text_classifier(
             settings=task.settings, train_texts=task.pick(splits.train), train_labels=y[splits.train],
             validation_texts=task.pick(splits.validation), validation_labels=y[splits.validation],
-            use_cache=use_cache, progress=progress,
+            use_cache=use_cache, use_shipped=use_shipped, progress=progress,
         )
     if model.num_labels != 2:
         raise FairpromptError(f"classifier {m.backbone!r} has {model.num_labels} labels; fairprompt audits binary classifiers")

@@ -65,7 +65,8 @@ def _run(spec_path: Path, cache: Path) -> dict[str, Any]:
     os.environ["FAIRPROMPT_CACHE"] = str(cache)
     with tempfile.TemporaryDirectory() as out:
         spec = load_spec(spec_path)
-        return pipeline.run(spec, out_dir=out, command=["python", "-m", "fairprompt.artifacts"], use_cache=True).results
+        return pipeline.run(spec, out_dir=out, command=["python", "-m", "fairprompt.shipped"], use_cache=True,
+                            use_shipped=False).results
 
 
 def ship(results: dict[str, Any], spec_name: str) -> Path:

@@ -86,8 +86,8 @@ def task_prompt_key(*, settings: TaskPromptSettings, train_texts: Sequence[str],
     })
 
 
-def _find(key: str) -> Path | None:
-    for root in (cache_dir("task_prompts"), SHIPPED):
+def _find(key: str, *, shipped: bool = True) -> Path | None:
+    for root in (cache_dir("task_prompts"), SHIPPED) if shipped else (cache_dir("task_prompts"),):
         candidate = root / key
         if (candidate / HISTORY_FILE).is_file():
             return candidate
@@ -116,16 +116,18 @@ def _store(model: FrozenTextClassifier, history: dict[str, Any], key: str) -> Pa
 def task_text_classifier(
     *, settings: TaskPromptSettings, train_texts: Sequence[str], train_labels: np.ndarray,
     validation_texts: Sequence[str], validation_labels: np.ndarray, use_cache: bool = True,
-    progress: Progress | None = None,
+    use_shipped: bool = True, progress: Progress | None = None,
 ) -> tuple[FrozenTextClassifier, dict[str, Any]]:
     """A frozen text classifier with a task prompt trained on these rows (or loaded from the cache).
 
+    ``use_shipped=False`` ignores the prompts shipped with fairprompt (to regenerate
+    or check them); ``use_cache=False`` ignores the cache and the shipped prompts.
     Returns the model and its training record (history, stopping rule, final
     mean gradient norm, where it came from, the cache key).
     """
     key = task_prompt_key(settings=settings, train_texts=train_texts, train_labels=train_labels,
                           validation_texts=validation_texts, validation_labels=validation_labels)
-    found = _find(key) if use_cache else None
+    found = _find(key, shipped=use_shipped) if use_cache else None
     if found is not None:
         try:
             record = json.loads((found / HISTORY_FILE).read_text(encoding="utf-8"))
