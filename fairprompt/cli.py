@@ -126,6 +126,8 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
           seed: int | None, min_group_size: int | None, name: str | None, out: Path | None, fresh: bool) -> None:
     """Audit a model or a predictions file: metrics by group with CIs, results.json and report.html.
 
+    A spec's `mitigations:` (fairij) run after the audit, which is written first.
+
     Either give a YAML SPEC (see audits/; a spec with a model block trains or loads
     the model, predicts its test split and audits it), or a predictions file with its columns:
 
@@ -169,8 +171,53 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
     with _progress(ctx.obj["quiet"]) as progress:
         output = pipeline.run(loaded, out_dir=out, command=["fairprompt", *sys.argv[1:]], progress=progress,
                               use_cache=not fresh)
+    _say_outputs(ctx, output)
+
+
+def _say_outputs(ctx: click.Context, output: Any) -> None:
     _say(ctx, f"report: {output.report_path}")
     _say(ctx, f"results: {output.results_path}")
+    for record in output.mitigations:
+        files = record.get("outputs") or {}
+        chosen = (record.get("fairij") or {}).get("chosen_k")
+        _say(ctx, f"{record['name']}: {chosen} training rows down-weighted; influence: "
+                  f"{output.out_dir / files.get('influence_csv', '')}; repaired prompt: "
+                  f"{output.out_dir / files.get('artifact_dir', '')}")
+
+
+@cli.group()
+def mitigate() -> None:
+    """Repair a frozen model through prompts only, after its audit (writes into the audit's report directory)."""
+
+
+@mitigate.command("fairij")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default reports/NAME).")
+@click.option("--fresh", is_flag=True, help="Retrain the task prompt (ignore the cache) and recompute the before-audit.")
+@click.pass_context
+def mitigate_fairij(ctx: click.Context, spec: Path, out: Path | None, fresh: bool) -> None:
+    """Run only FairIJ for a frozen_text SPEC: score training rows by their influence on unfairness,
+    down-weight the harmful ones, repair the task prompt, and audit the repaired model on the test split.
+
+    Uses the spec's `fairij` settings from `mitigations:` (defaults when it names none), the cached or
+    shipped task prompt, and the before-audit already in the output directory when it was written for
+    the same spec (else computes it first).  Writes influence.csv, fairij/ and the `mitigations` block
+    of results.json into the same directory:
+
+        fairprompt mitigate fairij audits/adult_income.yaml
+    """
+    from fairprompt import pipeline
+    from fairprompt.spec import load_spec, parse_spec
+
+    loaded = load_spec(spec)
+    if not any(m.name == "fairij" for m in loaded.mitigations):
+        raw = loaded.model_dump(mode="json", exclude_unset=True)
+        raw["mitigations"] = [*raw.get("mitigations", []), "fairij"]
+        loaded = parse_spec(raw, source=str(spec))
+    with _progress(ctx.obj["quiet"]) as progress:
+        output = pipeline.mitigate(loaded, names=("fairij",), out_dir=out, command=["fairprompt", *sys.argv[1:]],
+                                   progress=progress, use_cache=not fresh)
+    _say_outputs(ctx, output)
 
 
 @cli.group()

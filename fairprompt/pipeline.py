@@ -1,25 +1,58 @@
-"""Runs a spec: load -> (train and predict) -> audit -> results.json -> report.
+"""Runs a spec: load -> (train and predict) -> audit -> results.json -> report -> mitigations.
 
-Every check on the inputs happens before anything is written, and the outputs
-are rendered in memory first, then each written atomically, so a bad input or a
-crash leaves no half-written report directory behind.
+Every check on the inputs happens before anything is written (the spec as a whole, then the data,
+the splits and each mitigation's repair group, before any model is built), and the outputs are
+rendered in memory first, then each written atomically, so a bad input or a crash leaves no
+half-written report directory behind.
+
+Mitigations (the spec's ``mitigations:`` list, or ``fairprompt mitigate fairij SPEC``) run after the
+audit, which is written first: ``results.json``, ``metrics_by_group.csv`` and ``report.html`` hold the
+before-audit, with each mitigation listed as ``status: not_run``.  Each mitigation then writes its own
+files (``influence.csv``, ``fairij/``) and rewrites ``results.json`` and ``report.html`` with its record
+(``status: ok``).  A mitigation that fails keeps the before-audit: its record becomes
+``{"name": ..., "status": "failed", "error": ...}``, results.json and report.html are rewritten with it,
+and the error is raised again (the CLI prints it as one line and exits 2), so a failed repair is both
+on record and visible to scripts.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import os
+import shutil
+import tempfile
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
 
 from fairprompt.atomic import write_text
+from fairprompt.errors import FairpromptError
 from fairprompt.metrics import Audit, audit
-from fairprompt.prepare import AuditInputs, prepare_model, prepare_predictions
+from fairprompt.prepare import (
+    AuditInputs, TextTask, _auc, prepare_frozen_text, prepare_model, prepare_predictions, repair_groups, text_model,
+    text_task,
+)
 from fairprompt.report import render_html
-from fairprompt.report.results import build_results, dumps
-from fairprompt.spec import Spec
+from fairprompt.report.results import build_results, dumps, load_results, to_jsonable
+from fairprompt.spec import Mitigation, Spec
+
+if TYPE_CHECKING:
+    from fairprompt.mitigation.fairij import FairIJResult
 
 Progress = Callable[[str, int, int], None]
+
+INFLUENCE_CSV = "influence.csv"
+FAIRIJ_DIR = "fairij"
+FAIRIJ_RECORD = "fairij.json"
+TOP_FLAGGED = 20
+TEXT_SHOWN = 1000  # characters of a text feature kept in results.json
+HEADLINE = ("demographic_parity_difference", "disparate_impact", "equal_opportunity_difference",
+            "equalized_odds_difference", "accuracy_difference")
 
 
 @dataclass(frozen=True)
@@ -30,14 +63,13 @@ class RunOutput:
     results_path: Path
     report_path: Path
     csv_path: Path
-    audit: Audit
+    audit: Audit | None  # None when ``mitigate`` reused the before-audit in results.json
     results: dict[str, Any]
+    mitigations: list[dict[str, Any]] = field(default_factory=list)
 
 
 def is_main_process() -> bool:
     """False only in the non-main processes of a torch.distributed run."""
-    import os
-
     return os.environ.get("RANK", "0") == "0"
 
 
@@ -53,6 +85,43 @@ def model_seeds(spec: Spec) -> dict[str, int]:
     return {"model": m.seed}
 
 
+def _mitigation_seeds(spec: Spec) -> dict[str, int]:
+    return {f"mitigation_{m.name}": m.seed for m in spec.mitigations}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _single_process(spec: Spec) -> None:
+    if spec.mitigations and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise FairpromptError("mitigations run in one process; remove 'mitigations' from the spec for the distributed "
+                              "audit, then run `fairprompt mitigate fairij SPEC` without torchrun")
+
+
+@dataclass
+class _MitigationInputs:
+    """What the mitigations need from the before-run: the resolved task, the model and its record."""
+
+    task: TextTask
+    model: Any
+    training: dict[str, Any]
+    groups: list[str]
+
+
+def _write(target: Path, results: dict[str, Any], csv_text: str | None = None) -> tuple[Path, Path, Path]:
+    """results.json (+ metrics_by_group.csv) + report.html, each rendered first, then written atomically."""
+    json_text = dumps(results)
+    html_text = render_html(results)
+    paths = (target / "results.json", target / "metrics_by_group.csv", target / "report.html")
+    if is_main_process():
+        write_text(paths[0], json_text)
+        if csv_text is not None:
+            write_text(paths[1], csv_text)
+        write_text(paths[2], html_text)
+    return paths
+
+
 def run(
     spec: Spec,
     *,
@@ -62,40 +131,376 @@ def run(
     use_cache: bool = True,
     use_shipped: bool = True,
 ) -> RunOutput:
-    """Run everything the spec names and write results.json, metrics_by_group.csv and report.html.
+    """Run everything the spec names and write results.json, metrics_by_group.csv and report.html,
+    then each of the spec's mitigations (module docstring).
 
     ``use_cache=False`` ignores (and does not fill) the cache of trained task
     prompts and fixture models, and the prompts shipped with fairprompt;
     ``use_shipped=False`` ignores only the shipped prompts.  Under several processes (``torchrun`` or
     ``accelerate launch``) every process trains and predicts its shard, and
-    only the main process audits and writes.
+    only the main process audits and writes (a spec with mitigations is refused there).
     """
+    _single_process(spec)
+    pending: _MitigationInputs | None = None
     if spec.predictions is not None:
         prepared = prepare_predictions(spec)
+    elif spec.mitigations:
+        task = text_task(spec)
+        groups = repair_groups(spec, task)  # before any model is built
+        model, training = text_model(spec, task, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
+        prepared = prepare_frozen_text(spec, progress=progress, task=task, loaded=(model, training))
+        pending = _MitigationInputs(task=task, model=model, training=training, groups=groups)
     else:
         prepared = prepare_model(spec, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
-    a = spec.audit
-    result = audit(
-        y_true=prepared.y_true, y_pred=prepared.y_pred, y_score=prepared.y_score, sample_weight=prepared.sample_weight,
-        sensitive=prepared.sensitive, reference=a.reference, n_boot=a.n_boot, ci_level=a.ci_level, seed=a.seed,
-        min_group_size=a.min_group_size, impact_threshold=a.impact_threshold, bootstrap=a.bootstrap, progress=progress,
-    )
-    seeds = {"bootstrap": a.seed} | model_seeds(spec)
+    result = _audit(spec, prepared, progress)
+    seeds = {"bootstrap": spec.audit.seed} | model_seeds(spec) | _mitigation_seeds(spec)
     results = build_results(
         name=spec.name, title=spec.title or spec.name, audit=result.to_dict(),
         data=prepared.data | {"rows_audited": result.n_rows}, inputs=prepared.inputs, seeds=seeds,
         model=prepared.model, spec=spec.model_dump(mode="json"), command=command,
+        mitigations=[_not_run(m, g) for m, g in zip(spec.mitigations, pending.groups)] if pending else None,
     )
     if progress:
         progress("rendering the report", 0, 1)
-    json_text = dumps(results)
-    html_text = render_html(results)
-    csv_text = result.by_group().to_csv(index=False)
     target = spec.output_dir(out_dir)
-    paths = (target / "results.json", target / "metrics_by_group.csv", target / "report.html")
-    if is_main_process():
-        for path, text in zip(paths, (json_text, csv_text, html_text)):
-            write_text(path, text)
+    paths = _write(target, results, result.by_group().to_csv(index=False))
     if progress:
         progress("rendering the report", 1, 1)
-    return RunOutput(out_dir=target, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=result, results=results)
+    records: list[dict[str, Any]] = []
+    if pending is not None and is_main_process():
+        records = _run_mitigations(spec, pending, results=results, target=target, command=command,
+                                   before="computed in this run", progress=progress)
+    return RunOutput(out_dir=target, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=result,
+                     results=results, mitigations=records)
+
+
+def mitigate(
+    spec: Spec,
+    *,
+    names: Sequence[str] = ("fairij",),
+    out_dir: str | Path | None = None,
+    command: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    use_cache: bool = True,
+    use_shipped: bool = True,
+) -> RunOutput:
+    """Run only the spec's mitigations called ``names`` (each must be in ``spec.mitigations``).
+
+    The before-audit is reused from the output directory's results.json when that file was written for
+    the same spec (mitigations aside), the same data and the same task prompt (its cache key); the task
+    prompt is then loaded from the cache or the prompts shipped with fairprompt.  Otherwise (no
+    results.json, another spec, or ``use_cache=False``) the whole run happens: the before-audit is
+    computed and written first, then the mitigations.  Records of other mitigations already in
+    results.json are kept.
+    """
+    chosen = [m for m in spec.mitigations if m.name in names]
+    missing = [n for n in names if n not in {m.name for m in chosen}]
+    if missing:
+        raise FairpromptError(f"spec {spec.name!r} lists no mitigation {missing[0]!r}; add it to 'mitigations'")
+    spec = spec.model_copy(update={"mitigations": chosen})
+    _single_process(spec)
+    target = spec.output_dir(out_dir)
+    task = text_task(spec)
+    groups = repair_groups(spec, task)
+    previous = _reusable_results(target, spec, task) if use_cache else None
+    if previous is None:
+        return run(spec, out_dir=out_dir, command=command, progress=progress, use_cache=use_cache,
+                   use_shipped=use_shipped)
+    model, training = text_model(spec, task, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
+    results = dict(previous)
+    results["spec"] = spec.model_dump(mode="json") | {"mitigations": [
+        *[m for m in (previous.get("spec") or {}).get("mitigations") or [] if m.get("name") not in names],
+        *[m.model_dump(mode="json") for m in chosen]]}
+    results["seeds"] = dict(results.get("seeds") or {}) | _mitigation_seeds(spec)
+    kept = [r for r in results.get("mitigations") or [] if r.get("name") not in names]
+    results["mitigations"] = [*kept, *[_not_run(m, g) for m, g in zip(chosen, groups)]]
+    paths = (target / "results.json", target / "metrics_by_group.csv", target / "report.html")
+    records = _run_mitigations(spec, _MitigationInputs(task=task, model=model, training=training, groups=groups),
+                               results=results, target=target, command=command,
+                               before=f"reused from {paths[0]} (created {previous.get('created')})", progress=progress,
+                               offset=len(kept))
+    return RunOutput(out_dir=target, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=None,
+                     results=results, mitigations=records)
+
+
+def _audit(spec: Spec, prepared: AuditInputs, progress: Progress | None) -> Audit:
+    a = spec.audit
+    return audit(
+        y_true=prepared.y_true, y_pred=prepared.y_pred, y_score=prepared.y_score, sample_weight=prepared.sample_weight,
+        sensitive=prepared.sensitive, reference=a.reference, n_boot=a.n_boot, ci_level=a.ci_level, seed=a.seed,
+        min_group_size=a.min_group_size, impact_threshold=a.impact_threshold, bootstrap=a.bootstrap, progress=progress,
+    )
+
+
+def _spec_key(spec: Any) -> Any:
+    return {k: v for k, v in spec.items() if k != "mitigations"} if isinstance(spec, dict) else None
+
+
+def _reusable_results(target: Path, spec: Spec, task: TextTask) -> dict[str, Any] | None:
+    """The before-audit in ``target/results.json`` if it was written for this spec, data and task prompt."""
+    path = target / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        previous = load_results(path)
+    except FairpromptError:
+        return None
+    model = previous.get("model")
+    if not isinstance(previous.get("audit"), dict) or not isinstance(model, dict):
+        return None
+    if _spec_key(previous.get("spec")) != _spec_key(to_jsonable(spec.model_dump(mode="json"))):
+        return None
+    data_hashes = [i.get("sha256") for i in previous.get("inputs") or [] if isinstance(i, dict) and i.get("role") == "data"]
+    if data_hashes != [task.dataset.sha256]:
+        return None
+    if (model.get("training") or {}).get("cache_key") != task.task_prompt_key():
+        return None
+    return previous
+
+
+# ------------------------------------------------------------------------------------------- mitigations
+def _not_run(m: Mitigation, group: str) -> dict[str, Any]:
+    return {"name": m.name, "status": "not_run", "config": _config(m), "group": group}
+
+
+def _config(m: Mitigation) -> dict[str, Any]:
+    return {k: v for k, v in m.model_dump(mode="json").items() if k != "name"}
+
+
+def _run_mitigations(spec: Spec, inputs: _MitigationInputs, *, results: dict[str, Any], target: Path,
+                     command: Sequence[str] | None, before: str, progress: Progress | None,
+                     offset: int = 0) -> list[dict[str, Any]]:
+    """Run each mitigation, rewriting results.json and report.html after each (failures too, then re-raise)."""
+    records = []
+    for index, (m, group) in enumerate(zip(spec.mitigations, inputs.groups)):
+        slot = offset + index
+        try:
+            record = _fairij_step(m, spec=spec, inputs=inputs, group=group, results=results, target=target,
+                                  progress=progress)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, FairpromptError) else f"{type(exc).__name__}: {exc}"
+            results["mitigations"][slot] = {"name": m.name, "status": "failed", "config": _config(m), "group": group,
+                                            "error": message, "created": _now(),
+                                            "command": list(command) if command is not None else None}
+            _write(target, results)
+            raise
+        record = {"name": m.name, "status": "ok", "config": _config(m), "group": group, "created": _now(),
+                  "command": list(command) if command is not None else None, "before_audit": before} | record
+        results["mitigations"][slot] = to_jsonable(record)
+        _write(target, results)
+        records.append(results["mitigations"][slot])
+    return records
+
+
+def _text_values(series: pd.Series) -> list[str | None]:
+    return [None if pd.isna(v) else str(v) for v in series.tolist()]
+
+
+def _fairij_step(m: Mitigation, *, spec: Spec, inputs: _MitigationInputs, group: str, results: dict[str, Any],
+                 target: Path, progress: Progress | None) -> dict[str, Any]:
+    """FairIJ on the task prompt (selection on the validation split), the repaired model's test-split audit,
+    influence.csv and the fairij/ artifact; returns the mitigation's record (without name/status)."""
+    from fairprompt.mitigation.fairij import fairij
+    from fairprompt.models.training import TrainConfig
+
+    start = time.perf_counter()
+    task, model = inputs.task, inputs.model
+    frame, y, splits = task.dataset.frame, task.y, task.splits
+    fm = spec.model
+    assert fm is not None and fm.kind == "frozen_text"
+    validation_groups = np.asarray(_text_values(frame[group].iloc[splits.validation]), dtype=object)
+    train_rows = model.encode(task.pick(splits.train), labels=y[splits.train])
+    validation_rows = model.encode(task.pick(splits.validation), labels=y[splits.validation])
+    backbone = model.backbone_sha256
+    t = m.append_training
+    result = fairij(
+        model=model, train_rows=train_rows, validation_rows=validation_rows, validation_groups=validation_groups,
+        measure=m.measure, mode=m.mode, utility_budget=m.utility_budget, max_fraction=m.max_fraction, graded=m.graded,
+        damping=m.damping, selection=m.selection, append_tokens=m.append_tokens,
+        append_training=TrainConfig(max_epochs=t.max_epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr,
+                                    head_lr=None),
+        train_ids=splits.train, seed=m.seed, verify_epochs=m.verify_epochs if m.verify else None, progress=progress,
+    )
+
+    # the after-audit: the repaired model on the TEST split (never seen by the selection)
+    repaired = result.repaired_model
+    test = splits.test
+    y_test = y[test]
+    score = repaired.predict_proba(repaired.encode(task.pick(test), labels=y_test), batch_size=fm.batch_size,
+                                   progress=progress)[:, 1]
+    y_pred = (score >= fm.threshold).astype(np.int8)
+    after_inputs = AuditInputs(y_true=y_test, y_pred=y_pred, y_score=score, sample_weight=None,
+                               sensitive=frame[task.sensitive].iloc[test].reset_index(drop=True), data={}, inputs=[])
+    after = _audit(spec, after_inputs, progress)
+    unchanged = repaired.backbone_sha256 == backbone and model.backbone_sha256 == backbone
+    if not unchanged:  # the guarantee, checked on every run
+        raise RuntimeError("the backbone changed during the fairij repair")
+    before_model = results.get("model") or {}
+    accuracy, auc = float((y_pred == y_test).mean()), _auc(y_test, score)
+    after_model = {
+        "test_rows": int(test.size), "threshold": fm.threshold, "test_accuracy": accuracy, "test_auc": auc,
+        "before_test_accuracy": before_model.get("test_accuracy"), "before_test_auc": before_model.get("test_auc"),
+        "accuracy_change": _difference(accuracy, before_model.get("test_accuracy")),
+        "auc_change": _difference(auc, before_model.get("test_auc")),
+        "changed": ("appended soft prompt ({} tokens, {} parameters); task prompt, head and backbone frozen".format(
+                        m.append_tokens, sum(p.numel() for p in repaired.prompts.parameters()))
+                    if m.mode == "append" else "task prompt and head (one-step IJ update); backbone frozen"),
+        "backbone_sha256": backbone, "backbone_unchanged": unchanged,
+    }
+
+    # outputs: influence.csv, then the artifact folder (each atomic); results.json is written by the caller
+    influence = _influence_frame(result, task)
+    artifacts = _save_artifact(result, m, group=group, target=target, training=inputs.training, model=model)
+    if is_main_process():
+        write_text(target / INFLUENCE_CSV, influence.to_csv(index=False))
+    summary = result.to_dict(top=TOP_FLAGGED)
+    summary["top_flagged"] = _top_flagged(result, task, group)
+    summary["artifacts"] = artifacts
+    return {
+        "task_prompt": {k: inputs.training.get(k) for k in ("source", "cache_key")},
+        "fairij": summary,
+        "flagged_by_group": _flagged_by_group(result, task),
+        "after": after.to_dict(),
+        "after_model": after_model,
+        "comparison": _comparison(results.get("audit") or {}, after.to_dict()),
+        "outputs": {"influence_csv": INFLUENCE_CSV, "artifact_dir": FAIRIJ_DIR, "artifacts": artifacts},
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _difference(after: float | None, before: Any) -> float | None:
+    return None if after is None or not isinstance(before, int | float) else after - float(before)
+
+
+def _group_columns(task: TextTask) -> dict[str, str]:
+    """Sensitive column -> its name in influence.csv (``group_`` prefixed when it would clash)."""
+    fixed = {"row_id", "I_F", "I_U", "flagged", "weight", "label"}
+    return {s: f"group_{s}" if s in fixed else s for s in task.sensitive}
+
+
+def _influence_frame(result: FairIJResult, task: TextTask) -> pd.DataFrame:
+    """row_id (position in the data set), I_F, I_U, flagged, weight, the sensitive columns, label (1 = favourable)."""
+    frame = result.influence_frame()
+    rows = frame["row_id"].to_numpy()
+    for column, shown in _group_columns(task).items():
+        frame[shown] = _text_values(task.dataset.frame[column].iloc[rows])
+    frame["label"] = task.y[rows].astype(int)
+    return frame.sort_values("row_id", kind="stable").reset_index(drop=True)
+
+
+def _features(task: TextTask, row: int) -> dict[str, str | None]:
+    info = task.text_info
+    frame = task.dataset.frame
+    if "text_column" in info:
+        text = str(frame[info["text_column"]].iloc[row])
+        return {info["text_column"]: text if len(text) <= TEXT_SHOWN else text[:TEXT_SHOWN] + "…"}
+    return {c: None if pd.isna(v) else str(v) for c, v in frame[info["text_columns"]].iloc[row].items()}
+
+
+def _top_flagged(result: FairIJResult, task: TextTask, group: str) -> list[dict[str, Any]]:
+    """The most harmful flagged training rows (most negative I_F first), with what the report shows of them."""
+    ds = task.dataset
+    flagged = np.flatnonzero(result.flagged)
+    flagged = flagged[np.argsort(result.influence_fairness[flagged], kind="stable")][:TOP_FLAGGED]
+    out = []
+    for rank, i in enumerate(flagged, start=1):
+        row = int(result.row_ids[i])
+        label = ds.frame[ds.label].iloc[row]
+        out.append({
+            "rank": rank, "row_id": row, "I_F": float(result.influence_fairness[i]),
+            "I_U": float(result.influence_utility[i]), "weight": float(result.weights[i]),
+            "group": None if pd.isna(ds.frame[group].iloc[row]) else str(ds.frame[group].iloc[row]),
+            "groups": {c: None if pd.isna(v) else str(v) for c, v in ds.frame[task.sensitive].iloc[row].items()},
+            "label": None if pd.isna(label) else str(label), "favourable": bool(task.y[row] == 1),
+            "features": _features(task, row),
+        })
+    return out
+
+
+def _flagged_by_group(result: FairIJResult, task: TextTask) -> list[dict[str, Any]]:
+    """Per sensitive column, group and label (1 = favourable): training rows, flagged rows, weight removed."""
+    rows = result.row_ids.astype(np.int64)
+    out = []
+    for column in task.sensitive:
+        table = pd.DataFrame({"group": _text_values(task.dataset.frame[column].iloc[rows]), "label": task.y[rows].astype(int),
+                              "flagged": result.flagged, "removed": result.alphas})
+        summary = table.groupby(["group", "label"], dropna=False, sort=True).agg(
+            train_rows=("flagged", "size"), flagged_rows=("flagged", "sum"), removed_weight=("removed", "sum"))
+        for (g, label), r in summary.iterrows():
+            out.append({"column": column, "group": None if pd.isna(g) else g, "label": int(label),
+                        "train_rows": int(r["train_rows"]), "flagged_rows": int(r["flagged_rows"]),
+                        "removed_weight": float(r["removed_weight"])})
+    return out
+
+
+def _comparison(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Headline between-groups disparities per slice, and overall accuracy, before and after (same test rows)."""
+    def index(a: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+        out = {}
+        for s in a.get("slices") or []:
+            for d in s.get("disparities") or []:
+                if d.get("convention") == "between_groups" and d.get("metric") in HEADLINE:
+                    out[(s["name"], d["metric"])] = d
+        for o in a.get("overall") or []:
+            if o.get("metric") == "accuracy":
+                out[("overall", "accuracy")] = o
+        return out
+
+    b, a = index(before), index(after)
+    rows = []
+    for key in [k for k in a if k in b]:
+        x, z = b[key], a[key]
+        change = None if x.get("value") is None or z.get("value") is None else z["value"] - x["value"]
+        rows.append({"slice": key[0], "metric": key[1], "ideal": z.get("ideal", 1.0 if key[1] == "accuracy" else None),
+                     "before": x.get("value"), "before_ci_low": x.get("ci_low"), "before_ci_high": x.get("ci_high"),
+                     "after": z.get("value"), "after_ci_low": z.get("ci_low"), "after_ci_high": z.get("ci_high"),
+                     "change": change})
+    return rows
+
+
+def _save_artifact(result: FairIJResult, m: Mitigation, *, group: str, target: Path, training: dict[str, Any],
+                   model: Any) -> dict[str, str]:
+    """Write ``target/fairij/`` (the repaired prompt as safetensors + JSON, and fairij.json) atomically: into a
+    temporary folder beside it, then renamed over the old one.  Returns the files, relative to ``target``."""
+    import json
+
+    from fairprompt.mitigation.fairij import ADAPTER_DIR, PROMPT_STEM
+
+    if m.mode == "append":
+        files = {"prompt": f"{FAIRIJ_DIR}/{PROMPT_STEM}.json", "prompt_tensors": f"{FAIRIJ_DIR}/{PROMPT_STEM}.safetensors"}
+        how = ("FrozenTextClassifier.load(task prompt at task_prompt.path or the cache key), then "
+               "model.prompts.append(fairprompt.prompts.load_prompt('fairij/fairij_prompt.json'))")
+    else:
+        files = {"adapter": f"{FAIRIJ_DIR}/{ADAPTER_DIR}"}
+        how = "FrozenTextClassifier.load('fairij/fairij_adapter') (the repaired task prompt and head)"
+    files["record"] = f"{FAIRIJ_DIR}/{FAIRIJ_RECORD}"
+    if not is_main_process():
+        return files
+    record = {
+        "format": "fairprompt.fairij", "format_version": 1, "mode": m.mode, "measure": m.measure, "group": group,
+        "config": _config(m), "chosen_k": result.chosen_k, "n_train": int(result.row_ids.size),
+        "task_prompt": {k: training.get(k) for k in ("source", "cache_key", "path")},
+        "backbone": model.backbone, "backbone_sha256": model.backbone_sha256,
+        "files": {k: v.removeprefix(f"{FAIRIJ_DIR}/") for k, v in files.items()}, "load": how,
+    }
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{FAIRIJ_DIR}-", dir=target))
+    final = target / FAIRIJ_DIR
+    try:
+        result.save(staging)
+        write_text(staging / FAIRIJ_RECORD, json.dumps(to_jsonable(record), indent=2) + "\n")
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{FAIRIJ_DIR}-old-", dir=target))
+            os.replace(final, old / FAIRIJ_DIR)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(staging, 0o777 & ~mask)  # mkdtemp made it private; the report directory's files are not
+        os.replace(staging, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    result.artifacts = dict(files)
+    return files

@@ -214,17 +214,54 @@ def text_task(spec: Spec) -> TextTask:
     return TextTask(dataset=ds, sensitive=sensitive, texts=texts, text_info=text_info, y=y, splits=splits, settings=settings)
 
 
-def prepare_frozen_text(spec: Spec, *, progress: Progress | None = None, use_cache: bool = True,
-                        use_shipped: bool = True) -> AuditInputs:
-    """Frozen encoder + task prompt (tuned once, cached), predictions on the test split."""
+def repair_groups(spec: Spec, task: TextTask) -> list[str]:
+    """The sensitive column each of the spec's mitigations repairs (its ``group``, else the first sensitive
+    column), checked against the data before any model is built."""
+    out = []
+    for index, m in enumerate(spec.mitigations):
+        group = m.group or task.sensitive[0]
+        if group not in task.sensitive:
+            near = did_you_mean(group, task.sensitive)
+            raise FairpromptError(f"mitigations[{index}].{m.name}.group is {group!r}, not a sensitive column of "
+                                  f"{task.dataset.source} ({', '.join(task.sensitive)}){near}")
+        _check_validation_groups(task, group, measure=m.measure, key=f"mitigations[{index}].{m.name}")
+        out.append(group)
+    return out
+
+
+def _check_validation_groups(task: TextTask, group: str, *, measure: str, key: str) -> None:
+    """The validation rows must give the fairness gap a meaning: no missing group, two groups or more,
+    and (equal opportunity, equalized odds) every group with favourable (and unfavourable) rows."""
+    values = task.dataset.frame[group].iloc[task.splits.validation]
+    where = f"the validation split ({values.size} rows) of {task.dataset.source}"
+    if values.isna().any():
+        raise FairpromptError(f"sensitive column {group!r} has {int(values.isna().sum())} missing values in {where}; "
+                              f"{key} needs a group for every validation row: fill them, or choose another group")
+    present = pd.unique(values.astype(str))
+    if present.size < 2:
+        raise FairpromptError(f"{where} has a single {group!r} group ({present[0]!r}); {key} needs two groups or more: "
+                              "use a larger validation split, or another group")
+    labels = task.y[task.splits.validation]
+    needed = {"demographic_parity": (), "equal_opportunity": (1,), "equalized_odds": (1, 0)}[measure]
+    for label in needed:
+        have = set(values[labels == label].astype(str))
+        lacking = [g for g in present if g not in have]
+        if lacking:
+            what = "favourable" if label == 1 else "unfavourable"
+            raise FairpromptError(f"{group!r} group {lacking[0]!r} has no {what} rows in {where}, so {measure} is "
+                                  f"undefined for {key}; use a larger validation split or measure demographic_parity")
+
+
+def text_model(spec: Spec, task: TextTask, *, progress: Progress | None = None, use_cache: bool = True,
+               use_shipped: bool = True) -> tuple[Any, dict[str, Any]]:
+    """The spec's frozen text classifier (task prompt tuned once and cached, or a trained classifier) and its
+    training record."""
     from fairprompt.models.adapt import task_text_classifier
-    from fairprompt.models.tabular_baseline import reference_scores
     from fairprompt.models.text import FrozenTextClassifier
 
     m = spec.model
     assert m is not None and m.kind == "frozen_text"
-    task = text_task(spec)
-    ds, y, splits, sensitive, text_info = task.dataset, task.y, task.splits, task.sensitive, task.text_info
+    splits, y = task.splits, task.y
     if task.settings is None:
         model = FrozenTextClassifier.from_trained_classifier(path=m.backbone, max_length=m.text.max_length)
         training: dict[str, Any] = {"source": "trained classifier used as it is (task_prompt: none)"}
@@ -236,6 +273,25 @@ def prepare_frozen_text(spec: Spec, *, progress: Progress | None = None, use_cac
         )
     if model.num_labels != 2:
         raise FairpromptError(f"classifier {m.backbone!r} has {model.num_labels} labels; fairprompt audits binary classifiers")
+    return model, training
+
+
+def prepare_frozen_text(spec: Spec, *, progress: Progress | None = None, use_cache: bool = True,
+                        use_shipped: bool = True, task: TextTask | None = None,
+                        loaded: tuple[Any, dict[str, Any]] | None = None) -> AuditInputs:
+    """Frozen encoder + task prompt (tuned once, cached), predictions on the test split.
+
+    ``task`` and ``loaded`` (the model and its training record from :func:`text_model`) are reused when
+    given, so that a caller that needs the model afterwards (the mitigations) builds it once.
+    """
+    from fairprompt.models.tabular_baseline import reference_scores
+
+    m = spec.model
+    assert m is not None and m.kind == "frozen_text"
+    task = task if task is not None else text_task(spec)
+    ds, y, splits, sensitive, text_info = task.dataset, task.y, task.splits, task.sensitive, task.text_info
+    model, training = loaded if loaded is not None else text_model(spec, task, progress=progress, use_cache=use_cache,
+                                                                    use_shipped=use_shipped)
     test_rows = model.encode(task.pick(splits.test), labels=y[splits.test])
     score = model.predict_proba(test_rows, batch_size=m.batch_size, progress=progress)[:, 1]
     y_test = y[splits.test]

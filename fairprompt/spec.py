@@ -12,6 +12,13 @@ Example (``audits/adult_baseline.yaml``)::
     data: {dataset: adult}
     model: {kind: logistic_regression}
     audit: {sensitive: [sex, race], n_boot: 1000, seed: 0}
+
+Mitigations run after the audit (``fairprompt audit SPEC`` runs them; ``fairprompt
+mitigate fairij SPEC`` runs one on its own)::
+
+    mitigations:
+      - fairij                                    # every setting at its default, or:
+      - fairij: {measure: equal_opportunity, mode: ij, group: sex}
 """
 
 from __future__ import annotations
@@ -21,9 +28,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fairprompt.errors import FairpromptError, did_you_mean
+from fairprompt.errors import FairpromptError, closest, did_you_mean
 
 
 class _Strict(BaseModel):
@@ -179,6 +186,78 @@ class AuditSpec(_Strict):
         return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
+MITIGATIONS: tuple[str, ...] = ("fairij", "reprogram")
+"""Mitigation names a spec may give; the ones in :data:`NOT_YET` are refused with a clear error."""
+NOT_YET: dict[str, str] = {
+    "reprogram": "mitigation 'reprogram' (FairReprogram, a learned fairness trigger) is not available yet in this "
+                 "version of fairprompt; use fairij, or remove it from 'mitigations'",
+}
+
+
+class AppendTrainingSpec(_Strict):
+    """How fairij's appended soft tokens are trained (mode append; the task prompt and head stay frozen)."""
+
+    max_epochs: int = Field(10, ge=1, description="upper limit of epochs")
+    patience: int = Field(3, ge=1, description="stop when validation loss has not improved for this many epochs")
+    batch_size: int = Field(32, ge=1, description="training batch size")
+    lr: float = Field(0.03, gt=0.0, description="learning rate of the appended tokens")
+
+
+class FairIJSpec(_Strict):
+    """FairIJ: score training rows by their influence on a validation fairness gap, down-weight the harmful
+    ones, and repair the task prompt without refitting (see fairprompt.mitigation.fairij)."""
+
+    name: Literal["fairij"] = Field("fairij", description="the mitigation (written by fairprompt, not by you)")
+    measure: Literal["demographic_parity", "equal_opportunity", "equalized_odds"] = Field(
+        "demographic_parity", description="the validation fairness gap to reduce")
+    mode: Literal["append", "ij"] = Field("append", description="append: train appended soft tokens on the "
+                                          "down-weighted rows; ij: one-step IJ update of the task prompt and head")
+    utility_budget: float = Field(0.01, ge=0.0, description="largest accepted rise of the validation loss")
+    max_fraction: float = Field(0.1, gt=0.0, le=1.0, description="largest share of training rows down-weighted")
+    group: str | None = Field(None, description="sensitive column whose gap is repaired (default: the first "
+                                                "audit.sensitive column)")
+    damping: float = Field(1e-3, gt=0.0, description="diagonal added to the Gauss-Newton matrix before the solve")
+    graded: bool = Field(False, description="graded weights instead of removing the top-k rows outright")
+    selection: Literal["actual", "predicted"] = Field("actual", description="choose k by the actual (one-step) or "
+                                                      "the predicted validation change")
+    append_tokens: int = Field(4, ge=1, le=64, description="soft tokens appended in mode append")
+    append_training: AppendTrainingSpec = Field(default_factory=AppendTrainingSpec)
+    seed: int = Field(0, description="seed of the appended tokens' initialisation and batch order")
+    verify: bool = Field(False, description="also fine-tune with the chosen rows removed and report predicted "
+                                            "against actual change (slow)")
+    verify_epochs: int = Field(3, ge=1, description="epochs of the verify fine-tuning")
+
+
+Mitigation = FairIJSpec
+
+
+def _normalise_mitigation(item: Any) -> Any:
+    """``fairij`` or ``{fairij: {...}}`` (or a dumped ``{name: fairij, ...}``) -> ``{name: fairij, ...}``."""
+    if isinstance(item, str):
+        name, settings = item, {}
+    elif isinstance(item, dict) and isinstance(item.get("name"), str) and item.get("name") in MITIGATIONS:
+        name, settings = item["name"], {k: v for k, v in item.items() if k != "name"}
+    elif isinstance(item, dict) and len(item) == 1:
+        name, settings = next(iter(item.items()))
+        name = str(name)
+        if settings is None:
+            settings = {}
+    else:
+        shown = ", ".join(map(str, item)) if isinstance(item, dict) else type(item).__name__
+        raise ValueError(f"a mitigation is a name, or one name mapped to its settings like {{fairij: {{mode: ij}}}}; "
+                         f"got {shown}")
+    if name in NOT_YET:
+        raise ValueError(NOT_YET[name])
+    if name not in MITIGATIONS:
+        raise ValueError(f"unknown mitigation {name!r}{did_you_mean(name, [m for m in MITIGATIONS if m not in NOT_YET])}")
+    if not isinstance(settings, dict):
+        raise ValueError(f"the settings of {name} are a mapping like {{mode: ij, measure: equal_opportunity}}, "
+                         f"not {settings!r}")
+    if "name" in settings:
+        raise ValueError(f"unknown key 'name' in the settings of {name}; the mitigation's name is the key above them")
+    return {"name": name, **settings}
+
+
 class Spec(_Strict):
     """A whole audit spec."""
 
@@ -189,6 +268,19 @@ class Spec(_Strict):
     model: ModelSpec | None = None
     audit: AuditSpec = Field(default_factory=AuditSpec)
     output: str | None = Field(None, description="output directory (default reports/NAME)")
+    mitigations: list[Annotated[Mitigation, BeforeValidator(_normalise_mitigation)]] = Field(default_factory=list, description="repairs run after the audit, in order "
+                                          "(fairij)")
+
+    @field_validator("mitigations", mode="before")
+    @classmethod
+    def _mitigation_items(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str | dict):
+            value = [value]
+        if not isinstance(value, list):
+            raise ValueError(f"mitigations is a list such as [fairij], not {type(value).__name__}")
+        return value
 
     @field_validator("model", mode="before")
     @classmethod
@@ -216,7 +308,29 @@ class Spec(_Strict):
             raise ValueError("'data.images' goes with a model of kind frozen_image")
         if self.predictions is not None and not self.audit.sensitive:
             raise ValueError("a predictions audit needs 'audit.sensitive', the columns to group by")
+        self._check_mitigations()
         return self
+
+    def _check_mitigations(self) -> None:
+        names = [m.name for m in self.mitigations]
+        for name in set(names):
+            if names.count(name) > 1:
+                raise ValueError(f"'mitigations' lists {name} {names.count(name)} times; list each mitigation once "
+                                 "(its outputs would overwrite each other)")
+        for index, m in enumerate(self.mitigations):
+            key = f"mitigations[{index}].{m.name}"
+            if self.model is None or self.model.kind != "frozen_text":
+                what = "a predictions file" if self.model is None else f"model.kind {self.model.kind}"
+                raise ValueError(f"'{key}' repairs the task prompt of a frozen_text model, but this spec audits {what}; "
+                                 "use model.kind frozen_text with a task_prompt, or remove the mitigation")
+            if self.model.task_prompt == "none":
+                raise ValueError(f"'{key}' repairs a task prompt, but model.task_prompt is none (a trained classifier "
+                                 "used as it is); give model.task_prompt, e.g. {tokens: 8}, or remove the mitigation")
+            if m.group is not None and self.audit.sensitive and m.group not in self.audit.sensitive:
+                near = closest(m.group, self.audit.sensitive)
+                hint = f"; did you mean {near!r}?" if near else ""
+                raise ValueError(f"'{key}.group' is {m.group!r}, not one of the audit.sensitive columns "
+                                 f"({', '.join(self.audit.sensitive)}){hint}")
 
     def output_dir(self, override: str | Path | None = None, *, root: Path = Path("reports")) -> Path:
         """Where this spec writes: ``override``, else ``output``, else ``reports/NAME``."""
@@ -253,8 +367,18 @@ def _walk(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, tuple[str, ...]
     current: type[BaseModel] | None = Spec
     shown: list[str] = []
     parts = list(loc)
+    listed = False  # the current field is a list: an index comes next
     while parts:
-        part = str(parts.pop(0))
+        raw = parts.pop(0)
+        if isinstance(raw, int) and shown:  # a list item: mitigations[0], then its name as the user wrote it
+            shown[-1] = f"{shown[-1]}[{raw}]"
+            if listed and parts and current is not None and "name" in current.model_fields:
+                name = current.model_fields["name"].default
+                if isinstance(name, str):
+                    shown.append(name)
+            listed = False
+            continue
+        part = str(raw)
         if "[" in part:  # pydantic's name for a union member or validator, not a key
             continue
         shown.append(part)
@@ -264,6 +388,7 @@ def _walk(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, tuple[str, ...]
         if field is None:
             current = None
             continue
+        listed = getattr(field.annotation, "__origin__", None) is list
         candidates = _candidates(field.annotation)
         if len(candidates) > 1 and parts and any(_kind_of(c) == str(parts[0]) for c in candidates):
             tag = str(parts.pop(0))

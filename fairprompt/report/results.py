@@ -17,6 +17,7 @@ Schema ``fairprompt.results`` version 1 (documented in ``docs/results-schema.md`
       "spec": {...} | null,             # the validated spec, when run from one
       "seeds": {"bootstrap": int, ...},
       "audit": Audit.to_dict(),         # see fairprompt.metrics.audit
+      "mitigations": [{...}],           # optional: only when the run had mitigations (fairij), in spec order
     }
 
 NaN and infinities are written as ``null``; keys keep insertion order so that two
@@ -85,9 +86,10 @@ def build_results(
     spec: Mapping[str, Any] | None = None,
     command: Sequence[str] | None = None,
     created: str | None = None,
+    mitigations: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a results dictionary (JSON-ready) from its parts."""
-    return to_jsonable({
+    """Assemble a results dictionary (JSON-ready) from its parts (``mitigations`` only when given)."""
+    results = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "name": name,
@@ -102,7 +104,10 @@ def build_results(
         "spec": dict(spec) if spec is not None else None,
         "seeds": dict(seeds),
         "audit": audit,
-    })
+    }
+    if mitigations is not None:
+        results["mitigations"] = [dict(m) for m in mitigations]
+    return to_jsonable(results)
 
 
 def dumps(results: Mapping[str, Any]) -> str:

@@ -1,0 +1,270 @@
+"""FairIJ wired into the pipeline: `fairprompt audit SPEC` with `mitigations:`, and `fairprompt mitigate fairij`.
+
+Real parts, cut down: the pretrained all-MiniLM-L6-v2 backbone and the embedded Adult data, with 32
+training, 32 validation and 96 test rows and one epoch of task-prompt training (the prompt is trained
+once for the module, in a scratch cache, and found there by every later run).  The settings make FairIJ
+flag rows even on this barely trained prompt (``selection: predicted`` with a loose utility budget),
+so the flagged-row outputs are exercised; what FairIJ achieves is measured in benchmarks/, not here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from fairprompt.cli import cli
+from fairprompt.errors import FairpromptError
+from fairprompt.spec import load_spec
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These tiny models run fastest on one thread (and do not fight other work on a small machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def _scratch_cache(shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAIRPROMPT_CACHE", str(shared_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--quiet", *args], obj={})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def assert_user_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+QUICK = {"selection": "predicted", "utility_budget": 1.0, "max_fraction": 0.1}
+TINY = {
+    "name": "tiny_fairij",
+    "data": {"dataset": "adult"},
+    "model": {
+        "kind": "frozen_text",
+        "task_prompt": {"tokens": 4, "init": "text", "init_text": "Does this person earn more than 50K?"},
+        "text": {"exclude": ["fnlwgt", "education-num"]},
+        "splits": {"train": 32, "validation": 32, "test": 96, "seed": 0},
+        "training": {"max_epochs": 1, "patience": 1, "batch_size": 16},
+        "batch_size": 32,
+    },
+    "audit": {"sensitive": ["sex", "race"], "n_boot": 20},
+}
+
+
+def tiny(mitigations: list | None = None, **changes) -> dict:
+    spec = json.loads(json.dumps(TINY))
+    if mitigations is not None:
+        spec["mitigations"] = mitigations
+    spec.update(changes)
+    return spec
+
+
+def _train_rows(spec_path: Path) -> np.ndarray:
+    from fairprompt.prepare import text_task
+
+    return text_task(load_spec(spec_path)).splits.train
+
+
+def _positives_by_group(audit: dict) -> dict:
+    """Per finest group: rows with y = 1 and y = 0 (tp + fn, fp + tn): equal iff the same test rows were audited."""
+    table = audit["count_table"]
+    return {tuple(g): (k[0] + k[3], k[1] + k[2]) for g, k in zip(table["groups"], table["k"])}
+
+
+def test_audit_with_fairij_ij_then_mitigate_reuses_the_before_audit(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, tiny([{"fairij": {"mode": "ij", **QUICK}}]))
+    out = tmp_path / "out"
+    code, stdout, err = run("audit", str(spec), "--out", str(out))
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["schema_version"] == 1 and results["spec"]["mitigations"][0]["mode"] == "ij"
+    [record] = results["mitigations"]
+    assert record["name"] == "fairij" and record["status"] == "ok" and record["group"] == "sex"
+    assert record["config"]["mode"] == "ij" and record["before_audit"] == "computed in this run"
+    f = record["fairij"]
+    assert f["mode"] == "ij" and f["split_used_for_selection"] == "validation" and f["n_train"] == 32
+    assert 1 <= f["chosen_k"] <= 4 and f["flagged_rows"] == f["chosen_k"] and "damping" in json.dumps(f["influence"])
+    assert [p["k"] for p in f["curve"]][0] == 0 and sum(p["chosen"] for p in f["curve"]) == 1
+    assert {"scoring_seconds", "selection_seconds", "repair_seconds"} <= set(f["timings"])
+
+    # influence.csv: one row per training row, named by its position in the data set
+    influence = pd.read_csv(out / "influence.csv")
+    assert list(influence.columns) == ["row_id", "I_F", "I_U", "flagged", "weight", "sex", "race", "label"]
+    assert sorted(influence["row_id"]) == sorted(_train_rows(spec).tolist())
+    assert influence["flagged"].sum() == f["chosen_k"]
+    assert (influence.loc[influence["flagged"], "weight"] == 0).all() and (influence.loc[~influence["flagged"], "weight"] == 1).all()
+    assert set(influence["label"]) <= {0, 1} and influence[["I_F", "I_U"]].notna().all().all()
+
+    # top flagged rows, with what a report shows of them
+    top = f["top_flagged"]
+    assert len(top) == f["chosen_k"] and [t["rank"] for t in top] == list(range(1, len(top) + 1))
+    assert [t["I_F"] for t in top] == sorted(t["I_F"] for t in top) and all(t["I_F"] < 0 for t in top)
+    columns = results["model"]["text"]["text_columns"]
+    assert all(list(t["features"]) == columns and set(t["groups"]) == {"sex", "race"} for t in top)
+    by_id = influence.set_index("row_id")
+    assert all(by_id.loc[t["row_id"], "sex"] == t["group"] for t in top)
+    assert sum(r["flagged_rows"] for r in record["flagged_by_group"] if r["column"] == "sex") == f["chosen_k"]
+    assert sum(r["train_rows"] for r in record["flagged_by_group"] if r["column"] == "race") == 32
+
+    # the after-audit: the repaired model on the same test rows, same settings; the backbone untouched
+    after = record["after"]
+    assert after["n_rows"] == results["audit"]["n_rows"] == 96
+    assert _positives_by_group(after) == _positives_by_group(results["audit"])
+    assert after["bootstrap"] == results["audit"]["bootstrap"]
+    assert {s["name"] for s in after["slices"]} == {"sex", "race", "sex × race"}
+    assert record["after_model"]["test_rows"] == 96 and 0 <= record["after_model"]["test_accuracy"] <= 1
+    assert record["after_model"]["backbone_unchanged"] is True
+    assert record["after_model"]["backbone_sha256"] == results["model"]["backbone_sha256"]
+    assert {(c["slice"], c["metric"]) for c in record["comparison"]} >= {("sex", "demographic_parity_difference"),
+                                                                         ("overall", "accuracy")}
+
+    # the repaired prompt: safetensors + JSON in fairij/
+    assert (out / "fairij" / "fairij_adapter" / "adapter_model.safetensors").is_file()
+    saved = json.loads((out / "fairij" / "fairij.json").read_text())
+    assert saved["mode"] == "ij" and saved["chosen_k"] == f["chosen_k"] and saved["group"] == "sex"
+    assert record["outputs"]["artifacts"]["adapter"] == "fairij/fairij_adapter"
+    from fairprompt.models.text import FrozenTextClassifier
+
+    repaired = FrozenTextClassifier.load(out / "fairij" / "fairij_adapter")
+    assert repaired.backbone_sha256 == results["model"]["backbone_sha256"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staging left behind"
+
+    # `mitigate fairij` reuses the before-audit in results.json and the cached task prompt
+    code, _, err = run("mitigate", "fairij", str(spec), "--out", str(out))
+    assert code == 0, err
+    again = json.loads((out / "results.json").read_text())
+    assert again["created"] == results["created"] and again["audit"] == results["audit"]
+    [record2] = again["mitigations"]
+    assert record2["before_audit"].startswith("reused from") and record2["task_prompt"]["source"] == "cache"
+    assert record2["fairij"]["chosen_k"] == f["chosen_k"]
+    assert [t["row_id"] for t in record2["fairij"]["top_flagged"]] == [t["row_id"] for t in top]
+    assert (out / "report.html").stat().st_size > 1000
+
+
+def test_mitigate_fairij_append_computes_a_missing_before_audit(tmp_path: Path) -> None:
+    from fairprompt.prompts import SoftPrompt, load_prompt
+
+    spec = write_spec(tmp_path, tiny([{"fairij": {"mode": "append", "append_tokens": 2, "group": "race",
+                                                  "append_training": {"max_epochs": 1}, **QUICK}}]))
+    out = tmp_path / "out"
+    code, _, err = run("mitigate", "fairij", str(spec), "--out", str(out))
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["audit"]["n_rows"] == 96 and (out / "metrics_by_group.csv").is_file()
+    [record] = results["mitigations"]
+    assert record["status"] == "ok" and record["before_audit"] == "computed in this run" and record["group"] == "race"
+    f = record["fairij"]
+    assert f["mode"] == "append" and f["append"]["tokens"] == 2 and len(f["append"]["history"]["epochs"]) == 1
+    prompt = load_prompt(out / "fairij" / "fairij_prompt.json")
+    assert isinstance(prompt, SoftPrompt) and tuple(prompt.weight.shape) == (2, 384)
+    assert (out / "fairij" / "fairij_prompt.safetensors").is_file() and (out / "fairij" / "fairij.json").is_file()
+    assert "appended soft prompt (2 tokens, 768 parameters)" in record["after_model"]["changed"]
+    assert _positives_by_group(record["after"]) == _positives_by_group(results["audit"])
+    assert len(pd.read_csv(out / "influence.csv")) == 32
+
+
+def test_a_failing_mitigation_keeps_the_before_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def diverged(**_: object) -> None:
+        raise FairpromptError("the one-step update diverged; raise fairij damping")
+
+    monkeypatch.setattr(importlib.import_module("fairprompt.mitigation.fairij"), "fairij", diverged)
+    spec = write_spec(tmp_path, tiny(["fairij"]))
+    out = tmp_path / "out"
+    code, _, err = run("audit", str(spec), "--out", str(out))
+    assert_user_error(code, err, "diverged")
+    results = json.loads((out / "results.json").read_text())
+    assert results["audit"]["n_rows"] == 96 and (out / "report.html").is_file()
+    assert results["mitigations"] == [{"name": "fairij", "status": "failed", "config": results["mitigations"][0]["config"],
+                                       "group": "sex", "error": "the one-step update diverged; raise fairij damping",
+                                       "created": results["mitigations"][0]["created"],
+                                       "command": results["mitigations"][0]["command"]}]
+    assert not (out / "influence.csv").exists() and not (out / "fairij").exists()
+
+
+def test_help_on_every_mitigate_command() -> None:
+    for args in (["mitigate", "--help"], ["mitigate", "fairij", "--help"]):
+        code, stdout, err = run(*args)
+        assert code == 0 and "Usage:" in stdout, err
+
+
+# ---- bad input: one line, exit 2, nothing written ----------------------------------------------------
+
+
+def _bad(tmp_path: Path, spec: dict, *fragments: str, command: tuple[str, ...] = ("audit",)) -> None:
+    path = write_spec(tmp_path, spec)
+    out = tmp_path / "out"
+    code, _, err = run(*command, str(path), "--out", str(out))
+    assert_user_error(code, err, *fragments)
+    assert not out.exists()
+
+
+def test_fairij_needs_a_frozen_text_model(tmp_path: Path) -> None:
+    spec = {"name": "lr", "data": {"dataset": "adult"}, "model": {"kind": "logistic_regression"},
+            "audit": {"sensitive": ["sex"]}, "mitigations": ["fairij"]}
+    _bad(tmp_path, spec, "mitigations[0].fairij", "frozen_text", "logistic_regression")
+    spec.pop("mitigations")
+    _bad(tmp_path, spec, "fairij", "frozen_text", command=("mitigate", "fairij"))
+
+
+def test_fairij_needs_a_task_prompt(tmp_path: Path) -> None:
+    spec = tiny(["fairij"])
+    spec["model"]["task_prompt"] = "none"
+    _bad(tmp_path, spec, "mitigations[0].fairij", "task_prompt is none")
+
+
+def test_unknown_fairij_key(tmp_path: Path) -> None:
+    _bad(tmp_path, tiny([{"fairij": {"mesure": "equal_opportunity"}}]), "mitigations[0].fairij.mesure",
+         "did you mean 'measure'")
+
+
+def test_unknown_mitigation(tmp_path: Path) -> None:
+    _bad(tmp_path, tiny(["fairjj"]), "mitigations[0]", "did you mean 'fairij'")
+
+
+def test_reprogram_is_not_available_yet(tmp_path: Path) -> None:
+    _bad(tmp_path, tiny(["fairij", "reprogram"]), "mitigations[1]", "reprogram", "not available yet")
+
+
+def test_group_must_be_a_sensitive_column(tmp_path: Path, shared_cache: Path) -> None:
+    _bad(tmp_path, tiny([{"fairij": {"group": "age"}}]), "mitigations[0].fairij.group", "'age'", "sex, race")
+    spec = tiny([{"fairij": {"group": "age"}}])  # the data set's own sensitive columns: checked before any model
+    spec["audit"].pop("sensitive")
+    spec["name"] = "own_sensitive"
+    before = sorted(shared_cache.rglob("*"))
+    _bad(tmp_path, spec, "mitigations[0].fairij.group", "'age'", "not a sensitive column")
+    assert sorted(shared_cache.rglob("*")) == before, "nothing was trained"
+
+
+def test_measure_undefined_on_the_validation_split(tmp_path: Path) -> None:
+    spec = tiny([{"fairij": {"group": "race", "measure": "equalized_odds"}}])
+    _bad(tmp_path, spec, "race", "equalized_odds is undefined", "mitigations[0].fairij")
