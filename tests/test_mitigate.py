@@ -170,6 +170,13 @@ def test_audit_with_fairij_ij_then_mitigate_reuses_the_before_audit(tmp_path: Pa
     assert [t["row_id"] for t in record2["fairij"]["top_flagged"]] == [t["row_id"] for t in top]
     assert (out / "report.html").stat().st_size > 1000
 
+    # the report's FairIJ section, rendered from this results.json: what ran, before/after, the curve, the rows
+    html = (out / "report.html").read_text(encoding="utf-8")
+    section = html.split('id="mitigation-0"', 1)[1].split("</section>", 1)[0]
+    assert "FairIJ repair of <code>sex</code>" in section and f"Chosen k = {f['chosen_k']} (" in section
+    assert "Before and after, on the test split" in section and section.count("<svg") == 1
+    assert section.count('<tr><td class="num">') == len(top) and "reused from" in section
+
 
 def test_mitigate_fairij_append_computes_a_missing_before_audit(tmp_path: Path) -> None:
     from fairprompt.prompts import SoftPrompt, load_prompt
@@ -189,6 +196,8 @@ def test_mitigate_fairij_append_computes_a_missing_before_audit(tmp_path: Path) 
     assert isinstance(prompt, SoftPrompt) and tuple(prompt.weight.shape) == (2, 384)
     assert (out / "fairij" / "fairij_prompt.safetensors").is_file() and (out / "fairij" / "fairij.json").is_file()
     assert "appended soft prompt (2 tokens, 768 parameters)" in record["after_model"]["changed"]
+    section = (out / "report.html").read_text(encoding="utf-8").split('id="mitigation-0"', 1)[1].split("</section>", 1)[0]
+    assert "FairIJ repair of <code>race</code>" in section and section.count("<svg") == 2  # the curve, the appended tokens' training
     assert _positives_by_group(record["after"]) == _positives_by_group(results["audit"])
     assert len(pd.read_csv(out / "influence.csv")) == 32
 
@@ -209,6 +218,8 @@ def test_a_failing_mitigation_keeps_the_before_audit(tmp_path: Path, monkeypatch
                                        "created": results["mitigations"][0]["created"],
                                        "command": results["mitigations"][0]["command"]}]
     assert not (out / "influence.csv").exists() and not (out / "fairij").exists()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "FAILED" in html and "the one-step update diverged; raise fairij damping" in html and 'id="slice-0"' in html
 
 
 def test_help_on_every_mitigate_command() -> None:

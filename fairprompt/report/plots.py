@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -372,3 +373,102 @@ def model_figures(curve: Any, *, prefix: str = "fpmodel-") -> list[Figure]:
                               train_accuracy=curve.train_accuracy, val_accuracy=curve.val_accuracy,
                               best_epoch=curve.best_epoch, prefix=prefix),
     )]
+
+
+def _nan(values: Sequence[float | None]) -> list[float]:
+    return [float("nan") if v is None else float(v) for v in values]
+
+
+def fairij_curve_figure(*, k: Sequence[int], actual_F: Sequence[float | None], predicted_F: Sequence[float | None],
+                        actual_U: Sequence[float | None] = (), predicted_U: Sequence[float | None] = (),
+                        chosen_k: int | None = None, n_train: int | None = None, utility_limit: float | None = None,
+                        fairness_label: str = "fairness gap", prefix: str) -> Markup:
+    """FairIJ's trade-off on the validation split as k grows: the fairness gap F (left) and the validation loss U
+    (right), each actual after the one-step update (solid line, filled circles) and predicted to first order
+    (dashed line, open squares); the chosen k marked by a dotted vertical line and a star, the utility budget by a
+    dash-dot line.  A top axis gives k as a share of the ``n_train`` training rows."""
+    ks = [int(x) for x in k]
+    series = {"actual_F": _nan(actual_F), "predicted_F": _nan(predicted_F),
+              "actual_U": _nan(actual_U) if actual_U else [], "predicted_U": _nan(predicted_U) if predicted_U else []}
+    has_U = any(v == v for v in series["actual_U"] + series["predicted_U"])
+    actual_style = dict(color="#111111", linestyle="-", marker="o", markerfacecolor="#111111")
+    predicted_style = dict(color=COLORS[1], linestyle="--", marker="s", markerfacecolor="white")
+    chosen_style = dict(color="#555555", linestyle=(0, (1, 2)), linewidth=1.0)
+    star = dict(marker="*", markersize=13, markerfacecolor="white", markeredgecolor="#111111", markeredgewidth=1.1,
+                linestyle="none", zorder=5)
+    budget_style = dict(color="#444444", linestyle="-.", linewidth=1.0)
+
+    def panel(ax: Any, which: str, ylabel: str, title: str) -> None:
+        for key, style in ((f"actual_{which}", actual_style), (f"predicted_{which}", predicted_style)):
+            ys = series[key]
+            if any(v == v for v in ys):
+                ax.plot(ks, ys, linewidth=1.3, markersize=4.5, markeredgecolor=style["color"], **style)
+        if chosen_k is not None and chosen_k in ks:
+            ax.axvline(chosen_k, **chosen_style)
+            y = series[f"actual_{which}"][ks.index(chosen_k)]
+            if y == y:
+                ax.plot([chosen_k], [y], **star)
+        if which == "U" and utility_limit is not None:
+            ax.axhline(utility_limit, **budget_style)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+        ax.set_xlabel("training rows down-weighted (k)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        if n_train:
+            top = ax.secondary_xaxis("top", functions=(lambda x: 100.0 * x / n_train, lambda p: p * n_train / 100.0))
+            top.set_xlabel(f"% of the {n_train:,} training rows", fontsize=8)
+            top.tick_params(labelsize=7.5)
+
+    def draw() -> MplFigure:
+        fig = _new(6.6 if has_U else 3.6, 3.2)
+        axes = fig.subplots(1, 2 if has_U else 1, squeeze=False)[0]
+        title = "\n".join(textwrap.wrap("F: " + plain(fairness_label), 34)) or "F"
+        panel(axes[0], "F", "validation F (lower is fairer)", title)
+        if has_U:
+            panel(axes[1], "U", "validation U (lower is better)", "U: validation loss")
+        handles = [Line2D([], [], markeredgecolor=actual_style["color"], **actual_style),
+                   Line2D([], [], markeredgecolor=predicted_style["color"], **predicted_style)]
+        labels = ["actual (one-step IJ update)", "predicted (first order)"]
+        if chosen_k is not None and chosen_k in ks:
+            handles.append(Line2D([], [], **(chosen_style | {"marker": "*", "markersize": 10, "markerfacecolor": "white",
+                                                              "markeredgecolor": "#111111"})))
+            labels.append(f"chosen k = {chosen_k:,}")
+        if has_U and utility_limit is not None:
+            handles.append(Line2D([], [], **budget_style))
+            labels.append("U before + utility budget")
+        fig.legend(handles, labels, loc="outside lower center", ncol=2, handlelength=2.4, columnspacing=1.2)
+        return fig
+
+    return _render(prefix, draw)
+
+
+def mitigation_figures(m: Any, *, prefix: str) -> list[Figure]:
+    """The figures of a :class:`fairprompt.report.view.MitigationView`: the FairIJ curve, and in mode ``append`` the
+    appended tokens' training curve."""
+    figures: list[Figure] = []
+    c = m.curve
+    if c is not None and (c.has_fairness or c.has_utility) and len(c.k) > 0:
+        rule = ("actual validation F after the one-step update" if c.selection != "predicted"
+                else "predicted (first-order) change of F")
+        chosen = "" if c.chosen_k is None else (
+            f" The dotted vertical line and the star mark the chosen k = {c.chosen_k:,}, the lowest {rule} among the "
+            "points within the utility budget.")
+        budget = (" The dash-dot line is the validation loss before the repair plus the utility budget; points above "
+                  "it are outside the budget." if c.has_utility and c.utility_limit is not None else "")
+        figures.append(Figure(
+            "curve", "Accuracy–fairness trade-off as k grows (validation split)",
+            "On the validation rows only (the test rows were not used to choose k): the fairness gap F"
+            + (" (left) and the validation loss U (right)" if c.has_utility else "")
+            + " as the k training rows with the most negative influence on F are down-weighted. Solid line, filled "
+            "circles: the actual value after the one-step IJ update; dashed line, open squares: the first-order "
+            "prediction." + chosen + budget,
+            fairij_curve_figure(k=c.k, actual_F=c.actual_F, predicted_F=c.predicted_F, actual_U=c.actual_U,
+                                predicted_U=c.predicted_U, chosen_k=c.chosen_k, n_train=c.n_train,
+                                utility_limit=c.utility_limit, fairness_label=c.fairness_label, prefix=f"{prefix}curve-"),
+        ))
+    if m.append_curve is not None:
+        for f in model_figures(m.append_curve, prefix=f"{prefix}append-"):
+            figures.append(Figure("append", "Appended tokens: training curve",
+                                  "Training of the appended tokens alone on the down-weighted training rows (task "
+                                  "prompt, head and backbone frozen). " + f.caption, f.svg))
+    return figures

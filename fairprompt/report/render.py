@@ -25,12 +25,15 @@ import jinja2
 from fairprompt.atomic import write_text
 from fairprompt.errors import FairpromptError
 from fairprompt.report.results import SCHEMA, SCHEMA_VERSION, dumps
-from fairprompt.report.view import Estimate, Overview, build_view, fmt_int, fmt_num, fmt_pct, fmt_weight, label
+from fairprompt.report.view import (
+    Estimate, Overview, build_view, fmt_change, fmt_int, fmt_num, fmt_pct, fmt_seconds, fmt_share, fmt_weight, label,
+)
 
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.md"
 
-_HELPERS = {"label": label, "fmt_num": fmt_num, "fmt_int": fmt_int, "fmt_pct": fmt_pct, "fmt_weight": fmt_weight}
+_HELPERS = {"label": label, "fmt_num": fmt_num, "fmt_int": fmt_int, "fmt_pct": fmt_pct, "fmt_weight": fmt_weight,
+            "fmt_change": fmt_change, "fmt_share": fmt_share, "fmt_seconds": fmt_seconds}
 
 
 class _MarkdownSafe(str):
@@ -130,10 +133,19 @@ class Report:
 
         return model_figures(self.view.model_view.curve)
 
+    def mitigation_figures(self) -> list[list[Any]]:
+        """The figures of each mitigation section (the FairIJ curve), in order; empty without mitigations."""
+        if not self.view.mitigations:
+            return []
+        from fairprompt.report.plots import mitigation_figures
+
+        return [mitigation_figures(m, prefix=f"fpmit{m.index}-") if m.ok else [] for m in self.view.mitigations]
+
     def html(self) -> str:
         """The full report as one self-contained HTML page (no scripts, no external resources)."""
         template = html_environment().get_template("report.html.j2")
-        return template.render(v=self.view, figures_by_slice=self.figures(), model_figures=self.model_figures())
+        return template.render(v=self.view, figures_by_slice=self.figures(), model_figures=self.model_figures(),
+                               mitigation_figures=self.mitigation_figures())
 
     def markdown(self) -> str:
         """A short Markdown summary: what was audited, each slice's verdict and headline disparities."""

@@ -4,8 +4,10 @@
 ``docs/results-schema.md``) and returns plain dataclasses that every renderer
 (HTML, Markdown) formats the same way: estimates with their intervals, the
 verdict of each slice, footnotes for undefined values, disparity and compliance
-rows, and the model section (:class:`ModelView`) for frozen text and image models.  Nothing here knows about models, torch or markup; user strings are kept
-as they are and escaped by the renderers.
+rows, the model section (:class:`ModelView`) for frozen text and image models,
+and one before/after section per mitigation (:class:`MitigationView`).  Nothing
+here knows about models, torch or markup; user strings are kept as they are and
+escaped by the renderers.
 """
 
 from __future__ import annotations
@@ -307,6 +309,8 @@ class Overview:
     score_metrics: tuple[str, ...]
     more_metrics: tuple[str, ...]
     descriptions: Mapping[str, str]
+    mitigations: tuple[MitigationView, ...] = ()
+    """The before/after sections, one per ``mitigations[]`` entry (empty without mitigations)."""
 
     @property
     def verdict(self) -> Literal["pass", "review"]:
@@ -486,6 +490,7 @@ def build_view(results: Mapping[str, Any]) -> Overview:
         score_metrics=score_metrics,
         more_metrics=MORE_METRICS,
         descriptions=dict(audit.get("metric_descriptions") or {}),
+        mitigations=build_mitigation_views(results.get("mitigations")),
     )
 
 
@@ -844,3 +849,570 @@ def build_model_view(model: Any) -> ModelView | None:
     if not isinstance(model, Mapping) or model.get("kind") not in MODEL_KINDS:
         return None
     return _model_view(model)
+
+
+# Mitigations -------------------------------------------------------------------------------------------------------
+
+MITIGATION_TITLES: dict[str, str] = {"fairij": "FairIJ repair"}
+"""Section title of each mitigation (unknown names get a title from the name)."""
+
+MEASURES: dict[str, str] = {
+    "demographic_parity": "demographic parity",
+    "equal_opportunity": "equal opportunity",
+    "equalized_odds": "equalized odds",
+}
+MEASURE_ROWS: dict[str, str] = {
+    "demographic_parity": "all rows",
+    "equal_opportunity": "rows with a favourable true label",
+    "equalized_odds": "rows with a favourable true label, plus the same gap on rows with an unfavourable one",
+}
+MODES: dict[str, str] = {
+    "ij": "one-step IJ update of the task prompt and head (no refit)",
+    "append": "new soft tokens appended and trained on the down-weighted rows (task prompt and head frozen)",
+}
+TIMINGS: dict[str, str] = {
+    "scoring_seconds": "Scoring (influence of every training row)",
+    "jacobian_seconds": "of which margin Jacobians",
+    "selection_seconds": "Selection (one-step updates along the curve)",
+    "repair_seconds": "Repair",
+    "verify_seconds": "Verification (paired fine-tuning)",
+    "total_seconds": "FairIJ in all",
+}
+TOP_SHOWN = 20
+"""Flagged training rows shown in the report (results.json keeps up to 20)."""
+
+
+def _seq(x: Any) -> Sequence[Any]:
+    return x if isinstance(x, Sequence) and not isinstance(x, (str, bytes)) else ()
+
+
+def _str(x: Any) -> str | None:
+    return None if x is None else str(x)
+
+
+def fmt_change(x: Any, digits: int = 3) -> str:
+    """A change with its sign (``+0.012``, ``−0.040``, ``±0.000``); a dash when missing."""
+    return fmt_signed(x, 0.0, digits)
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One headline metric on the test split, before and after the repair (each audit's own interval)."""
+
+    slice: str
+    metric: str
+    label: str
+    ideal: float | None
+    before: Estimate
+    after: Estimate
+    change: float | None
+
+    @property
+    def change_text(self) -> str:
+        return fmt_change(self.change)
+
+    @property
+    def direction(self) -> str:
+        """``closer to ideal``, ``further from ideal`` or ``unchanged``; empty when it cannot be told."""
+        b, a, ideal = self.before.value, self.after.value, self.ideal
+        if b is None or a is None or ideal is None:
+            return ""
+        gap_before, gap_after = round(abs(b - ideal), 9), round(abs(a - ideal), 9)
+        if gap_after < gap_before:
+            return "closer to ideal"
+        if gap_after > gap_before:
+            return "further from ideal"
+        return "unchanged"
+
+
+@dataclass(frozen=True)
+class ValidationChange:
+    """A validation quantity (F or U): before, the predicted and the one-step change, and the repaired model's value."""
+
+    symbol: str
+    what: str
+    note: str
+    before: float | None
+    predicted: float | None
+    one_step: float | None
+    after: float | None
+
+    @property
+    def name(self) -> str:
+        """``F: demographic parity gap of sex``."""
+        return f"{self.symbol}: {self.what}"
+
+    @property
+    def texts(self) -> tuple[str, str, str, str]:
+        return (fmt_num(self.before, 4), fmt_change(self.predicted, 4), fmt_change(self.one_step, 4),
+                fmt_num(self.after, 4))
+
+
+@dataclass(frozen=True)
+class FairIJCurve:
+    """The trade-off as k grows, on the validation split (``None`` where a value is missing or diverged)."""
+
+    k: tuple[int, ...]
+    fraction: tuple[float | None, ...]
+    actual_F: tuple[float | None, ...]
+    predicted_F: tuple[float | None, ...]
+    actual_U: tuple[float | None, ...]
+    predicted_U: tuple[float | None, ...]
+    feasible: tuple[bool, ...]
+    chosen_k: int | None
+    n_train: int | None
+    utility_limit: float | None
+    """Validation U at k = 0 plus the utility budget (the feasibility line), when both are known."""
+    fairness_label: str
+    selection: str
+
+    @property
+    def has_fairness(self) -> bool:
+        return any(v is not None for v in self.actual_F + self.predicted_F)
+
+    @property
+    def has_utility(self) -> bool:
+        return any(v is not None for v in self.actual_U + self.predicted_U)
+
+
+@dataclass(frozen=True)
+class FlaggedGroupRow:
+    """Training rows of one group and label: how many were flagged and how much weight was removed."""
+
+    column: str
+    group: str
+    label: str
+    train_rows: int | None
+    flagged_rows: int | None
+    removed_weight: float | None
+
+    @property
+    def share(self) -> float | None:
+        return None if not self.train_rows or self.flagged_rows is None else self.flagged_rows / self.train_rows
+
+
+@dataclass(frozen=True)
+class FlaggedGroups:
+    """The flagged-row table of one sensitive column."""
+
+    column: str
+    repaired: bool
+    rows: tuple[FlaggedGroupRow, ...]
+
+    @property
+    def total_flagged(self) -> int:
+        return sum(r.flagged_rows or 0 for r in self.rows)
+
+    @property
+    def total_train(self) -> int:
+        return sum(r.train_rows or 0 for r in self.rows)
+
+
+@dataclass(frozen=True)
+class FlaggedRow:
+    """One of the most harmful flagged training rows, with what the model reads of it."""
+
+    rank: int | None
+    row_id: str
+    influence_fairness: float | None
+    influence_utility: float | None
+    weight: float | None
+    group: str | None
+    groups: Mapping[str, str | None]
+    label: str | None
+    favourable: bool | None
+    features: Mapping[str, str | None]
+
+
+@dataclass(frozen=True)
+class MitigationView:
+    """One ``mitigations[]`` entry as the report shows it: what ran, before/after on the test split, the
+    validation curve, the flagged rows, the files and timings; or why it failed or did not run."""
+
+    index: int
+    anchor: str
+    name: str
+    title: str
+    status: str
+    error: str | None
+    group: str | None
+    created: str | None
+    command: str | None
+    facts: tuple[Fact, ...]
+    comparison: tuple[ComparisonRow, ...]
+    scores: tuple[Fact, ...]
+    """Test accuracy and AUC before and after, and what changed in the model."""
+    changes: tuple[ValidationChange, ...]
+    curve: FairIJCurve | None
+    flagged_groups: tuple[FlaggedGroups, ...]
+    top_flagged: tuple[FlaggedRow, ...]
+    top_total: int
+    group_columns: tuple[str, ...]
+    feature_columns: tuple[str, ...]
+    verification: tuple[Fact, ...]
+    checks: tuple[tuple[str, ...], ...]
+    """Verification rows: rows removed, predicted and actual change of F and of U."""
+    artifacts: tuple[tuple[str, str], ...]
+    timings: tuple[tuple[str, str], ...]
+    config: tuple[tuple[str, str], ...]
+    mode: str | None
+    chosen_k: int | None
+    chosen_text: str
+    append_curve: TrainingCurve | None
+    """Mode ``append``: the training curve of the appended tokens."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def slices(self) -> tuple[str, ...]:
+        """Slices of the comparison table, in order (``overall`` last)."""
+        names = list(dict.fromkeys(r.slice for r in self.comparison if r.slice != "overall"))
+        return tuple(names + (["overall"] if any(r.slice == "overall" for r in self.comparison) else []))
+
+
+def _comparison(rows: Any) -> tuple[ComparisonRow, ...]:
+    out = []
+    for r in _seq(rows):
+        if not isinstance(r, Mapping):
+            continue
+        metric = str(r.get("metric"))
+        before = Estimate(_float(r.get("before")), _float(r.get("before_ci_low")), _float(r.get("before_ci_high")),
+                          reason=None if _float(r.get("before")) is not None else "undefined in the before-audit")
+        after = Estimate(_float(r.get("after")), _float(r.get("after_ci_low")), _float(r.get("after_ci_high")),
+                         reason=None if _float(r.get("after")) is not None else "undefined in the after-audit")
+        change = _float(r.get("change"))
+        if change is None and before.value is not None and after.value is not None:
+            change = after.value - before.value
+        out.append(ComparisonRow(slice=str(r.get("slice")), metric=metric, label=label(metric),
+                                 ideal=_float(r.get("ideal")), before=before, after=after, change=change))
+    return tuple(out)
+
+
+def _fairness_name(measure: str | None, group: str | None) -> str:
+    what = MEASURES.get(str(measure), str(measure or "fairness").replace("_", " "))
+    return f"{what} gap of {group}" if group else f"{what} gap"
+
+
+def _validation_changes(f: Mapping[str, Any], measure: str | None, group: str | None) -> tuple[ValidationChange, ...]:
+    before, after = _map(f.get("before")), _map(f.get("after"))
+    predicted, one_step = _map(f.get("predicted_change")), _map(f.get("one_step_change"))
+    rows = (
+        ValidationChange(symbol="F", what=_fairness_name(measure, group),
+                         note=f"largest gap in mean predicted P(favourable) between groups, on {MEASURE_ROWS.get(str(measure), 'the validation rows')}; 0 is parity",
+                         before=_float(before.get("fairness")), predicted=_float(predicted.get("fairness")),
+                         one_step=_float(one_step.get("fairness")), after=_float(after.get("fairness"))),
+        ValidationChange(symbol="U", what="validation loss", note="mean cross-entropy on the validation rows; lower is better",
+                         before=_float(before.get("utility")), predicted=_float(predicted.get("utility")),
+                         one_step=_float(one_step.get("utility")), after=_float(after.get("utility"))),
+    )
+    return tuple(r for r in rows if any(v is not None for v in (r.before, r.predicted, r.one_step, r.after)))
+
+
+def _fairij_curve(f: Mapping[str, Any], measure: str | None, group: str | None) -> FairIJCurve | None:
+    points = [p for p in _seq(f.get("curve")) if isinstance(p, Mapping) and _int(p.get("k")) is not None]
+    if not points:
+        return None
+    before = _map(f.get("before"))
+    first = next((p for p in points if _int(p.get("k")) == 0), None)
+
+    def base(name: str, key: str) -> float | None:
+        value = _float(before.get(name))
+        if value is None and first is not None:
+            value = _float(first.get(key))
+        if value is None:  # any point with both the value and its change
+            for p in points:
+                v, d = _float(p.get(key)), _float(p.get(key.replace("actual_", "actual_d")))
+                if v is not None and d is not None:
+                    return v - d
+        return value
+
+    def plus(b: float | None, d: Any) -> float | None:
+        d = _float(d)
+        return None if b is None or d is None else b + d
+
+    F0, U0 = base("fairness", "actual_F"), base("utility", "actual_U")
+    selection = str(f.get("selection") or "actual")
+    feasible_key = "feasible_predicted" if selection == "predicted" else "feasible_actual"
+    n_train = _int(f.get("n_train"))
+    chosen = next((_int(p.get("k")) for p in points if p.get("chosen") is True), _int(f.get("chosen_k")))
+    budget = _float(f.get("utility_budget"))
+    return FairIJCurve(
+        k=tuple(_int(p.get("k")) or 0 for p in points),
+        fraction=tuple(_float(p.get("fraction")) if _float(p.get("fraction")) is not None
+                       else (_int(p.get("k")) or 0) / n_train if n_train else None for p in points),
+        actual_F=tuple(_float(p.get("actual_F")) for p in points),
+        predicted_F=tuple(plus(F0, p.get("predicted_dF")) for p in points),
+        actual_U=tuple(_float(p.get("actual_U")) for p in points),
+        predicted_U=tuple(plus(U0, p.get("predicted_dU")) for p in points),
+        feasible=tuple(bool(p.get(feasible_key)) or _int(p.get("k")) == 0 for p in points),
+        chosen_k=chosen, n_train=n_train, utility_limit=None if U0 is None or budget is None else U0 + budget,
+        fairness_label=_fairness_name(measure, group), selection=selection,
+    )
+
+
+def _label_text(x: Any) -> str:
+    value = _int(x)
+    return {1: "favourable (1)", 0: "unfavourable (0)"}.get(value, DASH if x is None else str(x))  # type: ignore[arg-type]
+
+
+def _flagged_groups(rows: Any, group: str | None) -> tuple[FlaggedGroups, ...]:
+    by_column: dict[str, list[FlaggedGroupRow]] = {}
+    for r in _seq(rows):
+        if not isinstance(r, Mapping):
+            continue
+        column = str(r.get("column"))
+        by_column.setdefault(column, []).append(FlaggedGroupRow(
+            column=column, group=DASH + " (missing)" if r.get("group") is None else str(r.get("group")),
+            label=_label_text(r.get("label")), train_rows=_int(r.get("train_rows")),
+            flagged_rows=_int(r.get("flagged_rows")), removed_weight=_float(r.get("removed_weight"))))
+    order = sorted(by_column, key=lambda c: c != group)  # the repaired column first, then as recorded
+    return tuple(FlaggedGroups(column=c, repaired=c == group, rows=tuple(by_column[c])) for c in order)
+
+
+def _strings(x: Any) -> dict[str, str | None]:
+    return {str(k): _str(v) for k, v in _map(x).items()}
+
+
+def _top_flagged(rows: Any) -> tuple[FlaggedRow, ...]:
+    out = []
+    for r in _seq(rows):
+        if not isinstance(r, Mapping):
+            continue
+        favourable = r.get("favourable")
+        out.append(FlaggedRow(
+            rank=_int(r.get("rank")), row_id=DASH if r.get("row_id") is None else str(r.get("row_id")),
+            influence_fairness=_float(r.get("I_F")), influence_utility=_float(r.get("I_U")),
+            weight=_float(r.get("weight")), group=_str(r.get("group")), groups=_strings(r.get("groups")),
+            label=_str(r.get("label")), favourable=favourable if isinstance(favourable, bool) else None,
+            features=_strings(r.get("features"))))
+    return tuple(out)
+
+
+def _fmt_float(x: Any) -> str:
+    value = _float(x)
+    return DASH if value is None else f"{value:.3g}"
+
+
+def _fairij_facts(m: Mapping[str, Any], f: Mapping[str, Any], config: Mapping[str, Any]) -> list[Fact]:
+    """What ran: mode, measure, group, selection, budget, the chosen k, the curvature and damping."""
+    facts: list[Fact] = []
+    mode = _first(f, "mode") or config.get("mode")
+    measure = _first(f, "measure") or config.get("measure")
+    group = _str(m.get("group") or config.get("group"))
+    if mode is not None:
+        facts.append(Fact("Mode", str(mode), note=MODES.get(str(mode), "")))
+    if measure is not None:
+        facts.append(Fact("Fairness measure", MEASURES.get(str(measure), str(measure)),
+                          note=f"validation gap F of {group}, on {MEASURE_ROWS.get(str(measure), 'the validation rows')}"
+                          if group else "", code=(str(measure),)))
+    if group is not None:
+        facts.append(Fact("Repaired column", group, note="the sensitive column whose gap is reduced"))
+    selection = f.get("selection") if f.get("selection") is not None else config.get("selection")
+    if selection is not None or f.get("rule") is not None:
+        facts.append(Fact("Selection", str(selection or DASH), note=str(f.get("rule") or "")))
+    budget = _float(_first(f, "utility_budget"))
+    budget = _float(config.get("utility_budget")) if budget is None else budget
+    if budget is not None:
+        facts.append(Fact("Utility budget", f"{budget:g}", note="largest accepted rise of the validation loss U"))
+    max_fraction = _float(f.get("max_fraction") if f.get("max_fraction") is not None else config.get("max_fraction"))
+    if max_fraction is not None:
+        facts.append(Fact("Largest share considered", fmt_share(max_fraction), note="max_fraction of the training rows"))
+    if f.get("weighting") is not None or f.get("graded") is not None:
+        graded = f.get("graded")
+        facts.append(Fact("Weighting", "graded" if graded else "binary (rows removed outright)" if graded is False else DASH,
+                          note=str(f.get("weighting") or "")))
+    k, n = _int(f.get("chosen_k")), _int(f.get("n_train"))
+    if k is not None:
+        fraction = _float(f.get("chosen_fraction"))
+        if fraction is None and n:
+            fraction = k / n
+        value = f"k = {k:,}" + (f" of {n:,} training rows" if n is not None else "") + (
+            f" ({fmt_share(fraction)})" if fraction is not None else "")
+        note = "nothing down-weighted: no grid point improved F within the budget" if k == 0 else ""
+        facts.append(Fact("Chosen", value, note=note, summary=True))
+    flagged, removed = _int(f.get("flagged_rows")), _float(f.get("removed_weight"))
+    if flagged is not None or removed is not None:
+        facts.append(Fact("Flagged rows", fmt_int(flagged), note=f"total weight removed {fmt_weight(removed)}"))
+    influence = _map(f.get("influence"))
+    if influence:
+        eigen = _map(influence.get("eigen"))
+        parts = []
+        if _float(eigen.get("largest")) is not None:
+            parts.append(f"eigenvalues {_fmt_float(eigen.get('smallest'))} to {_fmt_float(eigen.get('largest'))}")
+        if _int(eigen.get("effective_rank")) is not None:
+            parts.append(f"effective rank {fmt_int(eigen.get('effective_rank'))}"
+                         + (f" of {fmt_int(influence.get('p'))} parameters" if _int(influence.get("p")) is not None else ""))
+        if _int(eigen.get("above_damping")) is not None:
+            parts.append(f"{fmt_int(eigen.get('above_damping'))} above the damping")
+        if influence.get("curvature") is not None or parts:
+            facts.append(Fact("Curvature", str(influence.get("curvature") or DASH), note="; ".join(parts)))
+        requested = _float(influence.get("damping_requested"))
+        used = _float(influence.get("damping"))
+        if requested is None:
+            requested = _float(config.get("damping"))
+        if requested is not None or used is not None:
+            raised = influence.get("damping_raised")
+            note = ("raised automatically: the matrix was numerically singular at the requested damping" if raised
+                    else "used as requested" if raised is False else "")
+            facts.append(Fact("Damping", f"requested {_fmt_float(requested)}, used {_fmt_float(used)}", note=note))
+        extra = []
+        if _float(influence.get("l2")) is not None:
+            extra.append(f"L2 {_float(influence['l2']):g}")
+        if _float(influence.get("mean_gradient_norm")) is not None:
+            extra.append(f"mean gradient norm at the trained prompt {_fmt_float(influence['mean_gradient_norm'])}")
+        if extra:
+            facts.append(Fact("Trained objective", "; ".join(extra), note="the gradient norm is 0 at an exact optimum"))
+        details = [d for d in _seq(_map(influence.get("fairness_detail")).get("gaps")) if isinstance(d, Mapping)]
+        for d in details:
+            pair = _seq(d.get("pair"))
+            means = _map(d.get("group_means"))
+            if means:
+                text = ", ".join(f"{g} {fmt_num(v)}" for g, v in means.items())
+                facts.append(Fact("Mean P(favourable) before", text,
+                                  note=(f"{d.get('rows')}" if d.get("rows") else "")
+                                  + (f"; largest gap between {pair[0]} and {pair[1]}" if len(pair) == 2 else "")))
+    append = _map(f.get("append"))
+    if append:
+        training = _map(append.get("training"))
+        parts = [f"{fmt_int(append.get('tokens'))} tokens"] if append.get("tokens") is not None else []
+        if append.get("init") is not None:
+            parts.append(f"init {append['init']}")
+        if training.get("max_epochs") is not None:
+            parts.append(f"up to {fmt_int(training['max_epochs'])} epochs")
+        facts.append(Fact("Appended prompt", ", ".join(parts) or DASH,
+                          note="; ".join(str(append[k]) for k in ("trained", "weights") if append.get(k))))
+    if m.get("before_audit") is not None:
+        facts.append(Fact("Before-audit", str(m["before_audit"])))
+    task_prompt = _map(m.get("task_prompt"))
+    if task_prompt:
+        source = _source(task_prompt)
+        key = task_prompt.get("cache_key")
+        facts.append(Fact("Task prompt repaired", SOURCES.get(str(source), str(source or DASH)),
+                          note=f"cache key {_short_hash(key)}" if key else "", title=str(key) if key else None))
+    seed = f.get("seed") if f.get("seed") is not None else config.get("seed")
+    if seed is not None:
+        facts.append(Fact("Seed", str(seed)))
+    if f.get("split_used_for_selection") is not None:
+        facts.append(Fact("Split used for selection", str(f["split_used_for_selection"]),
+                          note="the test split is used only by the after-audit"))
+    return facts
+
+
+def _after_facts(after: Mapping[str, Any]) -> tuple[Fact, ...]:
+    facts = []
+    if after.get("changed") is not None:
+        facts.append(Fact("What changed", str(after["changed"])))
+    if after.get("backbone_unchanged") is not None:
+        sha = after.get("backbone_sha256")
+        facts.append(Fact("Backbone", "unchanged (checked)" if after["backbone_unchanged"] else "CHANGED",
+                          note=f"weights sha256 {_short_hash(sha)}" if sha else "", title=str(sha) if sha else None))
+    if after.get("threshold") is not None:
+        facts.append(Fact("Decision threshold", f"{_float(after['threshold']):g}" if _float(after["threshold"]) is not None
+                          else str(after["threshold"])))
+    return tuple(facts)
+
+
+def _verification(v: Mapping[str, Any]) -> tuple[tuple[Fact, ...], tuple[tuple[str, ...], ...]]:
+    if not v:
+        return (), ()
+    facts = []
+    if v.get("method") is not None:
+        facts.append(Fact("Method", str(v["method"])))
+    if v.get("epochs") is not None or v.get("steps") is not None:
+        facts.append(Fact("Fine-tuning", f"{fmt_int(v.get('epochs'))} epochs, {fmt_int(v.get('steps'))} steps"))
+    drift = _map(v.get("control_drift"))
+    if drift:
+        facts.append(Fact("Control drift", f"F {fmt_change(drift.get('fairness'), 4)}, U {fmt_change(drift.get('utility'), 4)}",
+                          note="control run (nothing removed) minus the trained prompt; subtracted from every check"))
+    if v.get("pearson_fairness") is not None:
+        facts.append(Fact("Correlation (F)", fmt_num(v["pearson_fairness"]), note="Pearson r of predicted and actual change of F"))
+    if v.get("seconds") is not None:
+        facts.append(Fact("Time", fmt_seconds(v["seconds"])))
+    checks = tuple(
+        (fmt_int(c.get("rows")), fmt_change(c.get("predicted_dF"), 4), fmt_change(c.get("actual_dF"), 4),
+         fmt_change(c.get("predicted_dU"), 4), fmt_change(c.get("actual_dU"), 4))
+        for c in _seq(v.get("checks")) if isinstance(c, Mapping))
+    return tuple(facts), checks
+
+
+def _artifacts(m: Mapping[str, Any], f: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    outputs = _map(m.get("outputs"))
+    files: dict[str, str] = {}
+    if outputs.get("influence_csv") is not None:
+        files["influence scores (one row per training row)"] = str(outputs["influence_csv"])
+    if outputs.get("artifact_dir") is not None:
+        files["repaired prompt folder"] = str(outputs["artifact_dir"])
+    names = {"prompt": "appended prompt (JSON)", "prompt_tensors": "appended prompt (safetensors)",
+             "adapter": "repaired task prompt and head", "record": "FairIJ record (fairij.json)"}
+    for name, path in (_map(outputs.get("artifacts")) or _map(f.get("artifacts"))).items():
+        files.setdefault(names.get(str(name), str(name)), str(path))
+    return tuple(files.items())
+
+
+def _timings(m: Mapping[str, Any], f: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    timings = _map(f.get("timings"))
+    rows = [(TIMINGS.get(str(k), str(k).replace("_seconds", "").replace("_", " ")), fmt_seconds(v))
+            for k, v in timings.items() if _float(v) is not None]
+    if _float(m.get("seconds")) is not None:
+        rows.append(("Whole mitigation (with test predictions and the after-audit)", fmt_seconds(m["seconds"])))
+    return tuple(rows)
+
+
+def _mitigation_view(index: int, m: Mapping[str, Any]) -> MitigationView:
+    name = str(m.get("name") or "mitigation")
+    status = str(m.get("status") or ("ok" if m.get("fairij") else "not_run"))
+    config = _map(m.get("config"))
+    f = _map(m.get("fairij"))
+    group = _str(m.get("group") or config.get("group"))
+    measure = _str(f.get("measure") or config.get("measure"))
+    after = _map(m.get("after_model"))
+    command = m.get("command")
+    k, n = _int(f.get("chosen_k")), _int(f.get("n_train"))
+    fraction = _float(f.get("chosen_fraction"))
+    if fraction is None and k is not None and n:
+        fraction = k / n
+    chosen_text = DASH if k is None else f"k = {k:,}" + (f" ({fmt_share(fraction)} of the training rows)" if fraction is not None else "")
+    scores = []
+    if after:
+        rows = _int(after.get("test_rows"))
+        for what, key in (("accuracy", "accuracy"), ("AUC", "auc")):
+            b, a = _float(after.get(f"before_test_{key}")), _float(after.get(f"test_{key}"))
+            change = _float(after.get(f"{key}_change"))
+            if change is None and a is not None and b is not None:
+                change = a - b
+            if a is not None or b is not None:
+                scores.append(Fact(f"Test {what}", f"{fmt_num(b)} → {fmt_num(a)}", note=f"change {fmt_change(change)}"
+                                   + (f" on the same {rows:,} test rows" if rows is not None else "")))
+    verification, checks = _verification(_map(f.get("verification")))
+    top = _top_flagged(f.get("top_flagged"))
+    shown = top[:TOP_SHOWN]
+    group_columns = tuple(dict.fromkeys(c for r in shown for c in r.groups))
+    feature_columns = tuple(dict.fromkeys(c for r in shown for c in r.features))
+    append_curve = None
+    if _map(f.get("append")).get("history"):
+        append_curve, _ = _curve(_map(f.get("append")))
+    return MitigationView(
+        index=index, anchor=f"mitigation-{index}", name=name,
+        title=MITIGATION_TITLES.get(name, name.replace("_", " ").capitalize()),
+        status=status, error=_str(m.get("error")), group=group, created=_str(m.get("created")),
+        command=shlex.join(str(c) for c in command) if isinstance(command, Sequence) and not isinstance(command, str) and command else None,
+        facts=tuple(_fairij_facts(m, f, config)) if name == "fairij" or f else (),
+        comparison=_comparison(m.get("comparison")),
+        scores=tuple(scores) + _after_facts(after),
+        changes=_validation_changes(f, measure, group) if f else (),
+        curve=_fairij_curve(f, measure, group) if f else None,
+        flagged_groups=_flagged_groups(m.get("flagged_by_group"), group),
+        top_flagged=shown, top_total=len(top),
+        group_columns=group_columns, feature_columns=feature_columns,
+        verification=verification, checks=checks,
+        artifacts=_artifacts(m, f), timings=_timings(m, f),
+        config=tuple((str(key), _text(value)) for key, value in config.items()),
+        mode=_str(f.get("mode") or config.get("mode")), chosen_k=k, chosen_text=chosen_text, append_curve=append_curve,
+    )
+
+
+def build_mitigation_views(mitigations: Any) -> tuple[MitigationView, ...]:
+    """The report section of each ``mitigations[]`` entry, in order; empty when the key is absent."""
+    return tuple(_mitigation_view(i, m) for i, m in enumerate(_seq(mitigations)) if isinstance(m, Mapping))
