@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from fairprompt.errors import FairpromptError
-from fairprompt.mitigation import FairIJResult, fairij
+from fairprompt.mitigation import FairIJResult, fairij, train_appended_prompt
 from fairprompt.models.frozen import state_sha256
 from fairprompt.models.text import FrozenTextClassifier, TextRows
 from fairprompt.models.training import TrainConfig
@@ -258,3 +258,37 @@ def test_bad_input_is_refused(biased, tiny_backbone) -> None:
     refused("training split is empty", train_rows=TextRows([], np.zeros(0, np.int64), np.zeros(0, np.float32), 0))
     trained = FrozenTextClassifier.from_trained_classifier(path=tiny_backbone)
     refused("task_prompt: none", model=trained)
+
+
+def test_reused_scores_give_the_same_selection_without_scoring_again(biased) -> None:
+    model, train, validation, gv, _ = biased
+    first = _run(biased, mode="ij", keep_scores=True)
+    again = _run(biased, mode="ij", scores=first.scores)
+    assert again.timings["scores_reused"] == 1.0 and again.chosen_k == first.chosen_k
+    np.testing.assert_array_equal(again.influence_fairness, first.influence_fairness)
+    np.testing.assert_array_equal(again.alphas, first.alphas)
+    with pytest.raises(FairpromptError, match="damping"):
+        _run(biased, mode="ij", scores=first.scores, damping=0.5)
+    with pytest.raises(FairpromptError, match="other task-prompt and head parameters"):
+        moved = model.adapter_copy()
+        with torch.no_grad():
+            moved.task_parameters()[0].add_(0.01)
+        fairij(model=moved, train_rows=train, validation_rows=validation, validation_groups=gv, l2=L2, mode="ij",
+               scores=first.scores)
+
+
+def test_train_appended_prompt_with_any_weights_leaves_the_input_alone(biased) -> None:
+    model, train, validation, _, _ = biased
+    before = _hashes(model)
+    weights = np.where(np.arange(len(train)) % 2 == 0, 2.0, 0.5)
+    repaired, prompt, history = train_appended_prompt(model=model, train_rows=train, validation_rows=validation,
+                                                      weights=weights, tokens=3, config=QUICK_APPEND, seed=1)
+    assert _hashes(model) == before and len(model.prompts) == 0          # the input model is untouched
+    assert _hashes(repaired) == before and list(repaired.prompts) == [prompt] and prompt.n_tokens == 3
+    assert 1 <= len(history.epochs) and history.train_rows == len(train)
+    control, control_prompt, _ = train_appended_prompt(model=model, train_rows=train, validation_rows=validation,
+                                                       tokens=3, config=QUICK_APPEND, seed=1)
+    assert not torch.equal(control_prompt.weight, prompt.weight)          # the weights changed what was learned
+    for bad in (weights[:-1], -weights, np.full(len(train), np.nan)):
+        with pytest.raises(FairpromptError, match="one finite weight >= 0 per training row"):
+            train_appended_prompt(model=model, train_rows=train, validation_rows=validation, weights=bad)

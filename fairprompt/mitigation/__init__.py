@@ -3,7 +3,10 @@
 ``influence``: the influence core of FairIJ (per-row influence of training rows on a fairness
 surrogate through the task prompt and head; the one-step infinitesimal-jackknife update).
 ``fairij``: FairIJ's selection (on the validation split) and repair (appended soft prompt, or the
-one-step update of the task prompt and head), with an optional paired-refit check (``verify_fairij``).
+one-step update of the task prompt and head), with an optional paired-refit check (``verify_fairij``), and
+``train_appended_prompt`` (the append repair with any row weights).
+``baselines``: the reference mitigations they are compared with (reweighing weights, fairlearn's
+``ThresholdOptimizer`` on scores).
 Imported lazily so that ``import fairprompt.mitigation`` does not load torch.
 """
 
@@ -18,12 +21,15 @@ _INFLUENCE = (
     "score_prompt", "validation_loss",
 )
 _FAIRIJ = {"fairij": "fairij", "FairIJResult": "FairIJResult", "FairIJVerification": "FairIJVerification",
-           "verify_fairij": "verify"}
+           "verify_fairij": "verify", "train_appended_prompt": "train_appended_prompt"}
+_BASELINES = ("reweighing_weights", "threshold_optimizer")
 
 
 def __getattr__(name: str) -> Any:
     if name in _INFLUENCE:
         return getattr(importlib.import_module("fairprompt.mitigation.influence"), name)
+    if name in _BASELINES:
+        return getattr(importlib.import_module("fairprompt.mitigation.baselines"), name)
     if name in _FAIRIJ:
         module = importlib.import_module("fairprompt.mitigation.fairij")
         globals()["fairij"] = module.fairij  # importing the submodule bound its name here; the public name is the function
@@ -31,4 +37,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'fairprompt.mitigation' has no attribute {name!r}")
 
 
-__all__ = [*_INFLUENCE, *_FAIRIJ]
+__all__ = [*_INFLUENCE, *_FAIRIJ, *_BASELINES]

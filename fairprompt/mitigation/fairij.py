@@ -346,6 +346,22 @@ def _check_inputs(*, model: Any, train_rows: Any, validation_rows: Any, validati
     return groups, ids
 
 
+def _check_scores(scores: Any, *, model: FrozenTextClassifier, n: int, measure: str, l2: float, damping: float) -> None:
+    """Reused scores must come from this model's parameters, these rows' count and the same settings."""
+    if not isinstance(scores, InfluenceScores):
+        raise FairpromptError(f"fairij scores must be the InfluenceScores of an earlier run, not {type(scores).__name__}")
+    if scores.n != n:
+        raise FairpromptError(f"the reused scores cover {scores.n} training rows but {n} were given; "
+                              "score again (pass scores=None)")
+    theta = torch.cat([p.detach().to("cpu", torch.float64).reshape(-1) for p in model.task_parameters()])
+    if theta.shape != scores._train.theta.shape or not torch.equal(theta, scores._train.theta):
+        raise FairpromptError("the reused scores were made at other task-prompt and head parameters than this model's; "
+                              "score again (pass scores=None)")
+    if (scores.measure, scores.l2, scores.damping_requested) != (measure, l2, damping):
+        raise FairpromptError(f"the reused scores were made for measure {scores.measure!r}, l2 {scores.l2:g}, damping "
+                              f"{scores.damping_requested:g}, not {measure!r}, {l2:g}, {damping:g}; score again (pass scores=None)")
+
+
 # ---------------------------------------------------------------------------------------------------- fairij
 def fairij(
     *,
@@ -367,11 +383,12 @@ def fairij(
     append_training: TrainConfig = DEFAULT_APPEND_TRAINING,
     train_ids: Any = None,
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int = 32,
     output_dir: str | Path | None = None,
     verify_epochs: int | None = None,
     verify_training: TrainConfig | None = None,
     keep_scores: bool = False,
+    scores: InfluenceScores | None = None,
     progress: Progress | None = None,
 ) -> FairIJResult:
     """Score the training rows, choose what to down-weight on the validation split, and repair through prompts.
@@ -382,7 +399,9 @@ def fairij(
     ``train_ids`` names the training rows in the output (default 0..n-1).  ``output_dir``, when given,
     receives the repaired artifact (:meth:`FairIJResult.save`).  ``verify_epochs`` runs :func:`verify` with
     ``verify_training``.  ``keep_scores`` keeps the :class:`InfluenceScores` (with the training Jacobian, n x p
-    floats) on the result, for further :func:`~fairprompt.mitigation.influence.ij_update` calls.
+    floats) on the result, for further :func:`~fairprompt.mitigation.influence.ij_update` calls.  ``scores``
+    (from an earlier ``keep_scores=True`` result for the same model, rows, measure, l2 and damping) skips the
+    scoring step; its recorded scoring timings are then those of the earlier run.
     """
     groups, ids = _check_inputs(model=model, train_rows=train_rows, validation_rows=validation_rows,
                                 validation_groups=validation_groups, measure=measure, mode=mode, selection=selection,
@@ -396,9 +415,14 @@ def fairij(
     # 1. scoring
     if progress:
         progress("fairij: scoring training rows", 0, 1)
-    scores = score_prompt(model=model, train_rows=train_rows, validation_rows=validation_rows, groups=groups,
-                          measure=measure, l2=l2, damping=damping, temperature=temperature, batch_size=batch_size)
-    timings["scoring_seconds"] = time.perf_counter() - start
+    if scores is None:
+        scores = score_prompt(model=model, train_rows=train_rows, validation_rows=validation_rows, groups=groups,
+                              measure=measure, l2=l2, damping=damping, temperature=temperature, batch_size=batch_size)
+        timings["scoring_seconds"] = time.perf_counter() - start
+    else:
+        _check_scores(scores, model=model, n=len(train_rows), measure=measure, l2=l2, damping=damping)
+        timings["scoring_seconds"] = scores.seconds + scores.jacobian_seconds
+        timings["scores_reused"] = 1.0
     timings["jacobian_seconds"] = scores.jacobian_seconds
     if progress:
         progress("fairij: scoring training rows", 1, 1)
@@ -492,6 +516,32 @@ def _append_repair(*, model: FrozenTextClassifier, train_rows: TextRows, validat
                    tokens: int, init: str, config: TrainConfig, seed: int,
                    progress: Progress | None) -> tuple[FrozenTextClassifier, SoftPrompt, TrainHistory]:
     """Append ``tokens`` soft tokens to ``model`` (an adapter copy) and train only them on the re-weighted rows."""
+    multipliers = 1.0 - np.asarray(alphas, dtype=np.float64)
+    return _train_appended(model=model, train_rows=train_rows, validation_rows=validation_rows, multipliers=multipliers,
+                           tokens=tokens, init=init, config=config, seed=seed, progress=progress)
+
+
+def train_appended_prompt(*, model: FrozenTextClassifier, train_rows: TextRows, validation_rows: TextRows,
+                          weights: Any = None, tokens: int = 4, init: Literal["random", "vocab"] = "random",
+                          config: TrainConfig = DEFAULT_APPEND_TRAINING, seed: int = 0,
+                          progress: Progress | None = None) -> tuple[FrozenTextClassifier, SoftPrompt, TrainHistory]:
+    """The ``append`` repair with any row weights: an adapter copy of ``model`` with ``tokens`` appended soft
+    tokens trained alone (task prompt, head and backbone frozen) on the training rows weighted
+    ``w_i * weights_i`` (default: all 1, the control that adds capacity but re-weights nothing).
+
+    FairIJ's ``append`` mode is this with ``weights = 1 - alpha``; benchmarks use it for the no-removal control
+    and for other weightings (AIF360 ``Reweighing``).  ``model`` is not changed."""
+    multipliers = np.ones(len(train_rows)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    if multipliers.shape[0] != len(train_rows) or not np.all(np.isfinite(multipliers)) or (multipliers < 0).any():
+        raise FairpromptError(f"train_appended_prompt needs one finite weight >= 0 per training row ({len(train_rows)}), "
+                              f"got {multipliers.shape[0]}")
+    return _train_appended(model=model.adapter_copy(), train_rows=train_rows, validation_rows=validation_rows,
+                           multipliers=multipliers, tokens=tokens, init=init, config=config, seed=seed, progress=progress)
+
+
+def _train_appended(*, model: FrozenTextClassifier, train_rows: TextRows, validation_rows: TextRows,
+                    multipliers: np.ndarray, tokens: int, init: str, config: TrainConfig, seed: int,
+                    progress: Progress | None) -> tuple[FrozenTextClassifier, SoftPrompt, TrainHistory]:
     from fairprompt.prompts import SoftPrompt, SoftPromptConfig
 
     for parameter in [*model.task_parameters(), *model.prompts.parameters()]:
@@ -502,7 +552,7 @@ def _append_repair(*, model: FrozenTextClassifier, train_rows: TextRows, validat
         embeddings=embeddings)
     prompt = prompt.to(device=embeddings.weight.device)
     model.prompts.append(prompt)
-    weighted = train_rows.with_weights(np.asarray(train_rows.weights, dtype=np.float64) * (1.0 - alphas))
+    weighted = train_rows.with_weights(np.asarray(train_rows.weights, dtype=np.float64) * multipliers)
     history = train(model=model, forward=_forward, param_groups=[{"params": [prompt.weight], "lr": config.lr}],
                     train_data=weighted, validation_data=validation_rows, config=replace(config, seed=seed),
                     progress=progress, description="fairij: training the appended prompt")
@@ -623,4 +673,4 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["FairIJResult", "FairIJVerification", "GRID_FRACTIONS", "fairij", "verify"]
+__all__ = ["FairIJResult", "FairIJVerification", "GRID_FRACTIONS", "fairij", "train_appended_prompt", "verify"]

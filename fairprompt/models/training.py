@@ -195,6 +195,7 @@ def train(
         loader = accelerator.prepare(_loader(train_data, batches))
         model.train()
         losses, norms = [], []
+        epoch_start = time.perf_counter()
         for step, batch in enumerate(loader):
             loss = _loss(forward(model, batch), batch)
             optimizer.zero_grad(set_to_none=True)
@@ -209,7 +210,8 @@ def train(
         val_loss, val_accuracy = _evaluate(accelerator, model, forward, validation_loader)
         train_loss = float(accelerator.reduce(torch.tensor(np.mean(losses), device=accelerator.device), "mean"))
         history.epochs.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                               "val_accuracy": val_accuracy, "mean_batch_grad_norm": float(np.mean(norms))})
+                               "val_accuracy": val_accuracy, "mean_batch_grad_norm": float(np.mean(norms)),
+                               "seconds": time.perf_counter() - epoch_start})
         if val_loss < history.best_val_loss - config.min_delta:
             history.best_val_loss, history.best_epoch, stale = val_loss, epoch, 0
             best_state = [p.detach().clone() for p in params]
