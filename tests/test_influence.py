@@ -173,6 +173,36 @@ def test_singular_curvature_raises_damping_and_reports_it() -> None:
     assert np.isfinite(parameter_change(scores=scores, rows=[0, 1]).numpy()).all()
 
 
+def test_conjugate_gradient_solve_matches_cholesky(logistic, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fairprompt.mitigation.influence as influence
+
+    X, y, Xv, yv, gv, w, b = logistic
+    train = logistic_margins(features=X, weight=w, bias=b)
+    validation = logistic_margins(features=Xv, weight=w, bias=b)
+    common = dict(train=train, train_labels=y, validation=validation, validation_labels=yv, groups=gv, l2=L2, damping=1e-6)
+    dense = influence_scores(**common, solver="cholesky")
+    cg = influence_scores(**common, solver="cg")
+    assert dense.curvature == CURVATURE_NAME and cg.curvature == influence.CG_NAME and cg.eigen == {}
+    assert cg.solver_info["probe_residual"] <= influence.CG_TOLERANCE and cg.solver_info["probe_iterations"] >= 1
+    np.testing.assert_allclose(cg.influence_fairness, dense.influence_fairness, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(cg.influence_utility, dense.influence_utility, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(parameter_change(scores=cg, rows=[0, 3, 7]).numpy(),
+                               parameter_change(scores=dense, rows=[0, 3, 7]).numpy(), rtol=1e-6, atol=1e-12)
+    # "auto" picks the matrix-free solve above the dense limit
+    monkeypatch.setattr(influence, "DENSE_MAX_PARAMETERS", train.p - 1)
+    assert influence_scores(**common).curvature == influence.CG_NAME
+    # a singular GGN with zero damping: CG raises the damping and says so, no NaN
+    Xs, ys, gs = _tabular(120, 3)
+    Xs = np.column_stack([Xs, Xs[:, 0], np.zeros(len(ys))])  # a duplicated feature and a zero-variance one
+    ws, bs = fit_logistic(features=Xs, labels=ys, l2=L2)
+    margins = logistic_margins(features=Xs, weight=ws, bias=bs)
+    singular = influence_scores(train=margins, train_labels=ys, validation=margins, validation_labels=ys, groups=gs,
+                                l2=0.0, damping=0.0, solver="cg")
+    assert singular.damping_raised and singular.damping > 0 and np.isfinite(singular.influence_fairness).all()
+    with pytest.raises(FairpromptError, match="unknown curvature solver"):
+        influence_scores(**common, solver="lanczos")
+
+
 def test_bad_input_is_refused(logistic) -> None:
     X, y, Xv, yv, gv, w, b = logistic
     train = logistic_margins(features=X, weight=w, bias=b)

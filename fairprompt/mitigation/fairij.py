@@ -67,7 +67,8 @@ import torch
 
 from fairprompt.errors import FairpromptError
 from fairprompt.mitigation.influence import (
-    MEASURES, InfluenceScores, MarginJacobian, Measure, fairness_surrogate, ij_update, score_prompt, validation_loss,
+    MEASURES, InfluenceScores, MarginJacobian, Measure, Solver, fairness_surrogate, ij_update, score_prompt,
+    validation_loss,
 )
 from fairprompt.models.training import Progress, TrainConfig, TrainHistory, shuffled_batches, train
 
@@ -375,6 +376,7 @@ def fairij(
     max_fraction: float = 0.1,
     graded: bool = False,
     damping: float = 1e-3,
+    solver: Solver = "auto",
     l2: float = 0.0,
     temperature: float | None = None,
     selection: Selection = "actual",
@@ -395,7 +397,9 @@ def fairij(
 
     See the module docstring for the rules.  ``model`` is never changed; the result carries a new model
     (``repaired_model``) on the same frozen backbone.  ``damping`` is the absolute diagonal added to the
-    Gauss-Newton matrix, ``l2`` the L2 strength of the trained objective (0 for the default prompt tuning).
+    Gauss-Newton matrix, ``solver`` its solve (``"auto"``: Cholesky up to
+    :data:`~fairprompt.mitigation.influence.DENSE_MAX_PARAMETERS` parameters, matrix-free conjugate gradients
+    above; the one that ran is ``result.influence["curvature"]``), ``l2`` the L2 strength of the trained objective (0 for the default prompt tuning).
     ``train_ids`` names the training rows in the output (default 0..n-1).  ``output_dir``, when given,
     receives the repaired artifact (:meth:`FairIJResult.save`).  ``verify_epochs`` runs :func:`verify` with
     ``verify_training``.  ``keep_scores`` keeps the :class:`InfluenceScores` (with the training Jacobian, n x p
@@ -417,7 +421,8 @@ def fairij(
         progress("fairij: scoring training rows", 0, 1)
     if scores is None:
         scores = score_prompt(model=model, train_rows=train_rows, validation_rows=validation_rows, groups=groups,
-                              measure=measure, l2=l2, damping=damping, temperature=temperature, batch_size=batch_size)
+                              measure=measure, l2=l2, damping=damping, temperature=temperature, batch_size=batch_size,
+                              solver=solver)
         timings["scoring_seconds"] = time.perf_counter() - start
     else:
         _check_scores(scores, model=model, n=len(train_rows), measure=measure, l2=l2, damping=damping)

@@ -88,7 +88,15 @@ numerically singular: duplicated features, a zero-variance direction), the dampi
 (starting from 1e-10 x the mean diagonal when it was 0) until it succeeds; the damping used and the
 fact that it was raised are recorded.  Scores are never NaN: non-finite margins are refused.
 The eigenvalue summary of ``H`` (without damping) reports its effective rank.
-For thousands of parameters this is cheap (p^3/3 flops); a matrix-free solver is not implemented here.
+For thousands of parameters this is cheap (p^3/3 flops).
+
+Larger prompts: ``solver="cg"`` (chosen by ``"auto"`` above :data:`DENSE_MAX_PARAMETERS` parameters) never
+forms ``H``: it solves ``(H + damping I) x = b`` by conjugate gradients with the matrix-free product
+``H v = (1/n) J^T (w p (1 - p) (J v)) + l2 v`` (two matrix-vector products with the Jacobian, O(np) each),
+to a relative residual of :data:`CG_TOLERANCE`.  The damping must then be positive (a zero damping is raised
+as above); if CG does not reach the tolerance in ``CG_MAX_ITERATIONS`` iterations the damping is raised
+tenfold and the solve repeated, and the result records "GGN, matrix-free conjugate gradient", the
+iterations and the final residual.  No eigenvalue summary is computed on that path.
 """
 
 from __future__ import annotations
@@ -111,6 +119,11 @@ if TYPE_CHECKING:
 Measure = Literal["demographic_parity", "equal_opportunity", "equalized_odds"]
 MEASURES: tuple[str, ...] = ("demographic_parity", "equal_opportunity", "equalized_odds")
 CURVATURE_NAME = "exact GGN (Cholesky)"
+CG_NAME = "GGN, matrix-free conjugate gradient"
+DENSE_MAX_PARAMETERS = 8192  # solver="auto": Cholesky up to this many parameters (a 512 MB matrix), CG above
+CG_TOLERANCE = 1e-8          # relative residual |b - A x| / |b| at which CG stops
+CG_MAX_ITERATIONS = 2000
+Solver = Literal["auto", "cholesky", "cg"]
 PIVOT_RATIO_LIMIT = 1e-12  # min/max squared Cholesky pivot below this: numerically singular, raise the damping
 RANK_THRESHOLD = 1e-8      # eigenvalues above this x the largest count toward the effective rank
 
@@ -386,17 +399,87 @@ class Curvature:
         return x.squeeze(1) if vector else x
 
 
+@dataclass(frozen=True)
+class ConjugateGradientCurvature:
+    """``H + damping I`` (H = GGN + l2 I) applied matrix-free, solved by conjugate gradients."""
+
+    scaled: Tensor               # [n, p]: sqrt(w_i p_i (1 - p_i) / n) J_i, so H = scaled^T scaled + l2 I
+    l2: float
+    damping_requested: float
+    damping: float
+    damping_raised: bool
+    eigen: dict[str, float]
+    name: str = CG_NAME
+    info: dict[str, float] = field(default_factory=dict)
+
+    def matvec(self, v: Tensor) -> Tensor:
+        return self.scaled.T @ (self.scaled @ v) + (self.l2 + self.damping) * v
+
+    def solve(self, b: Tensor) -> Tensor:
+        """``(H + damping I)^-1 b`` for a [p] or [p, m] right-hand side (each column to :data:`CG_TOLERANCE`)."""
+        x, _, _ = _cg(self.matvec, b.unsqueeze(1) if b.dim() == 1 else b)
+        return x.squeeze(1) if b.dim() == 1 else x
+
+
+def _cg(matvec: Any, B: Tensor) -> tuple[Tensor, int, float]:
+    """Conjugate gradients on the columns of ``B`` at once (independent scalars per column); returns
+    ``(X, iterations, worst relative residual)``."""
+    X = torch.zeros_like(B)
+    R = B.clone()
+    P = R.clone()
+    norms = B.norm(dim=0).clamp_min(1e-300)
+    rs = (R * R).sum(dim=0)
+    iterations, worst = 0, float((R.norm(dim=0) / norms).max()) if B.numel() else 0.0
+    while worst > CG_TOLERANCE and iterations < CG_MAX_ITERATIONS:
+        active = R.norm(dim=0) / norms > CG_TOLERANCE       # converged columns stay where they are
+        AP = matvec(P)
+        step = torch.where(active, rs / (P * AP).sum(dim=0).clamp_min(1e-300), torch.zeros_like(rs))
+        X += P * step
+        R -= AP * step
+        new = (R * R).sum(dim=0)
+        P = R + P * torch.where(active, new / rs.clamp_min(1e-300), torch.zeros_like(rs))
+        rs = new
+        iterations += 1
+        worst = float((R.norm(dim=0) / norms).max())
+    return X, iterations, worst
+
+
+def _conjugate_gradient(scaled: Tensor, *, l2: float, damping: float, scale: float) -> ConjugateGradientCurvature:
+    """The CG curvature, with the damping raised (tenfold, recorded) until CG converges on a probe system."""
+    current, raised = damping, False
+    if current <= 0:
+        current, raised = (1e-10 * scale if scale > 0 else 1e-10), True
+    probe = torch.ones(scaled.shape[1], 1, dtype=torch.float64)
+    for _ in range(30):
+        curvature = ConjugateGradientCurvature(scaled=scaled, l2=l2, damping_requested=damping, damping=current,
+                                               damping_raised=raised, eigen={})
+        _, iterations, residual = _cg(curvature.matvec, probe)
+        if residual <= CG_TOLERANCE:
+            curvature.info.update({"probe_iterations": iterations, "probe_residual": residual,
+                                   "tolerance": CG_TOLERANCE, "max_iterations": CG_MAX_ITERATIONS})
+            return curvature
+        current, raised = current * 10, True
+    raise FairpromptError(f"conjugate gradients did not converge even with damping {current:g}; the margins are degenerate")
+
+
 def gauss_newton(*, train: MarginJacobian, labels: Any, weights: Any = None, l2: float = 0.0, damping: float = 1e-4,
-                 eigen_summary: bool = True) -> Curvature:
-    """Build ``H = (1/n) sum w_i p_i (1 - p_i) J_i J_i^T + l2 I`` and factor ``H + damping I`` (see the module docstring)."""
+                 eigen_summary: bool = True, solver: Solver = "auto") -> Curvature | ConjugateGradientCurvature:
+    """Build ``H = (1/n) sum w_i p_i (1 - p_i) J_i J_i^T + l2 I`` and factor ``H + damping I`` (see the module
+    docstring); ``solver="cg"`` (or ``"auto"`` with more than :data:`DENSE_MAX_PARAMETERS` parameters) solves
+    matrix-free by conjugate gradients instead."""
     if l2 < 0 or damping < 0 or not (math.isfinite(l2) and math.isfinite(damping)):
         raise ValueError("l2 and damping must be finite and non-negative")
+    if solver not in ("auto", "cholesky", "cg"):
+        raise FairpromptError(f"unknown curvature solver {solver!r}; use 'auto', 'cholesky' or 'cg'")
     n, p = train.n, train.p
     _binary_labels(labels, n, "the training labels")  # validated here; the GGN does not depend on y
     w = _training_weights(weights, n)
     P = torch.sigmoid(train.z)
     root = torch.sqrt(w * P * (1 - P) / n)
     scaled = train.J * root.unsqueeze(1)
+    if solver == "cg" or (solver == "auto" and p > DENSE_MAX_PARAMETERS):
+        scale = float((scaled * scaled).sum() / p) + l2   # the mean diagonal of H
+        return _conjugate_gradient(scaled, l2=l2, damping=damping, scale=scale)
     H = scaled.T @ scaled
     eye = torch.eye(p, dtype=torch.float64)
     H += l2 * eye
@@ -457,10 +540,11 @@ class InfluenceScores:
     n: int
     p: int
     eigen: dict[str, float]
+    solver_info: dict[str, float]
     mean_gradient_norm: float
     seconds: float
     jacobian_seconds: float
-    _solver: Curvature = field(repr=False, compare=False)
+    _solver: Curvature | ConjugateGradientCurvature = field(repr=False, compare=False)
     _train: MarginJacobian = field(repr=False, compare=False)
     _coefficients: Tensor = field(repr=False, compare=False)  # w_i (p_i - y_i): g_i = (p_i - y_i) J_i
 
@@ -468,14 +552,15 @@ class InfluenceScores:
         """The JSON-ready facts (no arrays)."""
         return {"measure": self.measure, "fairness": self.fairness, "utility": self.utility, "curvature": self.curvature,
                 "damping": self.damping, "damping_requested": self.damping_requested, "damping_raised": self.damping_raised,
-                "l2": self.l2, "n": self.n, "p": self.p, "eigen": dict(self.eigen),
+                "l2": self.l2, "n": self.n, "p": self.p, "eigen": dict(self.eigen), "solver_info": dict(self.solver_info),
                 "mean_gradient_norm": self.mean_gradient_norm, "seconds": self.seconds,
                 "jacobian_seconds": self.jacobian_seconds, "fairness_detail": self.fairness_detail}
 
 
 def influence_scores(*, train: MarginJacobian, train_labels: Any, validation: MarginJacobian, validation_labels: Any,
                      groups: Any, measure: Measure = "demographic_parity", train_weights: Any = None, l2: float = 0.0,
-                     damping: float = 1e-4, temperature: float | None = None, eigen_summary: bool = True) -> InfluenceScores:
+                     damping: float = 1e-4, temperature: float | None = None, eigen_summary: bool = True,
+                     solver: Solver = "auto") -> InfluenceScores:
     """Score every training row: I_F(i) = (w_i/n) grad F^T H^-1 g_i and I_U(i) likewise (removal; see the module docstring).
 
     ``l2`` is the L2 strength of the *trained* objective (part of H and of the convergence check), ``damping`` an
@@ -488,29 +573,31 @@ def influence_scores(*, train: MarginJacobian, train_labels: Any, validation: Ma
     F = fairness_surrogate(validation=validation, labels=validation_labels, groups=groups, measure=measure,
                            temperature=temperature)
     U = validation_loss(validation=validation, labels=validation_labels)
-    solver = gauss_newton(train=train, labels=train_labels, weights=train_weights, l2=l2, damping=damping,
-                          eigen_summary=eigen_summary)
+    curvature = gauss_newton(train=train, labels=train_labels, weights=train_weights, l2=l2, damping=damping,
+                             eigen_summary=eigen_summary, solver=solver)
     y = _binary_labels(train_labels, train.n, "the training labels")
     w = _training_weights(train_weights, train.n)
     coefficients = w * (torch.sigmoid(train.z) - y)
-    v = solver.solve(torch.stack([F.gradient, U.gradient], dim=1))      # [p, 2]: H^-1 grad F, H^-1 grad U
+    v = curvature.solve(torch.stack([F.gradient, U.gradient], dim=1))   # [p, 2]: H^-1 grad F, H^-1 grad U
     scores = (train.J @ v) * (coefficients / train.n).unsqueeze(1)      # [n, 2]
     objective_gradient = train.J.T @ coefficients / train.n + l2 * train.theta
     if not bool(torch.isfinite(scores).all()):
         raise FairpromptError("influence scores came out non-finite; raise the damping")
     return InfluenceScores(
         influence_fairness=scores[:, 0].numpy().copy(), influence_utility=scores[:, 1].numpy().copy(),
-        fairness=F.value, utility=U.value, measure=measure, fairness_detail=F.detail, curvature=solver.name,
-        damping=solver.damping, damping_requested=solver.damping_requested, damping_raised=solver.damping_raised,
-        l2=l2, n=train.n, p=train.p, eigen=solver.eigen, mean_gradient_norm=float(objective_gradient.norm()),
+        fairness=F.value, utility=U.value, measure=measure, fairness_detail=F.detail, curvature=curvature.name,
+        damping=curvature.damping, damping_requested=curvature.damping_requested,
+        damping_raised=curvature.damping_raised, l2=l2, n=train.n, p=train.p, eigen=curvature.eigen,
+        solver_info=dict(getattr(curvature, "info", {})), mean_gradient_norm=float(objective_gradient.norm()),
         seconds=time.perf_counter() - start, jacobian_seconds=train.seconds + validation.seconds,
-        _solver=solver, _train=train, _coefficients=coefficients,
+        _solver=curvature, _train=train, _coefficients=coefficients,
     )
 
 
 def score_prompt(*, model: FrozenTextClassifier, train_rows: TextRows, validation_rows: TextRows, groups: Any,
                  measure: Measure = "demographic_parity", l2: float = 0.0, damping: float = 1e-4,
-                 temperature: float | None = None, batch_size: int = 16, eigen_summary: bool = True) -> InfluenceScores:
+                 temperature: float | None = None, batch_size: int = 16, eigen_summary: bool = True,
+                 solver: Solver = "auto") -> InfluenceScores:
     """:func:`influence_scores` for a prompted text model; labels and weights come with the rows."""
     if len(validation_rows) == 0:
         raise FairpromptError("the validation split is empty; influence needs a validation split with group labels")
@@ -518,7 +605,8 @@ def score_prompt(*, model: FrozenTextClassifier, train_rows: TextRows, validatio
     validation = prompt_margins(model=model, rows=validation_rows, batch_size=batch_size)
     return influence_scores(train=train, train_labels=train_rows.labels, train_weights=train_rows.weights,
                             validation=validation, validation_labels=validation_rows.labels, groups=groups,
-                            measure=measure, l2=l2, damping=damping, temperature=temperature, eigen_summary=eigen_summary)
+                            measure=measure, l2=l2, damping=damping, temperature=temperature, eigen_summary=eigen_summary,
+                            solver=solver)
 
 
 def _alphas(n: int, rows: Sequence[int] | np.ndarray | None, alphas: Any) -> Tensor:
@@ -563,7 +651,8 @@ def ij_update(*, scores: InfluenceScores, rows: Sequence[int] | np.ndarray | Non
 
 
 __all__ = [
-    "CURVATURE_NAME", "MEASURES", "Curvature", "InfluenceScores", "MarginJacobian", "Measure", "Surrogate",
+    "CG_NAME", "CURVATURE_NAME", "DENSE_MAX_PARAMETERS", "MEASURES", "ConjugateGradientCurvature", "Curvature",
+    "InfluenceScores", "MarginJacobian", "Measure", "Surrogate",
     "fairness_surrogate", "fit_logistic", "gauss_newton", "ij_update", "influence_scores", "logistic_margins",
     "parameter_change", "predicted_change", "prompt_margins", "score_prompt", "validation_loss",
 ]
