@@ -316,7 +316,7 @@ def _fairij_step(m: Mitigation, *, spec: Spec, inputs: _MitigationInputs, group:
     result = fairij(
         model=model, train_rows=train_rows, validation_rows=validation_rows, validation_groups=validation_groups,
         measure=m.measure, mode=m.mode, utility_budget=m.utility_budget, max_fraction=m.max_fraction, graded=m.graded,
-        damping=m.damping, selection=m.selection, append_tokens=m.append_tokens,
+        damping=m.damping, solver=m.solver, selection=m.selection, append_tokens=m.append_tokens,
         append_training=TrainConfig(max_epochs=t.max_epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr,
                                     head_lr=None),
         train_ids=splits.train, seed=m.seed, verify_epochs=m.verify_epochs if m.verify else None, progress=progress,

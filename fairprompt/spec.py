@@ -217,6 +217,9 @@ class FairIJSpec(_Strict):
     group: str | None = Field(None, description="sensitive column whose gap is repaired (default: the first "
                                                 "audit.sensitive column)")
     damping: float = Field(1e-3, gt=0.0, description="diagonal added to the Gauss-Newton matrix before the solve")
+    solver: Literal["auto", "cholesky", "cg"] = Field("auto", description="curvature solve: Cholesky of the dense "
+                                                      "matrix, matrix-free conjugate gradients, or auto (CG above "
+                                                      "8,192 prompt parameters)")
     graded: bool = Field(False, description="graded weights instead of removing the top-k rows outright")
     selection: Literal["actual", "predicted"] = Field("actual", description="choose k by the actual (one-step) or "
                                                       "the predicted validation change")

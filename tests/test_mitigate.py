@@ -181,7 +181,7 @@ def test_audit_with_fairij_ij_then_mitigate_reuses_the_before_audit(tmp_path: Pa
 def test_mitigate_fairij_append_computes_a_missing_before_audit(tmp_path: Path) -> None:
     from fairprompt.prompts import SoftPrompt, load_prompt
 
-    spec = write_spec(tmp_path, tiny([{"fairij": {"mode": "append", "append_tokens": 2, "group": "race",
+    spec = write_spec(tmp_path, tiny([{"fairij": {"mode": "append", "append_tokens": 2, "group": "race", "solver": "cg",
                                                   "append_training": {"max_epochs": 1}, **QUICK}}]))
     out = tmp_path / "out"
     code, _, err = run("mitigate", "fairij", str(spec), "--out", str(out))
@@ -192,6 +192,8 @@ def test_mitigate_fairij_append_computes_a_missing_before_audit(tmp_path: Path) 
     assert record["status"] == "ok" and record["before_audit"] == "computed in this run" and record["group"] == "race"
     f = record["fairij"]
     assert f["mode"] == "append" and f["append"]["tokens"] == 2 and len(f["append"]["history"]["epochs"]) == 1
+    assert f["influence"]["curvature"] == "GGN, matrix-free conjugate gradient" and record["config"]["solver"] == "cg"
+    assert f["influence"]["solver_info"]["probe_residual"] <= 1e-8
     prompt = load_prompt(out / "fairij" / "fairij_prompt.json")
     assert isinstance(prompt, SoftPrompt) and tuple(prompt.weight.shape) == (2, 384)
     assert (out / "fairij" / "fairij_prompt.safetensors").is_file() and (out / "fairij" / "fairij.json").is_file()
