@@ -353,7 +353,10 @@ def test_prompt_influence_matches_refits(prompted) -> None:
         with _restored(model):
             weights = torch.ones(len(train), dtype=torch.float64)
             weights[list(rows)] = 0.0
-            norm = _lbfgs(model, batch, weights, max_iter=200)
+            for _ in range(4):  # L-BFGS restarted from where it stopped until the refit is at its optimum (on some
+                norm = _lbfgs(model, batch, weights, max_iter=200)  # CPUs one run of 200 iterations stalls at ~4e-4)
+                if norm < 1e-4:
+                    break
             assert norm < 1e-4, norm
             after = prompt_margins(model=model, rows=validation, batch_size=64)
             return fairness_surrogate(validation=after, labels=validation.labels, groups=gv).value - scores.fairness

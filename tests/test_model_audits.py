@@ -247,6 +247,9 @@ def test_shipped_task_prompts_match_the_embedded_specs() -> None:
 
     specs = prompt_specs(Path("audits"))
     assert {p.stem for p in specs} == {"adult_income", "compas_recidivism", "identity_toxicity"}
+    # adult_income_fairij tunes the same prompt as adult_income: it finds the same shipped prompt
+    fairij = text_task(load_spec(Path("audits/adult_income_fairij.yaml"))).task_prompt_key()
+    assert fairij == text_task(load_spec(Path("audits/adult_income.yaml"))).task_prompt_key()
     for path in specs:
         key = text_task(load_spec(path)).task_prompt_key()
         folder = SHIPPED / key
