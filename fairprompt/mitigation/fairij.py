@@ -399,7 +399,8 @@ def fairij(
     (``repaired_model``) on the same frozen backbone.  ``damping`` is the absolute diagonal added to the
     Gauss-Newton matrix, ``solver`` its solve (``"auto"``: Cholesky up to
     :data:`~fairprompt.mitigation.influence.DENSE_MAX_PARAMETERS` parameters, matrix-free conjugate gradients
-    above; the one that ran is ``result.influence["curvature"]``), ``l2`` the L2 strength of the trained objective (0 for the default prompt tuning).
+    above; the one that ran is ``result.influence["curvature"]``), ``l2`` the L2 strength of the trained
+    objective (0 for the default prompt tuning).
     ``train_ids`` names the training rows in the output (default 0..n-1).  ``output_dir``, when given,
     receives the repaired artifact (:meth:`FairIJResult.save`).  ``verify_epochs`` runs :func:`verify` with
     ``verify_training``.  ``keep_scores`` keeps the :class:`InfluenceScores` (with the training Jacobian, n x p
