@@ -126,7 +126,7 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
           seed: int | None, min_group_size: int | None, name: str | None, out: Path | None, fresh: bool) -> None:
     """Audit a model or a predictions file: metrics by group with CIs, results.json and report.html.
 
-    A spec's `mitigations:` (fairij) run after the audit, which is written first.
+    A spec's `mitigations:` (fairij, reprogram) run after the audit, which is written first.
 
     Either give a YAML SPEC (see audits/; a spec with a model block trains or loads
     the model, predicts its test split and audits it), or a predictions file with its columns:
@@ -179,6 +179,12 @@ def _say_outputs(ctx: click.Context, output: Any) -> None:
     _say(ctx, f"results: {output.results_path}")
     for record in output.mitigations:
         files = record.get("outputs") or {}
+        if record["name"] == "reprogram":
+            info = record.get("reprogram") or {}
+            _say(ctx, f"reprogram: {info.get('trigger_kind')} trigger, lambda {info.get('chosen_lambda')} chosen"
+                      f"{'' if info.get('rule_met') else ' (no lambda met the accuracy rule)'}; trigger: "
+                      f"{output.out_dir / files.get('artifact_dir', '')}")
+            continue
         chosen = (record.get("fairij") or {}).get("chosen_k")
         _say(ctx, f"{record['name']}: {chosen} training rows down-weighted; influence: "
                   f"{output.out_dir / files.get('influence_csv', '')}; repaired prompt: "
@@ -206,16 +212,40 @@ def mitigate_fairij(ctx: click.Context, spec: Path, out: Path | None, fresh: boo
 
         fairprompt mitigate fairij audits/adult_income.yaml
     """
+    _mitigate(ctx, "fairij", spec, out=out, fresh=fresh)
+
+
+@mitigate.command("reprogram")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default reports/NAME).")
+@click.option("--fresh", is_flag=True, help="Retrain the task prompt or fixture (ignore the cache) and recompute the before-audit.")
+@click.pass_context
+def mitigate_reprogram(ctx: click.Context, spec: Path, out: Path | None, fresh: bool) -> None:
+    """Run only FairReprogram for a frozen_text or frozen_image SPEC: train a fairness trigger (text tokens, a
+    pixel border or patch) per lambda in front of the frozen model, choose one on the validation split, and
+    audit the triggered model on the test split.
+
+    Uses the spec's `reprogram` settings from `mitigations:` (defaults when it names none) and the
+    before-audit already in the output directory when it was written for the same spec (else computes it
+    first).  Writes reprogram/ (trigger.safetensors + trigger.json, reprogram.json) and the `mitigations`
+    block of results.json into the same directory:
+
+        fairprompt mitigate reprogram audits/colored_digits.yaml
+    """
+    _mitigate(ctx, "reprogram", spec, out=out, fresh=fresh)
+
+
+def _mitigate(ctx: click.Context, name: str, spec: Path, *, out: Path | None, fresh: bool) -> None:
     from fairprompt import pipeline
     from fairprompt.spec import load_spec, parse_spec
 
     loaded = load_spec(spec)
-    if not any(m.name == "fairij" for m in loaded.mitigations):
+    if not any(m.name == name for m in loaded.mitigations):
         raw = loaded.model_dump(mode="json", exclude_unset=True)
-        raw["mitigations"] = [*raw.get("mitigations", []), "fairij"]
+        raw["mitigations"] = [*raw.get("mitigations", []), name]
         loaded = parse_spec(raw, source=str(spec))
     with _progress(ctx.obj["quiet"]) as progress:
-        output = pipeline.mitigate(loaded, names=("fairij",), out_dir=out, command=["fairprompt", *sys.argv[1:]],
+        output = pipeline.mitigate(loaded, names=(name,), out_dir=out, command=["fairprompt", *sys.argv[1:]],
                                    progress=progress, use_cache=not fresh)
     _say_outputs(ctx, output)
 

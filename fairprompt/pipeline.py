@@ -34,8 +34,8 @@ from fairprompt.atomic import write_text
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics import Audit, audit
 from fairprompt.prepare import (
-    AuditInputs, TextTask, _auc, prepare_frozen_text, prepare_model, prepare_predictions, repair_groups, text_model,
-    text_task,
+    AuditInputs, ImageTask, TextTask, _auc, image_model, image_task, prepare_frozen_image, prepare_frozen_text,
+    prepare_model, prepare_predictions, repair_groups, text_model, text_task,
 )
 from fairprompt.report import render_html
 from fairprompt.report.results import build_results, dumps, load_results, to_jsonable
@@ -43,12 +43,14 @@ from fairprompt.spec import Mitigation, Spec
 
 if TYPE_CHECKING:
     from fairprompt.mitigation.fairij import FairIJResult
+    from fairprompt.mitigation.reprogram import ReprogramResult
 
 Progress = Callable[[str, int, int], None]
 
 INFLUENCE_CSV = "influence.csv"
 FAIRIJ_DIR = "fairij"
 FAIRIJ_RECORD = "fairij.json"
+REPROGRAM_DIR = "reprogram"
 TOP_FLAGGED = 20
 TEXT_SHOWN = 1000  # characters of a text feature kept in results.json
 HEADLINE = ("demographic_parity_difference", "disparate_impact", "equal_opportunity_difference",
@@ -96,17 +98,49 @@ def _now() -> str:
 def _single_process(spec: Spec) -> None:
     if spec.mitigations and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise FairpromptError("mitigations run in one process; remove 'mitigations' from the spec for the distributed "
-                              "audit, then run `fairprompt mitigate fairij SPEC` without torchrun")
+                              "audit, then run `fairprompt mitigate NAME SPEC` without torchrun")
 
 
 @dataclass
 class _MitigationInputs:
-    """What the mitigations need from the before-run: the resolved task, the model and its record."""
+    """What the mitigations need from the before-run: the resolved task, the model and its record, and the
+    untriggered model's test-split scores when the before-audit was computed in this run."""
 
-    task: TextTask
+    task: TextTask | ImageTask
     model: Any
     training: dict[str, Any]
     groups: list[str]
+    test_scores: np.ndarray | None = None
+
+
+def _task_and_model(spec: Spec, *, progress: Progress | None, use_cache: bool,
+                    use_shipped: bool) -> tuple[TextTask | ImageTask, list[str], Any, dict[str, Any]]:
+    """The spec's task, its mitigations' groups and its model, each checked before anything is written."""
+    assert spec.model is not None
+    if spec.model.kind == "frozen_image":
+        task: TextTask | ImageTask = image_task(spec, progress=progress)
+        groups = repair_groups(spec, task)  # before any model is built
+        model, training = image_model(spec, task, progress=progress, use_cache=use_cache)
+    else:
+        task = text_task(spec)
+        groups = repair_groups(spec, task)
+        model, training = text_model(spec, task, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
+    _check_triggers_fit(spec, model)
+    return task, groups, model, training
+
+
+def _check_triggers_fit(spec: Spec, model: Any) -> None:
+    """A reprogram trigger must fit the model (positions of a text backbone, size of the images)."""
+    from fairprompt.mitigation.reprogram import check_image_trigger, check_text_trigger
+
+    for m in spec.mitigations:
+        if m.name != "reprogram":
+            continue
+        if spec.model is not None and spec.model.kind == "frozen_image":
+            kind = m.trigger or "border"
+            check_image_trigger(kind=kind, image_size=int(model.input_size[0]), width=m.width, patch_size=m.patch_size)
+        else:
+            check_text_trigger(model, tokens=m.tokens)
 
 
 def _write(target: Path, results: dict[str, Any], csv_text: str | None = None) -> tuple[Path, Path, Path]:
@@ -145,11 +179,14 @@ def run(
     if spec.predictions is not None:
         prepared = prepare_predictions(spec)
     elif spec.mitigations:
-        task = text_task(spec)
-        groups = repair_groups(spec, task)  # before any model is built
-        model, training = text_model(spec, task, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
-        prepared = prepare_frozen_text(spec, progress=progress, task=task, loaded=(model, training))
-        pending = _MitigationInputs(task=task, model=model, training=training, groups=groups)
+        task, groups, model, training = _task_and_model(spec, progress=progress, use_cache=use_cache,
+                                                        use_shipped=use_shipped)
+        if isinstance(task, ImageTask):
+            prepared = prepare_frozen_image(spec, progress=progress, task=task, loaded=(model, training))
+        else:
+            prepared = prepare_frozen_text(spec, progress=progress, task=task, loaded=(model, training))
+        pending = _MitigationInputs(task=task, model=model, training=training, groups=groups,
+                                    test_scores=prepared.y_score)
     else:
         prepared = prepare_model(spec, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
     result = _audit(spec, prepared, progress)
@@ -200,13 +237,15 @@ def mitigate(
     spec = spec.model_copy(update={"mitigations": chosen})
     _single_process(spec)
     target = spec.output_dir(out_dir)
-    task = text_task(spec)
-    groups = repair_groups(spec, task)
-    previous = _reusable_results(target, spec, task) if use_cache else None
+    previous = _reusable_results(target, spec) if use_cache else None
     if previous is None:
         return run(spec, out_dir=out_dir, command=command, progress=progress, use_cache=use_cache,
                    use_shipped=use_shipped)
-    model, training = text_model(spec, task, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
+    task, groups, model, training = _task_and_model(spec, progress=progress, use_cache=use_cache,
+                                                    use_shipped=use_shipped)
+    if not _same_model(previous, task, model):
+        return run(spec, out_dir=out_dir, command=command, progress=progress, use_cache=use_cache,
+                   use_shipped=use_shipped)
     results = dict(previous)
     results["spec"] = spec.model_dump(mode="json") | {"mitigations": [
         *[m for m in (previous.get("spec") or {}).get("mitigations") or [] if m.get("name") not in names],
@@ -236,8 +275,20 @@ def _spec_key(spec: Any) -> Any:
     return {k: v for k, v in spec.items() if k != "mitigations"} if isinstance(spec, dict) else None
 
 
-def _reusable_results(target: Path, spec: Spec, task: TextTask) -> dict[str, Any] | None:
-    """The before-audit in ``target/results.json`` if it was written for this spec, data and task prompt."""
+def _same_model(previous: dict[str, Any], task: TextTask | ImageTask, model: Any) -> bool:
+    """Whether the before-audit in ``previous`` was made with this data and this model (task prompt or backbone)."""
+    data_hashes = [i.get("sha256") for i in previous.get("inputs") or [] if isinstance(i, dict) and i.get("role") == "data"]
+    if data_hashes != [task.dataset.sha256]:
+        return False
+    described = previous.get("model") or {}
+    if isinstance(task, TextTask):
+        return (described.get("training") or {}).get("cache_key") == task.task_prompt_key()
+    return described.get("backbone_sha256") == model.backbone_sha256
+
+
+def _reusable_results(target: Path, spec: Spec) -> dict[str, Any] | None:
+    """The before-audit in ``target/results.json`` if it was written for this spec (mitigations aside); the
+    data and the model are compared by :func:`_same_model` once they are loaded."""
     path = target / "results.json"
     if not path.is_file():
         return None
@@ -249,11 +300,6 @@ def _reusable_results(target: Path, spec: Spec, task: TextTask) -> dict[str, Any
     if not isinstance(previous.get("audit"), dict) or not isinstance(model, dict):
         return None
     if _spec_key(previous.get("spec")) != _spec_key(to_jsonable(spec.model_dump(mode="json"))):
-        return None
-    data_hashes = [i.get("sha256") for i in previous.get("inputs") or [] if isinstance(i, dict) and i.get("role") == "data"]
-    if data_hashes != [task.dataset.sha256]:
-        return None
-    if (model.get("training") or {}).get("cache_key") != task.task_prompt_key():
         return None
     return previous
 
@@ -275,8 +321,8 @@ def _run_mitigations(spec: Spec, inputs: _MitigationInputs, *, results: dict[str
     for index, (m, group) in enumerate(zip(spec.mitigations, inputs.groups)):
         slot = offset + index
         try:
-            record = _fairij_step(m, spec=spec, inputs=inputs, group=group, results=results, target=target,
-                                  progress=progress)
+            step = _fairij_step if m.name == "fairij" else _reprogram_step
+            record = step(m, spec=spec, inputs=inputs, group=group, results=results, target=target, progress=progress)
         except Exception as exc:
             message = str(exc) if isinstance(exc, FairpromptError) else f"{type(exc).__name__}: {exc}"
             results["mitigations"][slot] = {"name": m.name, "status": "failed", "config": _config(m), "group": group,
@@ -483,16 +529,26 @@ def _save_artifact(result: FairIJResult, m: Mitigation, *, group: str, target: P
         "backbone": model.backbone, "backbone_sha256": model.backbone_sha256,
         "files": {k: v.removeprefix(f"{FAIRIJ_DIR}/") for k, v in files.items()}, "load": how,
     }
-    target.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{FAIRIJ_DIR}-", dir=target))
-    final = target / FAIRIJ_DIR
-    try:
+    def fill(staging: Path) -> None:
         result.save(staging)
         write_text(staging / FAIRIJ_RECORD, json.dumps(to_jsonable(record), indent=2) + "\n")
+
+    _replace_dir(target, FAIRIJ_DIR, fill)
+    result.artifacts = dict(files)
+    return files
+
+
+def _replace_dir(target: Path, name: str, fill: Callable[[Path], None]) -> None:
+    """Write ``target/name/`` atomically: ``fill`` a temporary folder beside it, then rename it over the old one."""
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target))
+    final = target / name
+    try:
+        fill(staging)
         old = None
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{FAIRIJ_DIR}-old-", dir=target))
-            os.replace(final, old / FAIRIJ_DIR)
+            old = Path(tempfile.mkdtemp(prefix=f".{name}-old-", dir=target))
+            os.replace(final, old / name)
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(staging, 0o777 & ~mask)  # mkdtemp made it private; the report directory's files are not
@@ -502,5 +558,147 @@ def _save_artifact(result: FairIJResult, m: Mitigation, *, group: str, target: P
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- reprogram
+def _split_rows(task: TextTask | ImageTask, model: Any, positions: np.ndarray) -> Any:
+    if isinstance(task, ImageTask):
+        return task.rows(positions)
+    return model.encode(task.pick(positions), labels=task.y[positions])
+
+
+def _predict(task: TextTask | ImageTask, model: Any, rows: Any, *, batch_size: int, progress: Progress | None) -> np.ndarray:
+    """P(favourable) for ``rows``, in row order."""
+    if isinstance(task, ImageTask):
+        return model.predict_proba(images=rows.images, batch_size=batch_size, device="cpu", progress=progress)[:, 1]
+    return model.predict_proba(rows, batch_size=batch_size, progress=progress)[:, 1]
+
+
+def _adapter_sha(model: Any) -> str | None:
+    """sha256 of the task prompt and head (text models with a task prompt), else None."""
+    from fairprompt.models.frozen import state_sha256
+
+    parameters = model.task_parameters() if hasattr(model, "task_parameters") else []
+    return state_sha256({str(i): p for i, p in enumerate(parameters)}) if parameters else None
+
+
+def _reprogram_step(m: Any, *, spec: Spec, inputs: _MitigationInputs, group: str, results: dict[str, Any],
+                    target: Path, progress: Progress | None) -> dict[str, Any]:
+    """FairReprogram (triggers trained per lambda, chosen on the validation split), the triggered model's
+    test-split audit, ThresholdOptimizer on the same scores, and the reprogram/ artifact."""
+    from fairprompt.mitigation.baselines import threshold_optimizer
+    from fairprompt.mitigation.reprogram import gap, reprogram
+
+    start = time.perf_counter()
+    task, model = inputs.task, inputs.model
+    fm = spec.model
+    assert fm is not None and fm.kind in ("frozen_text", "frozen_image")
+    frame, y, splits = task.dataset.frame, task.y, task.splits
+    groups = np.asarray(_text_values(frame[group]), dtype=object)
+    train_rows = _split_rows(task, model, splits.train)
+    validation_rows = _split_rows(task, model, splits.validation)
+    backbone, adapter = model.backbone_sha256, _adapter_sha(model)
+    result = reprogram(
+        model=model, train_rows=train_rows, validation_rows=validation_rows, train_groups=groups[splits.train],
+        validation_groups=groups[splits.validation], config=m.config(), threshold=fm.threshold,
+        required_groups=sorted({str(g) for g in groups[splits.test] if g is not None}), batch_size=fm.batch_size,
+        progress=progress,
+    )
+
+    # the after-audit: the triggered model on the TEST split (never seen by the selection)
+    test = splits.test
+    y_test = y[test]
+    test_rows = _split_rows(task, model, test)
+    score = _predict(task, result.triggered_model, test_rows, batch_size=fm.batch_size, progress=progress)
+    y_pred = (score >= fm.threshold).astype(np.int8)
+    test_groups = frame[task.sensitive].iloc[test].reset_index(drop=True)
+    after = _audit(spec, AuditInputs(y_true=y_test, y_pred=y_pred, y_score=score, sample_weight=None,
+                                     sensitive=test_groups, data={}, inputs=[]), progress)
+    unchanged = result.triggered_model is not model and model.backbone_sha256 == backbone
+    adapter_unchanged = None if adapter is None else _adapter_sha(model) == adapter == _adapter_sha(result.triggered_model)
+    if not unchanged or adapter_unchanged is False:  # the guarantee, checked on every run
+        raise RuntimeError("the backbone or the task adapter changed while training the fairness trigger")
+
+    # the baseline on the same scores: fairlearn's ThresholdOptimizer fitted on the untriggered validation scores
+    before_test = inputs.test_scores
+    if before_test is None:
+        before_test = _predict(task, model, test_rows, batch_size=fm.batch_size, progress=progress)
+    before_validation = _predict(task, model, validation_rows, batch_size=fm.batch_size, progress=progress)
+    measure = m.measure
+    test_group_values = groups[test].astype(str)
+    optimized = threshold_optimizer(fit_scores=before_validation, fit_labels=y[splits.validation],
+                                    fit_groups=groups[splits.validation].astype(str), scores=before_test,
+                                    groups=test_group_values, constraints=measure, seed=m.seed)
+    before_pred = (before_test >= fm.threshold).astype(np.int8)
+
+    def row(method: str, description: str, predicted: np.ndarray) -> dict[str, Any]:
+        accuracy = float((predicted == y_test).mean())
+        return {"method": method, "description": description, "test_accuracy": accuracy,
+                "demographic_parity_difference": gap(y_true=y_test, y_pred=predicted, groups=test_group_values,
+                                                     measure="demographic_parity"),
+                "equalized_odds_difference": gap(y_true=y_test, y_pred=predicted, groups=test_group_values,
+                                                 measure="equalized_odds"),
+                "accuracy_change": accuracy - float((before_pred == y_test).mean())}
+
+    baselines = [
+        row("untriggered model", f"the frozen model as audited, threshold {fm.threshold:g}", before_pred),
+        row(f"ThresholdOptimizer ({measure})", "fairlearn's ThresholdOptimizer on the untriggered model's scores, "
+            f"fitted on the validation split by {group}; it needs the group at prediction time", np.asarray(optimized)),
+        row(f"FairReprogram (lambda {result.chosen_lambda:g})", f"{result.trigger_kind} trigger appended to every input; "
+            "needs no group at prediction time", y_pred),
+    ]
+    before_model = results.get("model") or {}
+    accuracy, auc = float((y_pred == y_test).mean()), _auc(y_test, score)
+    after_model = {
+        "test_rows": int(test.size), "threshold": fm.threshold, "test_accuracy": accuracy, "test_auc": auc,
+        "before_test_accuracy": before_model.get("test_accuracy"), "before_test_auc": before_model.get("test_auc"),
+        "accuracy_change": _difference(accuracy, before_model.get("test_accuracy")),
+        "auc_change": _difference(auc, before_model.get("test_auc")),
+        "changed": (f"a {result.trigger_kind} trigger ({result.parameters['trigger_trainable']:,} trained parameters) "
+                    "in front of the frozen model; backbone" + (", task prompt and head" if adapter else "") + " unchanged"),
+        "backbone_sha256": backbone, "backbone_unchanged": unchanged, "adapter_unchanged": adapter_unchanged,
+    }
+    artifacts = _save_trigger(result, m, group=group, target=target, training=inputs.training, model=model)
+    return {
+        "task_prompt": {k: inputs.training.get(k) for k in ("source", "cache_key")},
+        "reprogram": result.to_dict(),
+        "after": after.to_dict(),
+        "after_model": after_model,
+        "comparison": _comparison(results.get("audit") or {}, after.to_dict()),
+        "baselines": baselines,
+        "outputs": {"artifact_dir": REPROGRAM_DIR, "artifacts": artifacts},
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _save_trigger(result: ReprogramResult, m: Any, *, group: str, target: Path, training: dict[str, Any],
+                  model: Any) -> dict[str, str]:
+    """Write ``target/reprogram/`` (trigger.safetensors + trigger.json, and reprogram.json) atomically."""
+    import json
+
+    from fairprompt.mitigation.reprogram import RECORD_FILE, TRIGGER_STEM
+
+    files = {"trigger": f"{REPROGRAM_DIR}/{TRIGGER_STEM}.json", "trigger_tensors": f"{REPROGRAM_DIR}/{TRIGGER_STEM}.safetensors",
+             "record": f"{REPROGRAM_DIR}/{RECORD_FILE}"}
+    if not is_main_process():
+        return files
+    record = {
+        "format": "fairprompt.reprogram", "format_version": 1, "trigger_kind": result.trigger_kind, "group": group,
+        "measure": m.measure, "objective": m.objective, "chosen_lambda": result.chosen_lambda, "config": _config(m),
+        "trigger": {k: v for k, v in result.trigger_description.items() if k != "image_png"},
+        "model": {"backbone": getattr(model, "backbone", None) if isinstance(getattr(model, "backbone", None), str)
+                  else (training.get("architecture") or getattr(model, "architecture", None)),
+                  "backbone_sha256": model.backbone_sha256,
+                  "task_prompt": {k: training.get(k) for k in ("source", "cache_key", "path")}},
+        "files": {k: v.removeprefix(f"{REPROGRAM_DIR}/") for k, v in files.items()},
+        "load": "fairprompt.mitigation.load_trigger(model, 'reprogram/trigger.json') returns the frozen model with the "
+                "trigger in front (the model itself is not changed)",
+    }
+
+    def fill(staging: Path) -> None:
+        result.save(staging)
+        write_text(staging / RECORD_FILE, json.dumps(to_jsonable(record), indent=2) + "\n")
+
+    _replace_dir(target, REPROGRAM_DIR, fill)
     result.artifacts = dict(files)
     return files

@@ -214,7 +214,7 @@ def text_task(spec: Spec) -> TextTask:
     return TextTask(dataset=ds, sensitive=sensitive, texts=texts, text_info=text_info, y=y, splits=splits, settings=settings)
 
 
-def repair_groups(spec: Spec, task: TextTask) -> list[str]:
+def repair_groups(spec: Spec, task: Any) -> list[str]:
     """The sensitive column each of the spec's mitigations repairs (its ``group``, else the first sensitive
     column), checked against the data before any model is built."""
     out = []
@@ -225,8 +225,24 @@ def repair_groups(spec: Spec, task: TextTask) -> list[str]:
             raise FairpromptError(f"mitigations[{index}].{m.name}.group is {group!r}, not a sensitive column of "
                                   f"{task.dataset.source} ({', '.join(task.sensitive)}){near}")
         _check_validation_groups(task, group, measure=m.measure, key=f"mitigations[{index}].{m.name}")
+        if m.name == "reprogram":
+            _check_tuning_groups(task, group, tuning_split=m.tuning_split, key=f"mitigations[{index}].{m.name}")
         out.append(group)
     return out
+
+
+def _check_tuning_groups(task: Any, group: str, *, tuning_split: str, key: str) -> None:
+    """Every group of the validation and test splits must have members among the rows a trigger trains on."""
+    frame, splits = task.dataset.frame, task.splits
+    tuning = splits.train if tuning_split == "train" else splits.validation
+    have = set(frame[group].iloc[tuning].dropna().astype(str))
+    for name, rows in (("validation", splits.validation), ("test", splits.test)):
+        for value in sorted(set(frame[group].iloc[rows].dropna().astype(str))):
+            if value not in have:
+                raise FairpromptError(
+                    f"{group!r} group {value!r} (in the {name} split) has no members in the tuning split "
+                    f"({tuning_split}, {tuning.size} rows) of {task.dataset.source}, so {key} cannot learn about it; "
+                    "use another tuning_split or group, or larger splits")
 
 
 def _check_validation_groups(task: TextTask, group: str, *, measure: str, key: str) -> None:
@@ -380,11 +396,24 @@ def _keyword_names(function: Callable[..., Any]) -> list[str]:
     return [p.name for p in inspect.signature(function).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def prepare_frozen_image(spec: Spec, *, progress: Progress | None = None, use_cache: bool = True) -> AuditInputs:
-    """A frozen image classifier (the fixture, trained once and cached, or a saved one), predicting the test split."""
+@dataclass(frozen=True)
+class ImageTask:
+    """A frozen_image spec resolved against its data: images, labels, groups and splits."""
+
+    dataset: Any
+    images: np.ndarray
+    generated: Any  # the colored_digits generator output (for the fixture), or None
+    sensitive: list[str]
+    y: np.ndarray
+    splits: Any
+
+    def rows(self, positions: np.ndarray) -> ImageRows:
+        return ImageRows(self.images[positions], self.y[positions])
+
+
+def image_task(spec: Spec, *, progress: Progress | None = None) -> ImageTask:
+    """Load and check everything a frozen_image spec needs before any model is built."""
     from fairprompt.datasets.splits import make_splits
-    from fairprompt.models.image import fixture_classifier, load_classifier
-    from fairprompt.models.training import predict_logits
 
     m = spec.model
     assert m is not None and m.kind == "frozen_image"
@@ -398,21 +427,44 @@ def prepare_frozen_image(spec: Spec, *, progress: Progress | None = None, use_ca
     s = m.splits
     splits = make_splits(frame=ds.frame, y=y, column=s.column, train=s.train, validation=s.validation, test=s.test,
                          seed=s.seed, source=ds.source)
+    return ImageTask(dataset=ds, images=images, generated=generated, sensitive=sensitive, y=y, splits=splits)
+
+
+def image_model(spec: Spec, task: ImageTask, *, progress: Progress | None = None,
+                use_cache: bool = True) -> tuple[Any, dict[str, Any]]:
+    """The spec's frozen image classifier (the fixture, trained once and cached, or a saved one) and its record."""
+    from fairprompt.models.image import fixture_classifier, load_classifier
+
+    m = spec.model
+    assert m is not None and m.kind == "frozen_image"
     if m.backbone == "fixture":
-        if generated is None:
+        if task.generated is None:
             raise FairpromptError("backbone 'fixture' is trained on colored_digits only; for your images give model.backbone, "
                                   "a directory written by fairprompt.models.image.save_classifier")
-        model, training = fixture_classifier(data=generated, seed=m.seed, epochs=m.epochs, cache=use_cache, progress=progress)
-    else:
-        from pathlib import Path
+        return fixture_classifier(data=task.generated, seed=m.seed, epochs=m.epochs, cache=use_cache, progress=progress)
+    from pathlib import Path
 
-        if not Path(m.backbone).is_dir():
-            raise FairpromptError(f"image backbone '{m.backbone}' is not a directory; give 'fixture' or a folder written by save_classifier")
-        model = load_classifier(directory=m.backbone)
-        training = {"source": f"loaded from {m.backbone}"}
+    if not Path(m.backbone).is_dir():
+        raise FairpromptError(f"image backbone '{m.backbone}' is not a directory; give 'fixture' or a folder written by save_classifier")
+    return load_classifier(directory=m.backbone), {"source": f"loaded from {m.backbone}"}
+
+
+def prepare_frozen_image(spec: Spec, *, progress: Progress | None = None, use_cache: bool = True,
+                         task: ImageTask | None = None, loaded: tuple[Any, dict[str, Any]] | None = None) -> AuditInputs:
+    """A frozen image classifier (the fixture, trained once and cached, or a saved one), predicting the test split.
+
+    ``task`` and ``loaded`` (from :func:`image_task` and :func:`image_model`) are reused when given.
+    """
+    from fairprompt.models.training import predict_logits
+
+    m = spec.model
+    assert m is not None and m.kind == "frozen_image"
+    task = task if task is not None else image_task(spec, progress=progress)
+    ds, y, splits, sensitive = task.dataset, task.y, task.splits, task.sensitive
+    model, training = loaded if loaded is not None else image_model(spec, task, progress=progress, use_cache=use_cache)
     test = splits.test
     logits = predict_logits(model=model, forward=lambda net, batch: net(batch["images"]),
-                            data=ImageRows(images[test], y[test]), batch_size=m.batch_size, progress=progress,
+                            data=task.rows(test), batch_size=m.batch_size, progress=progress,
                             description="predicting the test images")
     import torch
 

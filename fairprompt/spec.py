@@ -19,6 +19,7 @@ mitigate fairij SPEC`` runs one on its own)::
     mitigations:
       - fairij                                    # every setting at its default, or:
       - fairij: {measure: equal_opportunity, mode: ij, group: sex}
+      - reprogram: {trigger: soft, measure: equalized_odds, lambdas: [0, 1, 4, 16]}
 """
 
 from __future__ import annotations
@@ -188,10 +189,7 @@ class AuditSpec(_Strict):
 
 MITIGATIONS: tuple[str, ...] = ("fairij", "reprogram")
 """Mitigation names a spec may give; the ones in :data:`NOT_YET` are refused with a clear error."""
-NOT_YET: dict[str, str] = {
-    "reprogram": "mitigation 'reprogram' (FairReprogram, a learned fairness trigger) is not available yet in this "
-                 "version of fairprompt; use fairij, or remove it from 'mitigations'",
-}
+NOT_YET: dict[str, str] = {}
 
 
 class AppendTrainingSpec(_Strict):
@@ -231,7 +229,61 @@ class FairIJSpec(_Strict):
     verify_epochs: int = Field(3, ge=1, description="epochs of the verify fine-tuning")
 
 
-Mitigation = FairIJSpec
+class ReprogramSpec(_Strict):
+    """FairReprogram: a fairness trigger (text tokens, a pixel border or patch) appended to every input of the
+    frozen model, trained per lambda; the operating point is chosen on the validation split (see
+    fairprompt.mitigation.reprogram)."""
+
+    name: Literal["reprogram"] = Field("reprogram", description="the mitigation (written by fairprompt, not by you)")
+    trigger: Literal["soft", "hard", "border", "patch"] | None = Field(
+        None, description="soft or hard tokens (text models), border or patch (image models); default soft / border")
+    tokens: int = Field(5, ge=1, description="trigger tokens (soft, hard)")
+    width: int = Field(4, ge=1, description="border width in pixels")
+    patch_size: int = Field(8, ge=1, description="side of the patch in pixels")
+    corner: Literal["top_left", "top_right", "bottom_left", "bottom_right"] = Field("bottom_right",
+                                                                                     description="corner of the patch")
+    measure: Literal["demographic_parity", "equalized_odds"] = Field("demographic_parity",
+                                                                     description="the gap the trigger removes")
+    objective: Literal["adversary", "surrogate"] = Field("surrogate", description="adversary (min-max against a group "
+                                                         "predictor) or surrogate (a squared-gap penalty)")
+    projection: bool = Field(False, description="adversary: project the task gradient (Zhang et al. 2018)")
+    lambdas: list[float] = Field(default_factory=lambda: [0.0, 1.0, 4.0, 16.0], description="the grid of fairness "
+                                 "weights, one trigger each (0 is the control)")
+    max_accuracy_drop: float = Field(0.02, ge=0.0, le=1.0, description="operating point: the smallest validation "
+                                     "gap with at most this much validation accuracy lost")
+    epochs: int = Field(3, ge=1, description="epochs per lambda")
+    batch_size: int = Field(64, ge=2, description="training batch size")
+    lr: float | None = Field(None, gt=0.0, description="learning rate (default 0.03 soft, 0.05 hard, 0.1 pixels)")
+    adversary_lr: float = Field(0.01, gt=0.0, description="learning rate of the adversary")
+    adversary_hidden: int = Field(32, ge=1, description="hidden units of the adversary")
+    tuning_split: Literal["train", "validation"] = Field("train", description="train triggers on the training split "
+                                                         "(choose on validation), or on half the validation split")
+    max_rows: int | None = Field(None, ge=10, description="train triggers on at most this many rows (seeded draw)")
+    group: str | None = Field(None, description="sensitive column whose gap is removed (default: the first "
+                                                "audit.sensitive column)")
+    seed: int = Field(0, description="seed of the trigger's initialisation and batch order")
+
+    @field_validator("lambdas")
+    @classmethod
+    def _lambdas(cls, value: list[float]) -> list[float]:
+        if not value:
+            raise ValueError("the lambda grid is empty; give one or more lambdas >= 0, e.g. [0, 1, 4, 16] (0 is the control)")
+        bad = [v for v in value if not v >= 0 or v == float("inf")]
+        if bad:
+            raise ValueError(f"lambda {bad[0]!r} is negative or not finite; every lambda must be a finite number >= 0")
+        return value
+
+    def config(self) -> Any:
+        """The :class:`fairprompt.mitigation.reprogram.ReprogramConfig` these settings describe."""
+        from fairprompt.mitigation.reprogram import ReprogramConfig
+
+        keys = ("trigger", "tokens", "width", "patch_size", "corner", "measure", "objective", "projection",
+                "max_accuracy_drop", "epochs", "batch_size", "lr", "adversary_lr", "adversary_hidden", "tuning_split",
+                "max_rows", "seed")
+        return ReprogramConfig(lambdas=tuple(self.lambdas), **{k: getattr(self, k) for k in keys})
+
+
+Mitigation = Annotated[FairIJSpec | ReprogramSpec, Field(discriminator="name")]
 
 
 def _normalise_mitigation(item: Any) -> Any:
@@ -271,8 +323,8 @@ class Spec(_Strict):
     model: ModelSpec | None = None
     audit: AuditSpec = Field(default_factory=AuditSpec)
     output: str | None = Field(None, description="output directory (default reports/NAME)")
-    mitigations: list[Annotated[Mitigation, BeforeValidator(_normalise_mitigation)]] = Field(default_factory=list, description="repairs run after the audit, in order "
-                                          "(fairij)")
+    mitigations: list[Annotated[Mitigation, BeforeValidator(_normalise_mitigation)]] = Field(
+        default_factory=list, description="repairs run after the audit, in order (fairij, reprogram)")
 
     @field_validator("mitigations", mode="before")
     @classmethod
@@ -322,6 +374,9 @@ class Spec(_Strict):
                                  "(its outputs would overwrite each other)")
         for index, m in enumerate(self.mitigations):
             key = f"mitigations[{index}].{m.name}"
+            if m.name == "reprogram":
+                self._check_reprogram(m, key)
+                continue
             if self.model is None or self.model.kind != "frozen_text":
                 what = "a predictions file" if self.model is None else f"model.kind {self.model.kind}"
                 raise ValueError(f"'{key}' repairs the task prompt of a frozen_text model, but this spec audits {what}; "
@@ -334,6 +389,21 @@ class Spec(_Strict):
                 hint = f"; did you mean {near!r}?" if near else ""
                 raise ValueError(f"'{key}.group' is {m.group!r}, not one of the audit.sensitive columns "
                                  f"({', '.join(self.audit.sensitive)}){hint}")
+
+    def _check_reprogram(self, m: ReprogramSpec, key: str) -> None:
+        if self.model is None or self.model.kind == "logistic_regression":
+            what = "a predictions file" if self.model is None else "a logistic_regression model (a table, no input to prompt)"
+            raise ValueError(f"'{key}' appends a trigger to the inputs of a frozen_text or frozen_image model, but this "
+                             f"spec audits {what}; use such a model, or remove the mitigation")
+        allowed = ("soft", "hard") if self.model.kind == "frozen_text" else ("border", "patch")
+        if m.trigger is not None and m.trigger not in allowed:
+            raise ValueError(f"'{key}.trigger' is {m.trigger!r}, but a {self.model.kind} model takes "
+                             f"{' or '.join(allowed)} triggers")
+        if m.group is not None and self.audit.sensitive and m.group not in self.audit.sensitive:
+            near = closest(m.group, self.audit.sensitive)
+            hint = f"; did you mean {near!r}?" if near else ""
+            raise ValueError(f"'{key}.group' is {m.group!r}, not one of the audit.sensitive columns "
+                             f"({', '.join(self.audit.sensitive)}){hint}")
 
     def output_dir(self, override: str | Path | None = None, *, root: Path = Path("reports")) -> Path:
         """Where this spec writes: ``override``, else ``output``, else ``reports/NAME``."""
@@ -360,7 +430,8 @@ def _candidates(annotation: Any) -> list[type[BaseModel]]:
 
 
 def _kind_of(model: type[BaseModel]) -> str | None:
-    field = model.model_fields.get("kind")
+    """The union tag of a spec model: its ``kind`` (models) or ``name`` (mitigations) literal."""
+    field = model.model_fields.get("kind") or model.model_fields.get("name")
     args = getattr(field.annotation, "__args__", ()) if field is not None else ()
     return str(args[0]) if args else None
 
@@ -371,11 +442,16 @@ def _walk(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, tuple[str, ...]
     shown: list[str] = []
     parts = list(loc)
     listed = False  # the current field is a list: an index comes next
+    candidates: list[type[BaseModel]] = []
     while parts:
         raw = parts.pop(0)
         if isinstance(raw, int) and shown:  # a list item: mitigations[0], then its name as the user wrote it
             shown[-1] = f"{shown[-1]}[{raw}]"
             if listed and parts and current is not None and "name" in current.model_fields:
+                tags = {_kind_of(c) for c in candidates}
+                if str(parts[0]) in tags:  # a discriminated union: the tag that follows names the item
+                    tag = str(parts.pop(0))
+                    current = next(c for c in candidates if _kind_of(c) == tag)
                 name = current.model_fields["name"].default
                 if isinstance(name, str):
                     shown.append(name)

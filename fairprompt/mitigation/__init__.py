@@ -5,6 +5,9 @@ surrogate through the task prompt and head; the one-step infinitesimal-jackknife
 ``fairij``: FairIJ's selection (on the validation split) and repair (appended soft prompt, or the
 one-step update of the task prompt and head), with an optional paired-refit check (``verify_fairij``), and
 ``train_appended_prompt`` (the append repair with any row weights).
+``reprogram``: FairReprogram, a fairness trigger (text tokens, a pixel border or patch) trained per lambda
+against an adversary or a gap penalty, with the Pareto front and a stated operating-point rule; ``load_trigger``
+attaches a saved trigger to a frozen model.
 ``baselines``: the reference mitigations they are compared with (reweighing weights, fairlearn's
 ``ThresholdOptimizer`` on scores).
 Imported lazily so that ``import fairprompt.mitigation`` does not load torch.
@@ -23,6 +26,8 @@ _INFLUENCE = (
 _FAIRIJ = {"fairij": "fairij", "FairIJResult": "FairIJResult", "FairIJVerification": "FairIJVerification",
            "verify_fairij": "verify", "train_appended_prompt": "train_appended_prompt"}
 _BASELINES = ("reweighing_weights", "threshold_optimizer")
+_REPROGRAM = {"reprogram": "reprogram", "ReprogramConfig": "ReprogramConfig", "ReprogramResult": "ReprogramResult",
+              "load_trigger": "load_trigger"}
 
 
 def __getattr__(name: str) -> Any:
@@ -34,7 +39,11 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module("fairprompt.mitigation.fairij")
         globals()["fairij"] = module.fairij  # importing the submodule bound its name here; the public name is the function
         return getattr(module, _FAIRIJ[name])
+    if name in _REPROGRAM:
+        module = importlib.import_module("fairprompt.mitigation.reprogram")
+        globals()["reprogram"] = module.reprogram  # as for fairij: the public name is the function
+        return getattr(module, _REPROGRAM[name])
     raise AttributeError(f"module 'fairprompt.mitigation' has no attribute {name!r}")
 
 
-__all__ = [*_INFLUENCE, *_FAIRIJ, *_BASELINES]
+__all__ = [*_INFLUENCE, *_FAIRIJ, *_BASELINES, *_REPROGRAM]

@@ -442,10 +442,108 @@ def fairij_curve_figure(*, k: Sequence[int], actual_F: Sequence[float | None], p
     return _render(prefix, draw)
 
 
+def reprogram_pareto_figure(*, lambdas: Sequence[float | None], accuracy: Sequence[float | None],
+                            gap: Sequence[float | None], pareto: Sequence[bool], diverged: Sequence[bool] = (),
+                            chosen_lambda: float | None = None, before_accuracy: float | None = None,
+                            before_gap: float | None = None, accuracy_floor: float | None = None,
+                            gap_label: str = "fairness gap", prefix: str) -> Markup:
+    """FairReprogram's trade-off over lambda on the selection rows: the gap (x, lower is fairer) against accuracy
+    (y). Every lambda is an open circle labelled with its value; the Pareto front is filled circles joined by a
+    solid line; the chosen lambda a large open star; the untriggered model a grey diamond; a diverged lambda an
+    open triangle; the accuracy floor of the choice rule a dash-dot line.  Points without both values are skipped."""
+    rows = [(lam, a, g, bool(p), bool(d)) for lam, a, g, p, d in
+            zip(lambdas, accuracy, gap, pareto, list(diverged) + [False] * (len(lambdas) - len(diverged)))
+            if a is not None and g is not None]
+    point_style = dict(marker="o", markersize=6, markerfacecolor="white", markeredgecolor="#111111", color="#111111",
+                       linestyle="none", zorder=3)
+    front_style = dict(marker="o", markersize=6, markerfacecolor="#111111", markeredgecolor="#111111", color="#111111",
+                       linestyle="-", linewidth=1.3, zorder=4)
+    diverged_style = dict(marker="^", markersize=7, markerfacecolor="white", markeredgecolor=COLORS[1], color=COLORS[1],
+                          linestyle="none", zorder=4)
+    star = dict(marker="*", markersize=16, markerfacecolor="none", markeredgecolor="#111111", markeredgewidth=1.2,
+                linestyle="none", zorder=6)
+    before_style = dict(marker="D", markersize=7, markerfacecolor="#bbbbbb", markeredgecolor="#111111", color="#111111",
+                        linestyle="none", zorder=5)
+    floor_style = dict(color="#444444", linestyle="-.", linewidth=1.0)
+    has_before = before_accuracy is not None and before_gap is not None
+    chosen = [r for r in rows if chosen_lambda is not None and r[0] == chosen_lambda]
+
+    def draw() -> MplFigure:
+        fig = _new(5.6, 4.0)
+        ax = fig.add_subplot()
+        for lam, a, g, _, bad in rows:
+            ax.plot([g], [a], **(diverged_style if bad else point_style))
+        front = sorted((g, a) for _, a, g, on, _ in rows if on)
+        if front:
+            ax.plot([g for g, _ in front], [a for _, a in front], **front_style)
+        for _, a, g, _, _ in chosen:
+            ax.plot([g], [a], **star)
+        if has_before:
+            ax.plot([before_gap], [before_accuracy], **before_style)
+            ax.annotate("untriggered", (before_gap, before_accuracy), xytext=(6, -10), textcoords="offset points",
+                        fontsize=7.5, style="italic")
+        if accuracy_floor is not None:
+            ax.axhline(accuracy_floor, **floor_style)
+        for i, (lam, a, g, _, _) in enumerate(rows):
+            text = "λ=?" if lam is None else f"λ={lam:g}"
+            ax.annotate(plain(text), (g, a), xytext=(6, 5 if i % 2 == 0 else -11), textcoords="offset points", fontsize=7.5)
+        ax.margins(x=0.15, y=0.12)
+        ax.set_xlabel("\n".join(textwrap.wrap(plain(gap_label) + " (selection rows; lower is fairer)", 80)))
+        ax.set_ylabel("accuracy (selection rows)")
+        handles = [Line2D([], [], **point_style), Line2D([], [], **front_style)]
+        labels = ["one trigger per λ", "Pareto front"]
+        if chosen:
+            handles.append(Line2D([], [], **(star | {"markersize": 12})))
+            labels.append(f"chosen λ = {chosen_lambda:g}")
+        if has_before:
+            handles.append(Line2D([], [], **before_style))
+            labels.append("untriggered model")
+        if any(r[4] for r in rows):
+            handles.append(Line2D([], [], **diverged_style))
+            labels.append("diverged (last good trigger)")
+        if accuracy_floor is not None:
+            handles.append(Line2D([], [], **floor_style))
+            labels.append("accuracy floor of the rule")
+        fig.legend(handles, labels, loc="outside lower center", ncol=2, handlelength=2.4, columnspacing=1.2)
+        return fig
+
+    return _render(prefix, draw)
+
+
+
+def reprogram_figures(r: Any, *, prefix: str) -> list[Figure]:
+    """The figures of a :class:`fairprompt.report.reprogram_view.ReprogramView`: the Pareto plot over lambda."""
+    if not r.has_plot:
+        return []
+    missing = [p.name for p in r.points if not p.plotted]
+    chosen = "" if r.chosen_lambda is None else f" The star marks the chosen λ = {r.chosen_lambda:g}: " + (
+        "no λ > 0 stayed within the accuracy budget, so the most accurate was taken." if r.rule_met is False
+        else "the λ > 0 with the smallest gap among those within the accuracy budget.")
+    floor = (" The dash-dot line is the untriggered model's accuracy minus the accuracy budget; points below it are "
+             "outside the budget." if r.accuracy_floor is not None else "")
+    where = f" ({r.tuning_how})" if r.tuning_how else ""
+    return [Figure(
+        "pareto", "Accuracy–fairness trade-off over λ (selection rows)",
+        f"On the selection rows{where}; the test split was not used to choose λ. Each point is one trigger, trained "
+        f"with the λ it is labelled with: accuracy against the {r.gap_label}. Filled circles joined by a solid line "
+        "are the Pareto front (no other trigger is both more accurate and fairer); the grey diamond is the model "
+        "without a trigger. Up and to the left is better." + chosen + floor
+        + (f" Not plotted (no accuracy or gap recorded): {', '.join(missing)}." if missing else ""),
+        reprogram_pareto_figure(
+            lambdas=[p.lam for p in r.points], accuracy=[p.accuracy for p in r.points], gap=[p.gap for p in r.points],
+            pareto=[p.pareto for p in r.points], diverged=[p.diverged is not None for p in r.points],
+            chosen_lambda=r.chosen_lambda, before_accuracy=None if r.before is None else r.before.accuracy,
+            before_gap=None if r.before is None else r.before.gap, accuracy_floor=r.accuracy_floor,
+            gap_label=r.gap_label, prefix=f"{prefix}pareto-"),
+    )]
+
+
 def mitigation_figures(m: Any, *, prefix: str) -> list[Figure]:
     """The figures of a :class:`fairprompt.report.view.MitigationView`: the FairIJ curve, and in mode ``append`` the
-    appended tokens' training curve."""
+    appended tokens' training curve; for a FairReprogram entry, its Pareto plot over lambda."""
     figures: list[Figure] = []
+    if getattr(m, "reprogram", None) is not None:
+        return reprogram_figures(m.reprogram, prefix=prefix)
     c = m.curve
     if c is not None and (c.has_fairness or c.has_utility) and len(c.k) > 0:
         rule = ("actual validation F after the one-step update" if c.selection != "predicted"

@@ -17,7 +17,10 @@ import math
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from fairprompt.report.reprogram_view import ReprogramView
 
 HEADLINE: tuple[str, ...] = ("demographic_parity_difference", "disparate_impact", "equalized_odds_difference")
 """The between-groups disparities shown in the verdict summary."""
@@ -853,7 +856,7 @@ def build_model_view(model: Any) -> ModelView | None:
 
 # Mitigations -------------------------------------------------------------------------------------------------------
 
-MITIGATION_TITLES: dict[str, str] = {"fairij": "FairIJ repair"}
+MITIGATION_TITLES: dict[str, str] = {"fairij": "FairIJ repair", "reprogram": "FairReprogram"}
 """Section title of each mitigation (unknown names get a title from the name)."""
 
 MEASURES: dict[str, str] = {
@@ -1060,6 +1063,8 @@ class MitigationView:
     chosen_text: str
     append_curve: TrainingCurve | None
     """Mode ``append``: the training curve of the appended tokens."""
+    reprogram: ReprogramView | None = None
+    """A ``reprogram`` entry: the FairReprogram section (:mod:`fairprompt.report.reprogram_view`); None otherwise."""
 
     @property
     def ok(self) -> bool:
@@ -1300,6 +1305,22 @@ def _fairij_facts(m: Mapping[str, Any], f: Mapping[str, Any], config: Mapping[st
     return facts
 
 
+def _test_scores(after: Mapping[str, Any]) -> list[Fact]:
+    """Test accuracy and AUC before → after, with the change, from an ``after_model`` block."""
+    scores = []
+    if after:
+        rows = _int(after.get("test_rows"))
+        for what, key in (("accuracy", "accuracy"), ("AUC", "auc")):
+            b, a = _float(after.get(f"before_test_{key}")), _float(after.get(f"test_{key}"))
+            change = _float(after.get(f"{key}_change"))
+            if change is None and a is not None and b is not None:
+                change = a - b
+            if a is not None or b is not None:
+                scores.append(Fact(f"Test {what}", f"{fmt_num(b)} → {fmt_num(a)}", note=f"change {fmt_change(change)}"
+                                   + (f" on the same {rows:,} test rows" if rows is not None else "")))
+    return scores
+
+
 def _after_facts(after: Mapping[str, Any]) -> tuple[Fact, ...]:
     facts = []
     if after.get("changed") is not None:
@@ -1374,17 +1395,7 @@ def _mitigation_view(index: int, m: Mapping[str, Any]) -> MitigationView:
     if fraction is None and k is not None and n:
         fraction = k / n
     chosen_text = DASH if k is None else f"k = {k:,}" + (f" ({fmt_share(fraction)} of the training rows)" if fraction is not None else "")
-    scores = []
-    if after:
-        rows = _int(after.get("test_rows"))
-        for what, key in (("accuracy", "accuracy"), ("AUC", "auc")):
-            b, a = _float(after.get(f"before_test_{key}")), _float(after.get(f"test_{key}"))
-            change = _float(after.get(f"{key}_change"))
-            if change is None and a is not None and b is not None:
-                change = a - b
-            if a is not None or b is not None:
-                scores.append(Fact(f"Test {what}", f"{fmt_num(b)} → {fmt_num(a)}", note=f"change {fmt_change(change)}"
-                                   + (f" on the same {rows:,} test rows" if rows is not None else "")))
+    scores = _test_scores(after)
     verification, checks = _verification(_map(f.get("verification")))
     top = _top_flagged(f.get("top_flagged"))
     shown = top[:TOP_SHOWN]
@@ -1414,5 +1425,11 @@ def _mitigation_view(index: int, m: Mapping[str, Any]) -> MitigationView:
 
 
 def build_mitigation_views(mitigations: Any) -> tuple[MitigationView, ...]:
-    """The report section of each ``mitigations[]`` entry, in order; empty when the key is absent."""
-    return tuple(_mitigation_view(i, m) for i, m in enumerate(_seq(mitigations)) if isinstance(m, Mapping))
+    """The report section of each ``mitigations[]`` entry, in order; empty when the key is absent.
+
+    Entries dispatch on ``name``: ``reprogram`` to :func:`fairprompt.report.reprogram_view.reprogram_mitigation_view`,
+    anything else (``fairij``, unknown names) to the FairIJ layout."""
+    from fairprompt.report.reprogram_view import reprogram_mitigation_view
+
+    return tuple(reprogram_mitigation_view(i, m) if m.get("name") == "reprogram" else _mitigation_view(i, m)
+                 for i, m in enumerate(_seq(mitigations)) if isinstance(m, Mapping))

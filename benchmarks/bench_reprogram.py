@@ -1,0 +1,360 @@
+"""FairReprogram on the embedded tasks (issue 5's targets): effect on the test split, controls, baselines, cost.
+
+Every case trains triggers with :func:`fairprompt.mitigation.reprogram` exactly as a spec would (one trigger
+per lambda, chosen on the selection rows by the spec's operating-point rule); the test split is used only
+for the numbers printed here.  The models are the specs' frozen models as they ship: audits/adult_income.yaml
+(MiniLM + the shipped 8-token task prompt and head; group sex), audits/colored_digits.yaml (the frozen CNN
+fixture; group = tint) and audits/identity_toxicity.yaml (MiniLM + its shipped task prompt; group = identity).
+
+Each case reports, on the test split, for the untriggered model, the lambda = 0 control trigger (the same
+trigger trained on the task loss alone: capacity without a fairness term), the chosen trigger, and fairlearn's
+ThresholdOptimizer (fitted on the untriggered model's validation scores, same constraint): demographic parity
+difference (DP), equalized-odds difference (EO), the largest gap in false-positive rate across groups in the
+classic toxicity sense (harmless comments flagged toxic; favourable = not toxic, so that is the gap in the
+favourable true-positive rate, "FPR gap") and accuracy.  95% CIs come from 1,000 bootstrap resamples of the
+test rows, paired: every method is evaluated on the same resampled rows, so relative gap changes and accuracy
+changes have paired CIs.
+
+Cases (``--cases``, default all):
+
+- ``adult_dp``, ``adult_eo``: the soft trigger of audits/adult_income.yaml (5 tokens), with the spec's
+  reprogram block and ``measure`` demographic_parity / equalized_odds.
+- ``adult_adversary_dp``: the same with ``objective: adversary``; ``adult_hard_dp``: a hard trigger (5 words).
+- ``digits_border_dp``, ``digits_border_eo``, ``digits_patch_dp``, ``digits_patch_eo``: colored_digits with a
+  4-pixel border or an 8 x 8 patch, the spec's block otherwise.
+- ``toxicity_eo``: identity_toxicity with the spec's block (equalized odds by identity).
+
+``--cost``: on Adult, one trigger-tuning epoch (soft trigger, surrogate objective, the spec's batch size) against
+one epoch of full fine-tuning (every MiniLM weight, the task prompt and the head trainable, AdamW, the same
+objective through a group adversary) on the same ``--cost-rows`` training rows, back to back in this process,
+with trainable-parameter counts; then the fully fine-tuned model's test metrics.
+
+Run: ``.venv/bin/python benchmarks/bench_reprogram.py [--cases ...] [--cost] [--json PATH]``
+(``--quick`` runs every code path on a few hundred rows; its numbers mean nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+N_BOOT = 1000
+CASES = ("adult_dp", "adult_eo", "adult_adversary_dp", "adult_hard_dp", "digits_border_dp", "digits_border_eo",
+         "digits_patch_dp", "digits_patch_eo", "toxicity_eo")
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------------------------ setup
+class Setup:
+    """A spec's frozen model, rows (train, validation, test), groups and its reprogram block."""
+
+    def __init__(self, spec_file: str, *, quick: bool) -> None:
+        from fairprompt.pipeline import _split_rows
+        from fairprompt.prepare import image_model, image_task, repair_groups, text_model, text_task
+        from fairprompt.spec import load_spec
+
+        self.spec = spec = load_spec(ROOT / "audits" / spec_file)
+        self.block = next(m for m in spec.mitigations if m.name == "reprogram")
+        if spec.model.kind == "frozen_image":
+            self.task = image_task(spec)
+            self.model, self.training = image_model(spec, self.task)
+        else:
+            self.task = text_task(spec)
+            self.model, self.training = text_model(spec, self.task)
+        self.group = repair_groups(spec, self.task)[[m.name for m in spec.mitigations].index("reprogram")]
+        s, y, frame = self.task.splits, self.task.y, self.task.dataset.frame
+        index = {"train": s.train, "validation": s.validation, "test": s.test}
+        if quick:
+            index = {k: v[: {"train": 160, "validation": 120, "test": 200}[k]] for k, v in index.items()}
+        self.index = index
+        self.y = {k: y[v] for k, v in index.items()}
+        self.groups = {k: frame[self.group].iloc[v].astype(str).to_numpy() for k, v in index.items()}
+        self.rows = {k: _split_rows(self.task, self.model, v) for k, v in index.items()}
+        self.threshold = spec.model.threshold
+        self.batch_size = spec.model.batch_size
+
+    def scores(self, model: Any, split: str) -> np.ndarray:
+        from fairprompt.pipeline import _predict
+
+        return _predict(self.task, model, self.rows[split], batch_size=self.batch_size, progress=None)
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+def _rates(pred: np.ndarray, y: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Per resample (rows of ``counts``: multiplicity of each test row) DP, EO, the FPR gap and accuracy."""
+    total = counts.sum(axis=1)
+    selection, tpr, fpr = [], [], []
+    for g in np.unique(codes):
+        in_g = codes == g
+        pos, neg = in_g & (y == 1), in_g & (y == 0)
+        selection.append(counts @ (pred * in_g) / np.maximum(counts @ in_g, 1))
+        tpr.append(counts @ (pred * pos) / np.maximum(counts @ pos, 1))
+        fpr.append(counts @ (pred * neg) / np.maximum(counts @ neg, 1))
+    spread = lambda a: np.max(a, axis=0) - np.min(a, axis=0)  # noqa: E731
+    tpr_gap = spread(np.array(tpr))
+    return {"dp": spread(np.array(selection)), "eo": np.maximum(tpr_gap, spread(np.array(fpr))),
+            "fpr_gap": tpr_gap, "accuracy": counts @ (pred == y).astype(float) / total}
+
+
+def paired_table(y: np.ndarray, groups: np.ndarray, predictions: dict[str, np.ndarray], *, base: str,
+                 seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Point values and paired bootstrap CIs (the same resampled rows for every method) against ``base``."""
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+
+    n = y.size
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(N_BOOT)]).astype(float)
+    codes = np.unique(groups, return_inverse=True)[1]
+    point = {m: {k: float(v[0]) for k, v in _rates(p, y, codes, np.ones((1, n))).items()} for m, p in predictions.items()}
+    boot = {m: _rates(p, y, codes, counts) for m, p in predictions.items()}
+    ci = lambda a: [float(np.nanpercentile(a, 2.5)), float(np.nanpercentile(a, 97.5))]  # noqa: E731
+    table = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for m, p in predictions.items():
+            dp = demographic_parity_difference(y, p, sensitive_features=groups)
+            eo = equalized_odds_difference(y, p, sensitive_features=groups)
+            assert abs(dp - point[m]["dp"]) < 1e-12 and abs(eo - point[m]["eo"]) < 1e-12, (m, dp, eo, point[m])
+            b, b0 = boot[m], boot[base]
+            row: dict[str, Any] = {"accuracy": point[m]["accuracy"], "accuracy_ci": ci(b["accuracy"]),
+                                   "accuracy_change": point[m]["accuracy"] - point[base]["accuracy"],
+                                   "accuracy_change_ci": ci(b["accuracy"] - b0["accuracy"])}
+            for key in ("dp", "eo", "fpr_gap"):
+                row[key] = point[m][key]
+                row[f"{key}_ci"] = ci(b[key])
+                row[f"{key}_relative_change"] = point[m][key] / point[base][key] - 1 if point[base][key] else None
+                row[f"{key}_relative_change_ci"] = ci(b[key] / b0[key] - 1)
+            table[m] = row
+    return table
+
+
+# ------------------------------------------------------------------------------------------------- cases
+def _config(setup: Setup, case: str, quick: bool) -> Any:
+    config = setup.block.config()
+    changes: dict[str, Any] = {}
+    if case.endswith("_dp"):
+        changes["measure"] = "demographic_parity"
+    if case.endswith("_eo"):
+        changes["measure"] = "equalized_odds"
+    if "adversary" in case:
+        changes["objective"] = "adversary"
+    if "hard" in case:
+        changes["trigger"] = "hard"
+    if "border" in case:
+        changes["trigger"] = "border"
+    if "patch" in case:
+        changes["trigger"] = "patch"
+    if quick:
+        changes |= {"epochs": 1, "lambdas": (0.0, max(config.lambdas)), "max_rows": None}
+    return replace(config, **changes)
+
+
+def run_case(setup: Setup, case: str, *, quick: bool) -> dict[str, Any]:
+    from fairprompt.mitigation.baselines import threshold_optimizer
+    from fairprompt.mitigation.reprogram import reprogram
+
+    config = _config(setup, case, quick)
+    _log(f"{case}: {config}")
+    start = time.perf_counter()
+    result = reprogram(model=setup.model, train_rows=setup.rows["train"], validation_rows=setup.rows["validation"],
+                       train_groups=setup.groups["train"], validation_groups=setup.groups["validation"], config=config,
+                       threshold=setup.threshold, batch_size=setup.batch_size)
+    seconds = time.perf_counter() - start
+    control = next(i for i, p in enumerate(result.points) if p["lambda"] == 0) if 0 in config.lambdas else None
+    t = setup.threshold
+    before = setup.scores(setup.model, "test")
+    predictions = {"untriggered": (before >= t).astype(int)}
+    if control is not None:
+        predictions["lambda = 0 control"] = (setup.scores(result.triggered_models[control], "test") >= t).astype(int)
+    predictions[f"FairReprogram (lambda {result.chosen_lambda:g})"] = (setup.scores(result.triggered_model, "test") >= t).astype(int)
+    constraint = config.measure
+    fitted = threshold_optimizer(fit_scores=setup.scores(setup.model, "validation"), fit_labels=setup.y["validation"],
+                                 fit_groups=setup.groups["validation"], scores=before, groups=setup.groups["test"],
+                                 constraints=constraint, seed=0)
+    predictions[f"ThresholdOptimizer ({constraint})"] = np.asarray(fitted).astype(int)
+    table = paired_table(setup.y["test"], setup.groups["test"], predictions, base="untriggered")
+    summary = result.to_dict()
+    for point in summary["points"]:
+        point.pop("history", None)
+    return {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()},
+            "group": setup.group, "test_rows": int(setup.y["test"].size), "table": table, "seconds": seconds,
+            "chosen_lambda": result.chosen_lambda, "rule_met": result.rule_met, "points": summary["points"],
+            "selection_before": result.before, "parameters": result.parameters, "trigger": {
+                k: v for k, v in result.trigger_description.items() if k != "image_png"},
+            "epoch_seconds": float(np.mean([p["epoch_seconds"] for p in result.points if p["epoch_seconds"]])),
+            "warnings": result.warnings, "tuning": result.tuning}
+
+
+# -------------------------------------------------------------------------------------------------- cost
+def part_cost(setup: Setup, *, rows: int, quick: bool) -> dict[str, Any]:
+    """One trigger epoch against one full fine-tuning epoch (with an adversary) on the same rows."""
+    import torch.nn.functional as F
+
+    from fairprompt.mitigation.reprogram import Adversary, _build, _take, _train_trigger, adversary_features, gap
+    from fairprompt.models.frozen import total_parameters
+    from fairprompt.models.text import _forward
+    from fairprompt.models.training import shuffled_batches
+
+    n = min(rows, len(setup.rows["train"]))
+    positions = np.arange(n)
+    subset = _take(setup.rows["train"], positions)
+    names = sorted(set(setup.groups["train"].tolist()))
+    codes = np.searchsorted(np.asarray(names), setup.groups["train"][positions])
+    config = replace(setup.block.config(), epochs=1, trigger="soft", measure="demographic_parity")
+    target = _build(setup.model, kind="soft", config=config)
+    start = time.perf_counter()
+    _train_trigger(target, rows=subset, codes=codes, n_groups=len(names), lam=4.0, config=config, kind="soft",
+                   progress=None, label="trigger epoch")
+    trigger_seconds = time.perf_counter() - start
+    trigger_parameters = sum(p.numel() for p in target.trigger.parameters())
+
+    # full fine-tuning: a deep copy whose every weight trains (the frozen model is not touched)
+    full = copy.deepcopy(setup.model)
+    for p in full.parameters():
+        p.requires_grad_(True)
+    full.train()
+    full.encoder.train()
+    params = [p for p in full.parameters() if p.requires_grad]
+    trainable = sum(p.numel() for p in params)
+    optimizer = torch.optim.AdamW(params, lr=2e-5)
+    torch.manual_seed(0)
+    adversary = Adversary(inputs=2, hidden=config.adversary_hidden, groups=len(names))
+    adversary_optimizer = torch.optim.Adam(adversary.parameters(), lr=config.adversary_lr)
+    codes_t = torch.as_tensor(codes)
+    epochs = 1 if quick else 2
+    epoch_seconds = []
+    for epoch in range(epochs):
+        epoch_start = time.perf_counter()
+        for index in shuffled_batches(n, config.batch_size, generator=np.random.default_rng(epoch), lengths=subset.lengths()):
+            batch = subset.collate(index)
+            logits = _forward(full, batch).float()
+            p = torch.softmax(logits, dim=1)
+            features = adversary_features(p, batch["labels"], measure="demographic_parity")
+            group = codes_t[batch["index"]]
+            adversary_optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(adversary(features.detach()), group).backward()
+            adversary_optimizer.step()
+            loss = F.cross_entropy(logits, batch["labels"]) - 1.0 * F.cross_entropy(adversary(features), group)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+        epoch_seconds.append(time.perf_counter() - epoch_start)
+        _log(f"full fine-tuning epoch {epoch + 1}: {epoch_seconds[-1]:.1f} s")
+    full.eval()
+    score = setup.scores(full, "test")
+    pred = (score >= setup.threshold).astype(int)
+    y, g = setup.y["test"], setup.groups["test"]
+    whole = total_parameters(setup.model)
+    return {"rows": n, "batch_size": config.batch_size, "threads": torch.get_num_threads(),
+            "trigger_epoch_seconds": trigger_seconds, "trigger_parameters": trigger_parameters,
+            "full_epoch_seconds": float(np.mean(epoch_seconds)), "full_epochs": epochs, "full_parameters": trainable,
+            "model_parameters": whole, "ratio_full_to_trigger": float(np.mean(epoch_seconds)) / trigger_seconds,
+            "full_finetune_test": {"accuracy": float((pred == y).mean()),
+                                   "dp": gap(y_true=y, y_pred=pred, groups=g, measure="demographic_parity"),
+                                   "eo": gap(y_true=y, y_pred=pred, groups=g, measure="equalized_odds")},
+            "full_finetune_objective": "cross-entropy - 1.0 x adversary cross-entropy (DP adversary on the output "
+                                       "probabilities), AdamW lr 2e-5, grad clip 1"}
+
+
+# ------------------------------------------------------------------------------------------------ report
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.0%}"
+
+
+def print_report(out: dict[str, Any]) -> None:
+    for case, r in (out.get("cases") or {}).items():
+        c = r["config"]
+        print(f"\n{case}: {c['trigger']} trigger, {c['objective']} objective, {c['measure']}, group {r['group']}, "
+              f"lambdas {c['lambdas']}, {c['epochs']} epochs, tuning {r['tuning']['how']} ({r['tuning']['fit_rows']} "
+              f"rows); chosen lambda {r['chosen_lambda']:g} (rule met: {r['rule_met']}); "
+              f"{r['parameters']['trigger_trainable']:,} trained parameters "
+              f"({r['parameters']['trainable_share_of_model']:.4%} of the model); {r['epoch_seconds']:.1f} s per epoch; "
+              f"{r['seconds'] / 60:.1f} min")
+        if r["trigger"].get("words"):
+            print(f"  words: {' '.join(r['trigger']['words'])}")
+        print(f"| method | test DP | DP change [CI] | test EO | EO change [CI] | FPR gap | FPR gap change [CI] | "
+              "accuracy | accuracy change [CI] |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for m, t in r["table"].items():
+            cells = []
+            for key in ("dp", "eo", "fpr_gap"):
+                ci = t[f"{key}_relative_change_ci"]
+                cells.append(f"{t[key]:.3f} | {_pct(t[f'{key}_relative_change'])} [{_pct(ci[0])}, {_pct(ci[1])}]")
+            a = t["accuracy_change_ci"]
+            print(f"| {m} | {' | '.join(cells)} | {t['accuracy']:.4f} | {100 * t['accuracy_change']:+.2f} pt "
+                  f"[{100 * a[0]:+.2f}, {100 * a[1]:+.2f}] |")
+    if "cost" in out:
+        c = out["cost"]
+        print(f"\nCost on {c['rows']} Adult training rows (batch {c['batch_size']}, {c['threads']} threads): trigger "
+              f"epoch {c['trigger_epoch_seconds']:.1f} s ({c['trigger_parameters']:,} trained parameters); full "
+              f"fine-tuning epoch {c['full_epoch_seconds']:.1f} s ({c['full_parameters']:,} trained parameters); "
+              f"ratio {c['ratio_full_to_trigger']:.2f}x; full fine-tuning ({c['full_epochs']} epochs) test: "
+              f"{c['full_finetune_test']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--cost", action="store_true", help="also time a trigger epoch against full fine-tuning")
+    parser.add_argument("--cost-rows", type=int, default=500)
+    parser.add_argument("--quick", action="store_true", help="a few hundred rows: checks the code paths, not the numbers")
+    parser.add_argument("--json", type=Path, default=None, help="also write every number as JSON here (after each case)")
+    args = parser.parse_args(argv)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = set(cases) - set(CASES)
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; use {', '.join(CASES)}")
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    out: dict[str, Any] = {"quick": args.quick, "cpu_count": os.cpu_count(), "cases": {},
+                           "command": " ".join(["benchmarks/bench_reprogram.py", *(argv if argv is not None else sys.argv[1:])])}
+    setups: dict[str, Setup] = {}
+
+    def setup_for(name: str) -> Setup:
+        spec_file = {"adult": "adult_income.yaml", "digits": "colored_digits.yaml",
+                     "toxicity": "identity_toxicity.yaml"}[name]
+        if name not in setups:
+            setups[name] = Setup(spec_file, quick=args.quick)
+        return setups[name]
+
+    def save() -> None:
+        out["seconds"] = time.perf_counter() - start
+        out["peak_rss_mb"] = _peak_mb()
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(out, indent=1, default=float))
+
+    for case in cases:
+        out["cases"][case] = run_case(setup_for(case.split("_")[0]), case, quick=args.quick)
+        _log(f"{case} done")
+        save()
+    if args.cost:
+        out["cost"] = part_cost(setup_for("adult"), rows=min(args.cost_rows, 160) if args.quick else args.cost_rows,
+                                quick=args.quick)
+        save()
+    print_report(out)
+    print(f"\ntotal {out['seconds'] / 60:.1f} min, peak RSS {out['peak_rss_mb']:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,475 @@
+"""FairReprogram (fairprompt.mitigation.reprogram): the gap, the selector's projection, the surrogate, the
+operating-point rule, and triggers trained on real frozen models.
+
+Text: the embedded all-MiniLM-L6-v2 backbone with a 4-token task prompt and head (max_length 32, short
+reviews, 64 training and 48 validation rows).  Images: the colored_digits fixture classifier at 16 x 16
+pixels, trained for 2 epochs (it learns the tint shortcut: validation gap 1.0), with triggers tuned on the
+validation split (``tuning_split="validation"``).  One epoch per trigger, one or two lambdas.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+
+from fairprompt.errors import FairpromptError
+from fairprompt.mitigation.reprogram import (
+    ReprogramConfig,
+    _project_simplex,
+    check_image_trigger,
+    check_text_trigger,
+    choose,
+    gap,
+    load_trigger,
+    pareto_flags,
+    reprogram,
+    surrogate_gap,
+    word_candidates,
+)
+from fairprompt.models.frozen import state_sha256
+from fairprompt.models.text import FrozenTextClassifier, TextRows
+from fairprompt.prompts import PixelBorder, PixelPatch, SoftPrompt, SoftPromptConfig, load_prompt
+
+rp = importlib.import_module("fairprompt.mitigation.reprogram")  # the submodule (the package's name is the function)
+IMAGE = 16
+GOOD = ["good", "great", "fine", "nice"]
+BAD = ["bad", "awful", "poor", "rude"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small models run fastest on one thread (and do not fight other work on a small machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+def _reviews(n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    texts, labels, groups = [], [], []
+    for _ in range(n):
+        group = ["beta", "alpha"][int(rng.integers(2))]
+        positive = bool(rng.random() < 0.5)
+        texts.append(f"{group} said it was {(GOOD if positive else BAD)[rng.integers(4)]}")
+        labels.append(int(positive))
+        groups.append(group)
+    return texts, np.array(labels), np.array(groups)
+
+
+@pytest.fixture(scope="module")
+def text():
+    model = FrozenTextClassifier.with_task_prompt(num_virtual_tokens=4, init="random", seed=0, max_length=32)
+    texts, y, g = _reviews(64, 0)
+    vtexts, vy, vg = _reviews(48, 1)
+    return model, model.encode(texts, labels=y), model.encode(vtexts, labels=vy), g, vg
+
+
+@pytest.fixture(scope="module")
+def image():
+    from fairprompt.datasets.colored_digits import generate
+    from fairprompt.models.image import fixture_classifier
+    from fairprompt.prepare import ImageRows
+
+    data = generate(image_size=IMAGE)
+    model, _ = fixture_classifier(data=data, epochs=2, cache=False)
+    split, groups = data.frame["split"].to_numpy(), data.frame["group"].to_numpy().astype(str)
+    train, validation = np.flatnonzero(split == "train"), np.flatnonzero(split == "validation")
+    return (model, ImageRows(data.images[train], data.y[train]), ImageRows(data.images[validation], data.y[validation]),
+            groups[train], groups[validation])
+
+
+def _run_text(text, **config):
+    model, train, validation, g, vg = text
+    return reprogram(model=model, train_rows=train, validation_rows=validation, train_groups=g, validation_groups=vg,
+                     config=ReprogramConfig(**{"tokens": 2, "lambdas": (0.0, 1.0), "epochs": 1, "batch_size": 32, **config}))
+
+
+def _run_image(image, **config):
+    model, train, validation, g, vg = image
+    settings = {"lambdas": (0.0, 4.0), "epochs": 1, "batch_size": 64, "tuning_split": "validation", "width": 2,
+                "patch_size": 4, **config}
+    return reprogram(model=model, train_rows=train, validation_rows=validation, train_groups=g, validation_groups=vg,
+                     config=ReprogramConfig(**settings))
+
+
+def _task_hashes(model: FrozenTextClassifier) -> list[str]:
+    return [state_sha256({"p": p.detach()}) for p in model.task_parameters()]
+
+
+# ------------------------------------------------------------------------------------------ gap = fairlearn
+@pytest.mark.parametrize("n_groups", [2, 3])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gap_equals_fairlearn(n_groups: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 300
+    groups = np.array(["a", "b", "c"])[rng.integers(0, n_groups, n)]
+    y_true = rng.integers(0, 2, n)
+    y_pred = (rng.random(n) < np.where(groups == "a", 0.7, 0.4)).astype(int)  # a real gap for group a
+    dp = gap(y_true=y_true, y_pred=y_pred, groups=groups, measure="demographic_parity")
+    eo = gap(y_true=y_true, y_pred=y_pred, groups=groups, measure="equalized_odds")
+    assert dp == pytest.approx(demographic_parity_difference(y_true, y_pred, sensitive_features=groups), abs=1e-12)
+    assert eo == pytest.approx(equalized_odds_difference(y_true, y_pred, sensitive_features=groups), abs=1e-12)
+    assert dp > 0.1 and eo > 0.1
+    # one group: no gap
+    one = np.full(n, "a")
+    assert gap(y_true=y_true, y_pred=y_pred, groups=one, measure="demographic_parity") == 0.0
+    assert gap(y_true=y_true, y_pred=y_pred, groups=one, measure="equalized_odds") == 0.0
+
+
+# ----------------------------------------------------------------------------------------- simplex projection
+def _reference_projection(v: np.ndarray) -> np.ndarray:
+    """Bisection on theta with sum(max(v - theta, 0)) = 1 (independent of the sort-based algorithm)."""
+    out = np.empty_like(v)
+    for i, row in enumerate(v):
+        lo, hi = row.min() - 1.0, row.max()
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if np.maximum(row - mid, 0.0).sum() > 1.0:
+                lo = mid
+            else:
+                hi = mid
+        out[i] = np.maximum(row - 0.5 * (lo + hi), 0.0)
+    return out
+
+
+def test_project_simplex_matches_a_reference_and_keeps_simplex_points() -> None:
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rng.normal(0, 1, (20, 7)), rng.normal(0, 10, (5, 7)), rng.uniform(-5, -1, (3, 7)),
+                           np.zeros((1, 7)), np.full((1, 7), 3.0), np.eye(7)[:1] * 4.0])
+    projected = _project_simplex(torch.from_numpy(rows)).numpy()
+    assert (projected >= 0).all()
+    np.testing.assert_allclose(projected.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(projected, _reference_projection(rows), atol=1e-9)
+    np.testing.assert_allclose(projected[-3], np.full(7, 1 / 7), atol=1e-12)  # equal entries: the centre
+    np.testing.assert_allclose(projected[-1], np.eye(7)[0], atol=1e-12)
+    # no simplex point is closer to the input than its projection
+    others = rng.dirichlet(np.ones(7), size=(50,))
+    for row, p in zip(rows, projected):
+        assert np.linalg.norm(row - p) <= np.linalg.norm(row - others, axis=1).min() + 1e-12
+    # points already on the simplex (vertices, the centre, random interior and face points) are left alone
+    on = np.concatenate([np.eye(7), np.full((1, 7), 1 / 7), rng.dirichlet(np.ones(7), size=10),
+                         np.array([[0.5, 0.5, 0, 0, 0, 0, 0]])])
+    np.testing.assert_allclose(_project_simplex(torch.from_numpy(on)).numpy(), on, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------ surrogate
+def test_surrogate_gap_by_hand_skips_absent_groups_and_has_gradients() -> None:
+    p = torch.tensor([0.9, 0.7, 0.2, 0.4, 0.3, 0.6], dtype=torch.float64, requires_grad=True)
+    codes = torch.tensor([0, 0, 1, 1, 1, 3])       # group 2 has no rows in the batch
+    labels = torch.tensor([1, 0, 1, 0, 0, 1])
+    dp = surrogate_gap(p, labels=labels, codes=codes, n_groups=4, measure="demographic_parity")
+    assert float(dp.detach()) == pytest.approx(0.8 - 0.3, abs=1e-12)  # group means 0.8, 0.3, 0.6 (groups 0, 1, 3)
+    (grad,) = torch.autograd.grad(dp, p)
+    np.testing.assert_allclose(grad.numpy(), [0.5, 0.5, -1 / 3, -1 / 3, -1 / 3, 0.0], atol=1e-12)
+
+    # equalized odds: label 1 -> groups 0 (0.9), 1 (0.2), 3 (0.6); label 0 -> groups 0 (0.7), 1 (0.35)
+    eo = surrogate_gap(p, labels=labels, codes=codes, n_groups=4, measure="equalized_odds")
+    assert float(eo.detach()) == pytest.approx((0.9 - 0.2) + (0.7 - 0.35), abs=1e-12)
+    (grad,) = torch.autograd.grad(eo, p)
+    np.testing.assert_allclose(grad.numpy(), [1, 1, -1, -0.5, -0.5, 0], atol=1e-12)
+
+    # a label with a single group present adds nothing
+    eo_one = surrogate_gap(p, labels=labels, codes=torch.tensor([0, 0, 1, 0, 0, 1]), n_groups=2, measure="equalized_odds")
+    assert float(eo_one.detach()) == pytest.approx(0.9 - (0.2 + 0.6) / 2, abs=1e-12)
+    # one group in the batch: zero, still differentiable (zero gradient)
+    for measure in ("demographic_parity", "equalized_odds"):
+        zero = surrogate_gap(p, labels=labels, codes=torch.zeros(6, dtype=torch.long), n_groups=2, measure=measure)
+        assert float(zero.detach()) == 0.0
+        (grad,) = torch.autograd.grad(zero, p)
+        assert torch.equal(grad, torch.zeros_like(p))
+
+
+# ---------------------------------------------------------------------------------------- pareto and choose
+def _points(*rows: tuple[float, float, float]) -> list[dict]:
+    return [{"lambda": lam, "accuracy": acc, "gap": g} for lam, acc, g in rows]
+
+
+def test_pareto_flags() -> None:
+    points = _points((0.0, 0.90, 0.10), (1.0, 0.85, 0.05), (2.0, 0.80, 0.10), (4.0, 0.90, 0.10), (8.0, 0.70, 0.01),
+                     (16.0, 0.84, 0.05))
+    # (0.80, 0.10) is beaten by (0.90, 0.10); (0.84, 0.05) by (0.85, 0.05); equal points do not beat each other
+    assert pareto_flags(points) == [True, True, False, True, True, False]
+    assert pareto_flags(points[:1]) == [True]
+
+
+def test_choose_follows_the_rule() -> None:
+    # lambda 0 is the most accurate and the fairest, but it is the control: never chosen when a lambda > 0 exists
+    points = _points((0.0, 0.95, 0.00), (1.0, 0.89, 0.20), (4.0, 0.88, 0.10), (16.0, 0.80, 0.01))
+    assert choose(points, base_accuracy=0.90, max_accuracy_drop=0.02) == (2, True)   # 0.88 is within the budget
+    assert choose(points, base_accuracy=0.90, max_accuracy_drop=0.10) == (3, True)   # a wider budget admits 16
+    assert choose(points, base_accuracy=0.90, max_accuracy_drop=0.0) == (1, False)   # none qualifies: most accurate > 0
+    # ties on the gap go to the smaller lambda, wherever it is in the list
+    tied = _points((8.0, 0.90, 0.05), (2.0, 0.90, 0.05), (0.0, 0.90, 0.0), (4.0, 0.91, 0.07))
+    assert choose(tied, base_accuracy=0.9, max_accuracy_drop=0.02) == (1, True)
+    # fallback ties on accuracy also go to the smaller lambda; lambda 0 stays out
+    low = _points((0.0, 0.99, 0.3), (4.0, 0.5, 0.1), (1.0, 0.5, 0.2), (2.0, 0.4, 0.0))
+    assert choose(low, base_accuracy=0.99, max_accuracy_drop=0.02) == (2, False)
+    # a grid holding only the control: it is the one there is
+    assert choose(_points((0.0, 0.5, 0.2)), base_accuracy=0.9, max_accuracy_drop=0.02) == (0, False)
+    assert choose(_points((0.0, 0.9, 0.2)), base_accuracy=0.9, max_accuracy_drop=0.02) == (0, True)
+
+
+# --------------------------------------------------------------------------------------------- image triggers
+@pytest.mark.parametrize("kind", ["border", "patch"])
+def test_image_trigger_on_colored_digits(image, kind: str, tmp_path) -> None:
+    model, _, validation, _, vg = image
+    backbone = state_sha256(model.backbone)
+    result = _run_image(image, trigger=kind)
+    assert result.trigger_kind == kind and result.modality == "image" and isinstance(result.trigger, (PixelBorder, PixelPatch))
+    # the input model is untouched: same backbone bit for bit, no new prompts; the trigger rides on a new wrapper
+    assert state_sha256(model.backbone) == backbone and len(model.prompts) == 0
+    triggered = result.triggered_model
+    assert triggered is not model and triggered.backbone is model.backbone and list(triggered.prompts) == [result.trigger]
+    assert not any(p.requires_grad for p in triggered.parameters())
+    # parameter counts
+    s, w, k = IMAGE, 2, 4
+    expected = 3 * (2 * w * s + 2 * (s - 2 * w) * w) if kind == "border" else 3 * k * k
+    assert result.parameters["trigger_trainable"] == expected == sum(p.numel() for p in result.trigger.parameters())
+    assert result.parameters["backbone"] == sum(p.numel() for p in model.backbone.parameters())
+    # the rendered trigger, 4x nearest-neighbour, as a PNG data URI
+    uri = result.trigger_description["image_png"]
+    assert uri.startswith("data:image/png;base64,")
+    from PIL import Image
+
+    picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+    np.testing.assert_array_equal(picture, result.trigger.render().repeat(4, axis=0).repeat(4, axis=1))
+    # the trigger trained (zeros init: a grey 0.5 frame or patch before training)
+    assert any(p.abs().max() > 0 for p in result.trigger.parameters())
+    # tuning on halves of the validation split, stratified by (group, label); the test split is not involved
+    fit, select = rp._stratified_half(vg, validation.labels, 0)
+    assert not set(fit) & set(select) and len(fit) + len(select) == len(validation)
+    assert result.tuning["fit_rows"] == len(fit) and result.tuning["selection_rows"] == len(select)
+    for group in np.unique(vg):
+        for label in (0, 1):
+            a = int(((vg[fit] == group) & (validation.labels[fit] == label)).sum())
+            b = int(((vg[select] == group) & (validation.labels[select] == label)).sum())
+            assert abs(a - b) <= 1
+    # the rule, and the chosen point's metrics reproduce on the selection half with the triggered model
+    points = result.points
+    assert [p["lambda"] for p in points] == [0.0, 4.0] and sum(p["chosen"] for p in points) == 1
+    assert result.chosen_lambda == 4.0 and result.chosen["lambda"] == 4.0
+    assert choose(points, base_accuracy=result.before["accuracy"], max_accuracy_drop=0.02)[1] == result.rule_met
+    assert [p["pareto"] for p in points] == pareto_flags(points)
+    assert result.before["gap"] > 0.5  # the fixture learned the tint shortcut
+    p1 = triggered.predict_proba(images=validation.images[select])[:, 1]
+    pred = (p1 >= 0.5).astype(int)
+    y = validation.labels[select]
+    assert result.chosen["accuracy"] == pytest.approx(float((pred == y).mean()))
+    assert result.chosen["gap"] == pytest.approx(demographic_parity_difference(y, pred, sensitive_features=vg[select]))
+    # save + load_trigger reproduce the triggered model exactly
+    paths = result.save(tmp_path)
+    loaded = load_trigger(model, paths["trigger"])
+    assert len(model.prompts) == 0 and loaded.backbone is model.backbone
+    np.testing.assert_array_equal(loaded.predict_proba(images=validation.images),
+                                  triggered.predict_proba(images=validation.images))
+    record = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert record["trigger"]["image_png"] == uri and record["artifacts"]["trigger"] == paths["trigger"]
+
+
+def test_equal_lambdas_train_equal_triggers(image) -> None:
+    """Each lambda starts from the same seed, initial value and batch order."""
+    result = _run_image(image, lambdas=(1.0, 1.0), batch_size=32)
+    a, b = result.points
+    assert a["history"][0]["task_loss"] == b["history"][0]["task_loss"]
+    assert a["history"][0]["fairness_loss"] == b["history"][0]["fairness_loss"]
+    assert (a["accuracy"], a["gap"]) == (b["accuracy"], b["gap"]) and a["chosen"] and not b["chosen"]
+
+
+# ---------------------------------------------------------------------------------------------- text triggers
+def test_soft_trigger_trains_only_the_trigger(text, tmp_path) -> None:
+    model, _, validation, _, _ = text
+    backbone, task = state_sha256(model.encoder), _task_hashes(model)
+    result = _run_text(text)
+    triggered = result.triggered_model
+    assert result.trigger_kind == "soft" and isinstance(result.trigger, SoftPrompt)
+    # backbone, task prompt and head: bit for bit, in the input model and in the triggered copy
+    assert state_sha256(model.encoder) == backbone and _task_hashes(model) == task and len(model.prompts) == 0
+    assert triggered is not model and triggered.encoder is model.encoder
+    assert state_sha256(triggered.encoder) == backbone and _task_hashes(triggered) == task
+    assert list(triggered.prompts) == [result.trigger] and not any(p.requires_grad for p in triggered.parameters())
+    # only the trigger moved: it starts from seeded vocabulary rows
+    config = result.trigger.config
+    assert config.position == "append" and config.n_tokens == 2 and config.dim == 384
+    initial = SoftPrompt.initialise(SoftPromptConfig(n_tokens=2, dim=384, position="append", init="vocab", seed=0),
+                                    embeddings=model.base.get_input_embeddings())
+    assert not torch.equal(initial.weight, result.trigger.weight)
+    assert torch.isfinite(result.trigger.weight).all()
+    # the trainable count
+    counts = result.parameters
+    assert counts["trigger_trainable"] == 2 * 384
+    assert counts["trainable_share_of_model"] < 0.001
+    assert counts["backbone"] == sum(p.numel() for p in model.encoder.parameters())
+    assert len(result.trigger_description["nearest_words"]) == 2
+    # the trigger changes the outputs; save + load_trigger reproduces them exactly
+    probabilities = triggered.predict_proba(validation)
+    assert not np.array_equal(probabilities, model.predict_proba(validation))
+    loaded = load_trigger(model, result.save(tmp_path)["trigger"])
+    assert len(model.prompts) == 0 and loaded.encoder is model.encoder
+    np.testing.assert_array_equal(loaded.predict_proba(validation), probabilities)
+    assert torch.equal(load_prompt(tmp_path / "trigger").weight, result.trigger.weight)
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_word_candidates_are_whole_words(text) -> None:
+    tokenizer = text[0].tokenizer
+    ids = word_candidates(tokenizer)
+    tokens = tokenizer.convert_ids_to_tokens(ids.tolist())
+    assert len(ids) > 10_000 and (np.diff(ids) > 0).all()
+    assert all(t.isascii() and t.isalpha() and not t.startswith("##") for t in tokens)
+    assert not set(ids.tolist()) & set(tokenizer.all_special_ids)
+    vocab = tokenizer.get_vocab()
+    assert vocab["good"] in ids and vocab["##s"] not in ids and vocab["[unused0]"] not in ids and vocab["[CLS]"] not in ids
+
+
+def test_hard_trigger_is_real_words(text, tmp_path) -> None:
+    model, _, validation, _, _ = text
+    backbone, task = state_sha256(model.encoder), _task_hashes(model)
+    result = _run_text(text, trigger="hard")
+    description = result.trigger_description
+    ids, words = description["token_ids"], description["words"]
+    assert len(ids) == len(words) == 2
+    assert set(ids) <= set(word_candidates(model.tokenizer).tolist())
+    assert words == model.tokenizer.convert_ids_to_tokens(ids) and model.tokenizer.convert_tokens_to_ids(words) == ids
+    assert all(w.isalpha() and not w.startswith("##") for w in words) and description["text"] == " ".join(words)
+    # the saved form is a soft prompt holding exactly those embedding rows, and the deployed model carries it
+    embeddings = model.base.get_input_embeddings().weight.detach()
+    assert isinstance(result.trigger, SoftPrompt) and torch.equal(result.trigger.weight, embeddings[ids])
+    triggered = result.triggered_model
+    assert list(triggered.prompts) == [result.trigger]
+    assert state_sha256(model.encoder) == backbone and _task_hashes(model) == task and _task_hashes(triggered) == task
+    # the triggered model is the input model reading the words themselves, before the closing [SEP]
+    with_words = TextRows([row[:-1] + list(ids) + row[-1:] for row in validation.input_ids], validation.labels,
+                          validation.weights, validation.pad_id)
+    probabilities = triggered.predict_proba(validation)
+    np.testing.assert_array_equal(model.predict_proba(with_words), probabilities)
+    # save + load_trigger: the same words, the same probabilities
+    loaded = load_trigger(model, result.save(tmp_path)["trigger"])
+    assert torch.equal(loaded.prompts[-1].weight, embeddings[ids])
+    np.testing.assert_array_equal(loaded.predict_proba(validation), probabilities)
+    assert result.parameters["deployed_trigger_tokens"] == 2
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+# ------------------------------------------------------------------------------------------------- bad input
+def test_bad_input_is_refused(text, image) -> None:
+    tmodel, ttrain, tvalidation, tg, tvg = text
+    imodel, itrain, ivalidation, ig, ivg = image
+    tbase = {"model": tmodel, "train_rows": ttrain, "validation_rows": tvalidation, "train_groups": tg,
+             "validation_groups": tvg}
+    ibase = {"model": imodel, "train_rows": itrain, "validation_rows": ivalidation, "train_groups": ig,
+             "validation_groups": ivg}
+
+    def refused(match: str, base: dict, **changes) -> None:
+        with pytest.raises(FairpromptError, match=match):
+            reprogram(**{**base, **changes})
+
+    # a trigger longer than the backbone's positions (512 = 4 task tokens + 32 input tokens + 476 trigger tokens)
+    with pytest.raises(FairpromptError, match=r"reprogram\.tokens is 1000.*at most 476"):
+        check_text_trigger(tmodel, tokens=1000)
+    check_text_trigger(tmodel, tokens=476)
+    with pytest.raises(FairpromptError, match=r"reprogram\.tokens is 477"):
+        check_text_trigger(tmodel, tokens=477)
+    refused(r"reprogram\.tokens", tbase, config=ReprogramConfig(tokens=1000))
+    # a border as wide as half the image, or a patch larger than it
+    with pytest.raises(FairpromptError, match=r"reprogram\.width is 8"):
+        check_image_trigger(kind="border", image_size=16, width=8, patch_size=4)
+    check_image_trigger(kind="border", image_size=16, width=7, patch_size=4)
+    refused(r"reprogram\.width", ibase, config=ReprogramConfig(trigger="border", width=8))
+    refused(r"reprogram\.patch_size", ibase, config=ReprogramConfig(trigger="patch", patch_size=17))
+    # lambda grid
+    for lambdas in [(), (-1.0,), (0.0, float("nan")), (1.0, float("inf"))]:
+        with pytest.raises(FairpromptError, match=r"reprogram\.lambdas"):
+            ReprogramConfig(lambdas=lambdas)
+    # projection without an adversary
+    with pytest.raises(FairpromptError, match=r"reprogram\.projection"):
+        ReprogramConfig(projection=True)
+    # a trigger for the other modality
+    refused(r"reprogram\.trigger 'border'", tbase, config=ReprogramConfig(trigger="border"))
+    refused(r"reprogram\.trigger 'soft'", ibase, config=ReprogramConfig(trigger="soft"))
+    with pytest.raises(FairpromptError, match=r"reprogram\.trigger"):
+        ReprogramConfig(trigger="frame")
+    # groups the tuning rows lack: in the selection rows, or required (the test split's)
+    moved = ivg.copy()
+    moved[:5] = "blue"
+    refused(r"group 'blue' \(in the selection rows\)", ibase, validation_groups=moved)
+    refused(r"group 'blue' \(in the test split\)", ibase, required_groups=["red", "blue"])
+    refused(r"group 'gamma' \(in the test split\)", tbase, required_groups=["gamma"])
+    refused("single group", ibase, train_groups=np.full(len(itrain), "red"), validation_groups=np.full(len(ivalidation), "red"))
+    refused("one group per row", ibase, validation_groups=ivg[:-1])
+    refused("group of some rows", tbase, train_groups=[None] + list(tg[1:]))
+
+
+# ------------------------------------------------------------------------------------------------ divergence
+class _Stop(Exception):
+    pass
+
+
+def test_a_loss_that_is_not_finite_stops_training_at_the_last_good_trigger(image, monkeypatch) -> None:
+    original = rp._task_loss
+    settings = {"trigger": "border", "lambdas": (1.0,), "batch_size": 32}
+
+    # the trigger after two steps: stop the run at the third loss and read the trigger being trained
+    built = []
+    build = rp._build
+    monkeypatch.setattr(rp, "_build", lambda *a, **k: built.append(build(*a, **k)) or built[-1])
+    calls = {"n": 0}
+
+    def stop(logits, labels):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise _Stop
+        return original(logits, labels)
+
+    monkeypatch.setattr(rp, "_task_loss", stop)
+    with pytest.raises(_Stop):
+        _run_image(image, **settings)
+    after_two = [p.detach().clone() for p in built[-1].trigger.parameters()]
+    assert any(p.abs().max() > 0 for p in after_two)  # it did train (zeros init)
+
+    # now a loss that is NaN from its third call on
+    calls["n"] = 0
+
+    def nan_from_third(logits, labels):
+        calls["n"] += 1
+        loss = original(logits, labels)
+        return loss * float("nan") if calls["n"] >= 3 else loss
+
+    monkeypatch.setattr(rp, "_task_loss", nan_from_third)
+    result = _run_image(image, **settings)
+    assert calls["n"] == 3  # training stopped at the bad step
+    (point,) = result.points
+    assert point["diverged"] and "not finite" in point["diverged"] and "step 3" in point["diverged"]
+    assert any("not finite" in w for w in result.warnings)
+    assert point["history"] == [] and point["epoch_seconds"] is None
+    saved = list(result.trigger.parameters())
+    assert all(torch.isfinite(p).all() for p in saved)
+    assert all(torch.equal(a, b) for a, b in zip(saved, after_two))
+    assert np.isfinite([point["accuracy"], point["gap"]]).all()
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+# ------------------------------------------------------------------------------------------------- adversary
+@pytest.mark.parametrize(("projection", "measure"), [(False, "demographic_parity"), (True, "equalized_odds")])
+def test_adversary_objective(image, projection: bool, measure: str) -> None:
+    model = image[0]
+    backbone = state_sha256(model.backbone)
+    result = _run_image(image, objective="adversary", projection=projection, measure=measure, lambdas=(0.0, 1.0),
+                        epochs=2)
+    assert not any("not finite" in w for w in result.warnings)
+    for point in result.points:
+        assert not point["diverged"] and len(point["history"]) == 2
+        for epoch in point["history"]:
+            assert np.isfinite([epoch["task_loss"], epoch["fairness_loss"]]).all()
+            assert epoch["fairness_loss"] > 0  # the adversary's cross-entropy
+        assert point["gap"] == point[f"{measure}_difference"]
+    assert any(p.abs().max() > 0 for p in result.trigger.parameters())
+    assert state_sha256(model.backbone) == backbone and result.config["projection"] is projection
