@@ -225,7 +225,7 @@ def test_a_failing_mitigation_keeps_the_before_audit(tmp_path: Path, monkeypatch
 
 
 def test_help_on_every_mitigate_command() -> None:
-    for args in (["mitigate", "--help"], ["mitigate", "fairij", "--help"]):
+    for args in (["mitigate", "--help"], ["mitigate", "fairij", "--help"], ["mitigate", "reprogram", "--help"]):
         code, stdout, err = run(*args)
         assert code == 0 and "Usage:" in stdout, err
 
@@ -264,8 +264,121 @@ def test_unknown_mitigation(tmp_path: Path) -> None:
     _bad(tmp_path, tiny(["fairjj"]), "mitigations[0]", "did you mean 'fairij'")
 
 
-def test_reprogram_is_not_available_yet(tmp_path: Path) -> None:
-    _bad(tmp_path, tiny(["fairij", "reprogram"]), "mitigations[1]", "reprogram", "not available yet")
+# ---- FairReprogram in the pipeline ------------------------------------------------------------------------
+REPROGRAM_QUICK = {"tokens": 2, "lambdas": [0, 2], "epochs": 1, "batch_size": 16, "max_accuracy_drop": 1.0}
+
+
+def test_audit_with_reprogram_then_mitigate_reuses_the_before_audit(tmp_path: Path) -> None:
+    from fairprompt.mitigation import load_trigger
+    from fairprompt.models.text import FrozenTextClassifier
+    from fairprompt.prepare import text_model, text_task
+
+    spec = write_spec(tmp_path, tiny([{"reprogram": REPROGRAM_QUICK}]))
+    out = tmp_path / "out"
+    code, stdout, err = run("audit", str(spec), "--out", str(out))
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    [record] = results["mitigations"]
+    assert record["name"] == "reprogram" and record["status"] == "ok" and record["group"] == "sex"
+    r = record["reprogram"]
+    assert r["trigger_kind"] == "soft" and r["modality"] == "text" and r["chosen_lambda"] == 2.0 and r["rule_met"]
+    assert [p["lambda"] for p in r["points"]] == [0.0, 2.0] and sum(p["chosen"] for p in r["points"]) == 1
+    assert r["tuning"]["fit_rows"] == 32 and r["tuning"]["selection_rows"] == 32
+    assert r["parameters"]["trigger_trainable"] == 2 * 384 and r["parameters"]["trainable_share_of_model"] < 1e-3
+    assert len(r["trigger"]["nearest_words"]) == 2
+
+    # the after-audit: the triggered model on the same test rows; backbone, task prompt and head untouched
+    after = record["after"]
+    assert after["n_rows"] == results["audit"]["n_rows"] == 96
+    assert _positives_by_group(after) == _positives_by_group(results["audit"])
+    m = record["after_model"]
+    assert m["backbone_unchanged"] is True and m["adapter_unchanged"] is True
+    assert m["backbone_sha256"] == results["model"]["backbone_sha256"]
+    methods = [b["method"] for b in record["baselines"]]
+    assert methods == ["untriggered model", "ThresholdOptimizer (demographic_parity)", "FairReprogram (lambda 2)"]
+    assert record["baselines"][0]["test_accuracy"] == pytest.approx(results["model"]["test_accuracy"])
+    assert record["baselines"][2]["test_accuracy"] == pytest.approx(m["test_accuracy"])
+
+    # the trigger artifact, loaded onto the frozen model, gives the after-audit's predictions exactly
+    saved = json.loads((out / "reprogram" / "reprogram.json").read_text())
+    assert saved["trigger_kind"] == "soft" and saved["chosen_lambda"] == 2.0 and saved["group"] == "sex"
+    assert (out / "reprogram" / "trigger.safetensors").is_file()
+    loaded = load_spec(spec)
+    task = text_task(loaded)
+    model, _ = text_model(loaded, task)
+    assert isinstance(model, FrozenTextClassifier) and not list(model.prompts)
+    triggered = load_trigger(model, out / "reprogram" / "trigger.json")
+    test = task.splits.test
+    score = triggered.predict_proba(triggered.encode(task.pick(test), labels=task.y[test]))[:, 1]
+    assert float(((score >= 0.5) == task.y[test]).mean()) == pytest.approx(m["test_accuracy"])
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "FairReprogram" in html and "<svg" in html
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staging left behind"
+
+    # `mitigate reprogram` reuses the before-audit and gives the same trigger (same seed)
+    code, stdout, err = run("mitigate", "reprogram", str(spec), "--out", str(out))
+    assert code == 0, err
+    again = json.loads((out / "results.json").read_text())
+    assert again["created"] == results["created"] and again["audit"] == results["audit"]
+    [record2] = again["mitigations"]
+    assert record2["before_audit"].startswith("reused from")
+    assert [p["accuracy"] for p in record2["reprogram"]["points"]] == [p["accuracy"] for p in r["points"]]
+
+
+def test_reprogram_on_an_image_model(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, {
+        "name": "digits", "data": {"dataset": "colored_digits", "options": {"correlation": 0.9, "image_size": 16}},
+        "model": {"kind": "frozen_image", "backbone": "fixture", "epochs": 2},
+        "audit": {"sensitive": ["group"], "n_boot": 20},
+        "mitigations": [{"reprogram": {"trigger": "patch", "patch_size": 4, "lambdas": [0, 4], "epochs": 1,
+                                       "tuning_split": "validation", "measure": "equalized_odds"}}],
+    })
+    out = tmp_path / "out"
+    code, stdout, err = run("audit", str(spec), "--out", str(out))
+    assert code == 0, err
+    [record] = json.loads((out / "results.json").read_text())["mitigations"]
+    assert record["status"] == "ok" and record["reprogram"]["trigger_kind"] == "patch"
+    assert record["reprogram"]["parameters"]["trigger_trainable"] == 3 * 4 * 4
+    assert record["reprogram"]["trigger"]["image_png"].startswith("data:image/png;base64,")
+    assert record["after_model"]["backbone_unchanged"] is True and record["after_model"]["adapter_unchanged"] is None
+    from fairprompt.prompts import PixelPatch, load_prompt
+
+    assert isinstance(load_prompt(out / "reprogram" / "trigger.json"), PixelPatch)
+    assert '<img' in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_reprogram_needs_a_model_with_inputs(tmp_path: Path) -> None:
+    spec = {"name": "lr", "data": {"dataset": "adult"}, "model": {"kind": "logistic_regression"},
+            "audit": {"sensitive": ["sex"]}, "mitigations": ["reprogram"]}
+    _bad(tmp_path, spec, "mitigations[0].reprogram", "logistic_regression")
+    spec.pop("mitigations")
+    _bad(tmp_path, spec, "reprogram", "frozen_text or frozen_image", command=("mitigate", "reprogram"))
+
+
+def test_reprogram_bad_settings(tmp_path: Path) -> None:
+    _bad(tmp_path, tiny([{"reprogram": {"lambdas": []}}]), "mitigations[0].reprogram.lambdas", "empty")
+    _bad(tmp_path, tiny([{"reprogram": {"lambdas": [1, -2]}}]), "mitigations[0].reprogram.lambdas", "-2")
+    _bad(tmp_path, tiny([{"reprogram": {"trigger": "border"}}]), "mitigations[0].reprogram.trigger", "soft or hard")
+    _bad(tmp_path, tiny([{"reprogram": {"lamdas": [1]}}]), "mitigations[0].reprogram.lamdas", "did you mean 'lambdas'")
+
+
+def test_reprogram_trigger_too_long_for_the_backbone(tmp_path: Path) -> None:
+    # 4 task-prompt tokens + inputs of up to 128 tokens leave 380 of MiniLM's 512 positions
+    _bad(tmp_path, tiny([{"reprogram": {"tokens": 400}}]), "reprogram.tokens is 400", "at most 380")
+
+
+def test_reprogram_border_wider_than_half_the_image(tmp_path: Path) -> None:
+    spec = {"name": "digits", "data": {"dataset": "colored_digits", "options": {"image_size": 16}},
+            "model": {"kind": "frozen_image", "backbone": "fixture", "epochs": 1},
+            "audit": {"sensitive": ["group"], "n_boot": 20},
+            "mitigations": [{"reprogram": {"trigger": "border", "width": 8}}]}
+    _bad(tmp_path, spec, "reprogram.width is 8", "below 8")
+
+
+def test_reprogram_group_absent_from_the_tuning_split(tmp_path: Path) -> None:
+    # a 'race' group that exists in the test split but has no rows among the 32 training rows
+    spec = tiny([{"reprogram": {"group": "race"}}])
+    _bad(tmp_path, spec, "has no members in the tuning split", "mitigations[0].reprogram")
 
 
 def test_group_must_be_a_sensitive_column(tmp_path: Path, shared_cache: Path) -> None:
