@@ -29,6 +29,10 @@ one epoch of full fine-tuning (every MiniLM weight, the task prompt and the head
 objective through a group adversary) on the same ``--cost-rows`` training rows, back to back in this process,
 with trainable-parameter counts; then the fully fine-tuned model's test metrics.
 
+``--yardstick``: what a group-blind fair classifier reaches on Adult's test split: fairlearn's
+ExponentiatedGradient (logistic regression under a demographic-parity bound) on the same training rows and
+the same columns the language model reads.
+
 Run: ``.venv/bin/python benchmarks/bench_reprogram.py [--cases ...] [--cost] [--json PATH]``
 (``--quick`` runs every code path on a few hundred rows; its numbers mean nothing).
 """
@@ -275,6 +279,39 @@ def part_cost(setup: Setup, *, rows: int, quick: bool) -> dict[str, Any]:
                                        "probabilities), AdamW lr 2e-5, grad clip 1"}
 
 
+# ------------------------------------------------------------------------------------------------ yardstick
+def part_yardstick(setup: Setup) -> dict[str, Any]:
+    """What a group-blind fair classifier can reach on Adult: fairlearn's ExponentiatedGradient (a logistic
+    regression under a demographic-parity constraint) on the same training rows and the same columns the
+    language model reads (sex is not a feature; it is used only in training, as the constraint needs)."""
+    from fairlearn.reductions import DemographicParity, ExponentiatedGradient
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from fairprompt.mitigation.reprogram import gap
+    from fairprompt.models.tabular_baseline import _design
+
+    frame, y = setup.task.dataset.frame, setup.task.y
+    features = setup.task.text_info["text_columns"]
+    train, test = setup.index["train"], setup.index["test"]
+    design = _design(frame, features)
+    dense = lambda x: x.toarray() if hasattr(x, "toarray") else np.asarray(x)  # noqa: E731
+    x_train = dense(design.fit_transform(frame.iloc[train][features]))
+    x_test = dense(design.transform(frame.iloc[test][features]))
+    y_test, g_test = y[test], setup.groups["test"]
+    rows = []
+    plain = LogisticRegression(max_iter=2000).fit(x_train, y[train]).predict(x_test)
+    rows.append({"method": "logistic regression (no constraint)", "bound": None, "accuracy": float((plain == y_test).mean()),
+                 "dp": gap(y_true=y_test, y_pred=plain, groups=g_test, measure="demographic_parity")})
+    for bound in (0.1, 0.05, 0.03, 0.02, 0.01):
+        reduction = ExponentiatedGradient(LogisticRegression(max_iter=2000), DemographicParity(difference_bound=bound))
+        reduction.fit(x_train, y[train], sensitive_features=setup.groups["train"])
+        pred = reduction.predict(x_test, random_state=0)
+        rows.append({"method": "ExponentiatedGradient (DP)", "bound": bound, "accuracy": float((pred == y_test).mean()),
+                     "dp": gap(y_true=y_test, y_pred=pred, groups=g_test, measure="demographic_parity")})
+    return {"features": features, "train_rows": int(train.size), "test_rows": int(test.size), "rows": rows}
+
+
 # ------------------------------------------------------------------------------------------------ report
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:+.0%}"
@@ -302,6 +339,14 @@ def print_report(out: dict[str, Any]) -> None:
             a = t["accuracy_change_ci"]
             print(f"| {m} | {' | '.join(cells)} | {t['accuracy']:.4f} | {100 * t['accuracy_change']:+.2f} pt "
                   f"[{100 * a[0]:+.2f}, {100 * a[1]:+.2f}] |")
+    if "yardstick" in out:
+        y = out["yardstick"]
+        print(f"\nGroup-blind yardstick on Adult ({y['train_rows']} training rows, the text columns one-hot, sex only "
+              "as the training constraint):")
+        print("| method | DP bound | test DP | test accuracy |")
+        print("|---|---|---|---|")
+        for r in y["rows"]:
+            print(f"| {r['method']} | {r['bound'] if r['bound'] is not None else '—'} | {r['dp']:.3f} | {r['accuracy']:.4f} |")
     if "cost" in out:
         c = out["cost"]
         print(f"\nCost on {c['rows']} Adult training rows (batch {c['batch_size']}, {c['threads']} threads): trigger "
@@ -316,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--cost", action="store_true", help="also time a trigger epoch against full fine-tuning")
     parser.add_argument("--cost-rows", type=int, default=500)
+    parser.add_argument("--yardstick", action="store_true", help="also fit fairlearn's ExponentiatedGradient on Adult")
     parser.add_argument("--quick", action="store_true", help="a few hundred rows: checks the code paths, not the numbers")
     parser.add_argument("--json", type=Path, default=None, help="also write every number as JSON here (after each case)")
     args = parser.parse_args(argv)
@@ -346,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases:
         out["cases"][case] = run_case(setup_for(case.split("_")[0]), case, quick=args.quick)
         _log(f"{case} done")
+        save()
+    if args.yardstick:
+        out["yardstick"] = part_yardstick(setup_for("adult"))
         save()
     if args.cost:
         out["cost"] = part_cost(setup_for("adult"), rows=min(args.cost_rows, 160) if args.quick else args.cost_rows,

@@ -184,6 +184,8 @@ def _say_outputs(ctx: click.Context, output: Any) -> None:
             _say(ctx, f"reprogram: {info.get('trigger_kind')} trigger, lambda {info.get('chosen_lambda')} chosen"
                       f"{'' if info.get('rule_met') else ' (no lambda met the accuracy rule)'}; trigger: "
                       f"{output.out_dir / files.get('artifact_dir', '')}")
+            for warning in info.get("warnings") or []:
+                _say(ctx, f"reprogram warning: {warning}")
             continue
         chosen = (record.get("fairij") or {}).get("chosen_k")
         _say(ctx, f"{record['name']}: {chosen} training rows down-weighted; influence: "

@@ -256,6 +256,9 @@ class ReprogramSpec(_Strict):
     lr: float | None = Field(None, gt=0.0, description="learning rate (default 0.03 soft, 0.05 hard, 0.1 pixels)")
     adversary_lr: float = Field(0.01, gt=0.0, description="learning rate of the adversary")
     adversary_hidden: int = Field(32, ge=1, description="hidden units of the adversary")
+    temperature: float = Field(1.0, gt=0.0, description="surrogate: the gap is taken on sigmoid((margin - logit("
+                               "threshold)) / temperature); 1 is the favourable probability, smaller is closer to "
+                               "the decision")
     tuning_split: Literal["train", "validation"] = Field("train", description="train triggers on the training split "
                                                          "(choose on validation), or on half the validation split")
     max_rows: int | None = Field(None, ge=10, description="train triggers on at most this many rows (seeded draw)")
@@ -278,8 +281,8 @@ class ReprogramSpec(_Strict):
         from fairprompt.mitigation.reprogram import ReprogramConfig
 
         keys = ("trigger", "tokens", "width", "patch_size", "corner", "measure", "objective", "projection",
-                "max_accuracy_drop", "epochs", "batch_size", "lr", "adversary_lr", "adversary_hidden", "tuning_split",
-                "max_rows", "seed")
+                "max_accuracy_drop", "epochs", "batch_size", "lr", "adversary_lr", "adversary_hidden", "temperature",
+                "tuning_split", "max_rows", "seed")
         return ReprogramConfig(lambdas=tuple(self.lambdas), **{k: getattr(self, k) for k in keys})
 
 

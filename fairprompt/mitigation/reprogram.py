@@ -34,9 +34,12 @@ adversary step on the detached outputs, then one trigger step.  ``projection=Tru
 trigger step by the gradient projection of Zhang, Lemoine and Mitchell (2018):
 ``g_task - proj_{g_adv}(g_task) - lambda * g_adv``.
 ``objective="surrogate"`` (the default; no adversary, often more stable): ``CE(task) + lambda * gap^2``,
-where ``gap`` is the batch's differentiable gap on the favourable probability ``p``: the largest minus
-the smallest group mean of ``p`` (demographic parity), or the sum of those gaps within each true label
-(equalized odds: the true- and false-positive-rate gaps).
+where ``gap`` is the batch's differentiable gap on the soft decision
+``d = sigmoid((z - logit(threshold)) / temperature)`` (``z`` the logit margin; with ``temperature = 1``
+and threshold 0.5, ``d`` is the favourable probability; a smaller temperature brings ``d`` closer to the
+thresholded decision the audit measures, so rows far from the threshold are left alone): the largest
+minus the smallest group mean of ``d`` (demographic parity), or the sum of those gaps within each true
+label (equalized odds: the true- and false-positive-rate gaps).
 
 Selection
 ---------
@@ -122,6 +125,7 @@ class ReprogramConfig:
     lr: float | None = None                      # None: DEFAULT_LR for the trigger kind
     adversary_lr: float = 1e-2
     adversary_hidden: int = 32
+    temperature: float = 1.0                     # surrogate: the gap is on sigmoid((margin - threshold logit) / T)
     tuning_split: TuningSplit = "train"
     max_rows: int | None = None                  # at most this many tuning rows (seeded, stratified subsample)
     seed: int = 0
@@ -144,7 +148,7 @@ class ReprogramConfig:
             raise FairpromptError(f"reprogram.max_rows must be an integer >= 10 or null but is {self.max_rows!r}")
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
             raise FairpromptError(f"reprogram.max_accuracy_drop is {self.max_accuracy_drop!r}; use a share in [0, 1] (0.02 = 2 points)")
-        for key in ("lr", "adversary_lr"):
+        for key in ("lr", "adversary_lr", "temperature"):
             value = getattr(self, key)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise FairpromptError(f"reprogram.{key} must be a finite number > 0 but is {value!r}")
@@ -481,7 +485,8 @@ def _task_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def _train_trigger(target: _Target, *, rows: Any, codes: np.ndarray, n_groups: int, lam: float, config: ReprogramConfig,
-                   kind: str, progress: Progress | None, label: str) -> tuple[list[dict[str, float]], str | None]:
+                   kind: str, progress: Progress | None, label: str,
+                   threshold: float = 0.5) -> tuple[list[dict[str, float]], str | None]:
     """Train ``target.trigger`` for ``config.epochs`` epochs at ``lam``; returns the history and a divergence message."""
     params = [p for p in target.trigger.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.learning_rate(kind))
@@ -492,6 +497,7 @@ def _train_trigger(target: _Target, *, rows: Any, codes: np.ndarray, n_groups: i
         adversary = Adversary(inputs=width, hidden=config.adversary_hidden, groups=n_groups)
         adversary_optimizer = torch.optim.Adam(adversary.parameters(), lr=config.adversary_lr)
     codes_t = torch.as_tensor(codes, dtype=torch.long)
+    threshold_logit = math.log(threshold / (1.0 - threshold))
     rng = np.random.default_rng(config.seed)
     lengths = rows.lengths()
     history: list[dict[str, float]] = []
@@ -529,7 +535,8 @@ def _train_trigger(target: _Target, *, rows: Any, codes: np.ndarray, n_groups: i
                 else:
                     objective = task - lam * fairness
             else:
-                fairness = surrogate_gap(probabilities[:, 1], labels=labels, codes=group, n_groups=n_groups,
+                soft_decision = torch.sigmoid((logits[:, 1] - logits[:, 0] - threshold_logit) / config.temperature)
+                fairness = surrogate_gap(soft_decision, labels=labels, codes=group, n_groups=n_groups,
                                          measure=config.measure).pow(2)
                 objective = task + lam * fairness
             if not config.projection:
@@ -673,7 +680,7 @@ def reprogram(
     for lam in config.lambdas:
         target = _build(model, kind=kind, config=config)
         history, diverged = _train_trigger(target, rows=fit_rows, codes=codes, n_groups=len(names), lam=float(lam),
-                                           config=config, kind=kind, progress=progress,
+                                           config=config, kind=kind, progress=progress, threshold=threshold,
                                            label=f"training the {kind} trigger, lambda {lam:g}")
         if diverged:
             warnings.append(diverged)
