@@ -473,3 +473,35 @@ def test_adversary_objective(image, projection: bool, measure: str) -> None:
         assert point["gap"] == point[f"{measure}_difference"]
     assert any(p.abs().max() > 0 for p in result.trigger.parameters())
     assert state_sha256(model.backbone) == backbone and result.config["projection"] is projection
+
+
+def test_subsample_is_stratified_and_keeps_every_group_and_label() -> None:
+    from fairprompt.mitigation.reprogram import _subsample
+
+    rng = np.random.default_rng(0)
+    groups = np.array(["a"] * 900 + ["b"] * 90 + ["c"] * 10)
+    labels = rng.integers(0, 2, groups.size)
+    labels[-10:] = [0, 1] * 5  # the small group has both labels, at the very end of the rows
+    picked = _subsample(groups, labels, 100, seed=3)
+    assert picked.size == 100 and np.unique(picked).size == 100 and (np.diff(picked) > 0).all()
+    kept = {(g, int(y)) for g, y in zip(groups[picked], labels[picked])}
+    assert kept == {(g, int(y)) for g, y in zip(groups, labels)}, "every (group, label) keeps a row"
+    assert 80 <= (groups[picked] == "a").sum() <= 92  # about its 90% share
+    assert np.array_equal(picked, _subsample(groups, labels, 100, seed=3))  # seeded
+    assert np.array_equal(_subsample(groups, labels, 5000, seed=0), np.arange(groups.size))
+
+
+def test_temperature_one_is_the_favourable_probability_and_smaller_sharpens() -> None:
+    from fairprompt.mitigation.reprogram import ReprogramConfig
+    from fairprompt.spec import ReprogramSpec
+
+    logits = torch.tensor([[0.3, 1.5], [2.0, -1.0], [0.0, 0.1]])
+    margin = logits[:, 1] - logits[:, 0]
+    assert torch.allclose(torch.sigmoid(margin / 1.0), torch.softmax(logits, dim=1)[:, 1])
+    sharp = torch.sigmoid(margin / 0.1)
+    assert sharp[0] > 0.99 and sharp[1] < 0.01  # near the 0/1 decision away from the threshold
+    with pytest.raises(FairpromptError, match="temperature"):
+        ReprogramConfig(temperature=0.0)
+    # the spec's settings reach the config unchanged
+    config = ReprogramSpec(temperature=0.5, lambdas=[0, 2], trigger="patch", max_rows=50).config()
+    assert (config.temperature, config.lambdas, config.trigger, config.max_rows) == (0.5, (0, 2), "patch", 50)
