@@ -291,7 +291,7 @@ def test_soft_trigger_shows_nearest_words_not_as_the_trigger(before: dict) -> No
     html = render_html(results)
     section = _section(html, "mitigation-0")
     assert "RULE NOT MET" in section and "Rule met</th>\n      <td>no" in section
-    assert "The star marks the chosen λ = 16: no λ &gt; 0 stayed within the accuracy budget, so the most accurate was taken." in section
+    assert "The star marks the chosen λ = 16: no λ &gt; 0 stayed within the accuracy budget, so the most accurate λ of the grid was taken." in section
     assert "Trigger</th>\n      <td>soft (3 tokens of dimension 384)" in section
     assert "A soft trigger is 3 continuous vectors of dimension 384, not words." in section
     assert "<strong>nearest words, not the trigger</strong>" in section
@@ -370,7 +370,7 @@ def test_partial_entry_with_nulls_renders(before: dict) -> None:
     html = render_html(results)
     first = _section(html, "mitigation-0")
     assert "RULE NOT MET" in first and "Rule met</th>\n      <td>no" in first
-    assert "No λ &gt; 0 kept the selection accuracy within the accuracy budget; λ = 4, the most accurate, was taken." in first
+    assert "No λ &gt; 0 kept the selection accuracy within the accuracy budget, so no fairness trigger met the rule; λ = 4, the most accurate λ of the grid, was taken." in first
     assert "No picture of the trigger was recorded." in first and "<svg" not in first  # nothing to plot
     assert "No before/after comparison was recorded." in first and "No baselines were recorded." in first
     assert '<th scope="row">λ = 1</th><td class="num">—</td><td class="num">—</td>' in first

@@ -206,13 +206,16 @@ def test_choose_follows_the_rule() -> None:
     points = _points((0.0, 0.95, 0.00), (1.0, 0.89, 0.20), (4.0, 0.88, 0.10), (16.0, 0.80, 0.01))
     assert choose(points, base_accuracy=0.90, max_accuracy_drop=0.02) == (2, True)   # 0.88 is within the budget
     assert choose(points, base_accuracy=0.90, max_accuracy_drop=0.10) == (3, True)   # a wider budget admits 16
-    assert choose(points, base_accuracy=0.90, max_accuracy_drop=0.0) == (1, False)   # none qualifies: most accurate > 0
+    assert choose(points, base_accuracy=0.90, max_accuracy_drop=0.0) == (0, False)   # none qualifies: the most accurate
     # ties on the gap go to the smaller lambda, wherever it is in the list
     tied = _points((8.0, 0.90, 0.05), (2.0, 0.90, 0.05), (0.0, 0.90, 0.0), (4.0, 0.91, 0.07))
     assert choose(tied, base_accuracy=0.9, max_accuracy_drop=0.02) == (1, True)
-    # fallback ties on accuracy also go to the smaller lambda; lambda 0 stays out
+    # the fallback is the most accurate point of the whole grid (the control here: no fairness trigger deployed)
     low = _points((0.0, 0.99, 0.3), (4.0, 0.5, 0.1), (1.0, 0.5, 0.2), (2.0, 0.4, 0.0))
-    assert choose(low, base_accuracy=0.99, max_accuracy_drop=0.02) == (2, False)
+    assert choose(low, base_accuracy=0.999, max_accuracy_drop=0.0) == (0, False)
+    # fallback ties on accuracy go to the smaller lambda
+    tie = _points((0.0, 0.5, 0.3), (4.0, 0.6, 0.1), (1.0, 0.6, 0.2))
+    assert choose(tie, base_accuracy=0.99, max_accuracy_drop=0.02) == (2, False)
     # a grid holding only the control: it is the one there is
     assert choose(_points((0.0, 0.5, 0.2)), base_accuracy=0.9, max_accuracy_drop=0.02) == (0, False)
     assert choose(_points((0.0, 0.9, 0.2)), base_accuracy=0.9, max_accuracy_drop=0.02) == (0, True)

@@ -49,8 +49,10 @@ so gains that come from the trigger's extra capacity are not counted as fairness
 the untriggered model are evaluated on the selection rows (validation accuracy and the between-groups
 gap: demographic parity difference, or equalized odds difference as fairlearn defines it).  The
 operating point is the lambda > 0 with the smallest selection gap among those whose selection accuracy
-is at most ``max_accuracy_drop`` below the untriggered model's (ties go to the smaller lambda); when no
-lambda qualifies, the one with the highest selection accuracy is taken and ``rule_met`` is False.
+is at most ``max_accuracy_drop`` below the untriggered model's (ties go to the smaller lambda).  When no
+lambda > 0 qualifies, no fairness trigger is deployed: the most accurate point of the whole grid is
+taken (usually the lambda = 0 control, which leaves accuracy where it was), ``rule_met`` is False and a
+warning says so, rather than shipping a trigger that breaks the accuracy budget.
 The test split is never seen here.
 
 ``tuning_split="train"`` (default) trains triggers on the training split and selects on the validation
@@ -101,8 +103,8 @@ DEFAULT_LR: dict[str, float] = {"soft": 0.03, "hard": 0.05, "border": 0.1, "patc
 TRIGGER_STEM = "trigger"
 RECORD_FILE = "reprogram.json"
 RULE = ("the lambda > 0 with the smallest selection-split gap among those whose selection accuracy is at most "
-        "max_accuracy_drop below the untriggered model's (ties: the smaller lambda); if none qualifies, the "
-        "lambda > 0 with the highest selection accuracy (rule_met: false)")
+        "max_accuracy_drop below the untriggered model's (ties: the smaller lambda); if none qualifies, the most "
+        "accurate lambda of the grid, usually the lambda = 0 control (rule_met: false)")
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -384,7 +386,7 @@ def choose(points: Sequence[dict[str, Any]], *, base_accuracy: float, max_accura
     eligible = [i for i in candidates if points[i]["accuracy"] >= base_accuracy - max_accuracy_drop - 1e-12]
     if eligible:
         return min(eligible, key=lambda i: (points[i]["gap"], points[i]["lambda"])), True
-    return max(candidates, key=lambda i: (points[i]["accuracy"], -points[i]["lambda"])), False
+    return max(range(len(points)), key=lambda i: (points[i]["accuracy"], -points[i]["lambda"])), False
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -696,8 +698,8 @@ def reprogram(
         point["chosen"] = i == index
     if not met:
         warnings.append(f"no lambda > 0 kept the selection accuracy within {config.max_accuracy_drop:g} of the "
-                        f"untriggered model's {before['accuracy']:.4f}; lambda {points[index]['lambda']:g} (the most "
-                        "accurate) was taken")
+                        f"untriggered model's {before['accuracy']:.4f}, so no fairness trigger met the rule; lambda "
+                        f"{points[index]['lambda']:g}, the most accurate of the grid, was taken")
     chosen = targets[index]
     saved, description = _saved_form(chosen, kind=kind, model=model)
     chosen.model.requires_grad_(False)

@@ -517,7 +517,7 @@ def reprogram_figures(r: Any, *, prefix: str) -> list[Figure]:
         return []
     missing = [p.name for p in r.points if not p.plotted]
     chosen = "" if r.chosen_lambda is None else f" The star marks the chosen λ = {r.chosen_lambda:g}: " + (
-        "no λ > 0 stayed within the accuracy budget, so the most accurate was taken." if r.rule_met is False
+        "no λ > 0 stayed within the accuracy budget, so the most accurate λ of the grid was taken." if r.rule_met is False
         else "the λ > 0 with the smallest gap among those within the accuracy budget.")
     floor = (" The dash-dot line is the untriggered model's accuracy minus the accuracy budget; points below it are "
              "outside the budget." if r.accuracy_floor is not None else "")

@@ -339,7 +339,7 @@ def _facts(m: Mapping[str, Any], r: Mapping[str, Any], view: ReprogramView) -> l
         facts.append(Fact("Chosen", view.chosen_text, note=view.rule or "", summary=True))
     if view.rule_met is not None:
         facts.append(Fact("Rule met", "yes" if view.rule_met else "no",
-                          note="" if view.rule_met else "no λ > 0 stayed within the accuracy budget; the most accurate was taken",
+                          note="" if view.rule_met else "no λ > 0 stayed within the accuracy budget; the most accurate λ of the grid was taken",
                           summary=True))
     chosen, before = view.chosen, view.before
     if chosen is not None and before is not None and (chosen.plotted or before.plotted):
