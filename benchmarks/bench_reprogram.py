@@ -23,6 +23,8 @@ Cases (``--cases``, default all):
   both on the reduced lambda grid (0, 3, 10) to save time.
 - ``digits_border_dp``, ``digits_border_eo``, ``digits_patch_dp``, ``digits_patch_eo``: colored_digits with a
   4-pixel border or an 8 x 8 patch, the spec's block otherwise.
+- ``digits_border_adversary_dp``, ``digits_border_projection_dp``: the border with ``objective: adversary``,
+  without and with the gradient projection.
 - ``toxicity_eo``: identity_toxicity with the spec's block (equalized odds by identity).
 
 ``--cost``: on Adult, one trigger-tuning epoch (soft trigger, surrogate objective, the spec's batch size) against
@@ -58,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 N_BOOT = 1000
 REDUCED_GRID = (0.0, 3.0, 10.0)
 CASES = ("adult_dp", "adult_eo", "adult_adversary_dp", "adult_hard_dp", "digits_border_dp", "digits_border_eo",
-         "digits_patch_dp", "digits_patch_eo", "toxicity_eo")
+         "digits_patch_dp", "digits_patch_eo", "digits_border_adversary_dp", "digits_border_projection_dp", "toxicity_eo")
 
 
 def _log(message: str) -> None:
@@ -164,7 +166,9 @@ def _config(setup: Setup, case: str, quick: bool) -> Any:
         changes["objective"] = "adversary"
     if "hard" in case:
         changes["trigger"] = "hard"
-    if "adversary" in case or "hard" in case:
+    if "projection" in case:
+        changes |= {"objective": "adversary", "projection": True}
+    if case.startswith("adult") and ("adversary" in case or "hard" in case):
         changes["lambdas"] = REDUCED_GRID  # fewer triggers: these cases compare a variant, not the default
     if "border" in case:
         changes["trigger"] = "border"
