@@ -381,13 +381,8 @@ def _fairij_step(m: Mitigation, *, spec: Spec, inputs: _MitigationInputs, group:
     unchanged = repaired.backbone_sha256 == backbone and model.backbone_sha256 == backbone
     if not unchanged:  # the guarantee, checked on every run
         raise RuntimeError("the backbone changed during the fairij repair")
-    before_model = results.get("model") or {}
-    accuracy, auc = float((y_pred == y_test).mean()), _auc(y_test, score)
-    after_model = {
-        "test_rows": int(test.size), "threshold": fm.threshold, "test_accuracy": accuracy, "test_auc": auc,
-        "before_test_accuracy": before_model.get("test_accuracy"), "before_test_auc": before_model.get("test_auc"),
-        "accuracy_change": _difference(accuracy, before_model.get("test_accuracy")),
-        "auc_change": _difference(auc, before_model.get("test_auc")),
+    after_model = _test_scores(results.get("model") or {}, y_test=y_test, y_pred=y_pred, score=score,
+                               threshold=fm.threshold) | {
         "changed": ("appended soft prompt ({} tokens, {} parameters); task prompt, head and backbone frozen".format(
                         m.append_tokens, sum(p.numel() for p in repaired.prompts.parameters()))
                     if m.mode == "append" else "task prompt and head (one-step IJ update); backbone frozen"),
@@ -412,6 +407,16 @@ def _fairij_step(m: Mitigation, *, spec: Spec, inputs: _MitigationInputs, group:
         "outputs": {"influence_csv": INFLUENCE_CSV, "artifact_dir": FAIRIJ_DIR, "artifacts": artifacts},
         "seconds": time.perf_counter() - start,
     }
+
+
+def _test_scores(before_model: dict[str, Any], *, y_test: np.ndarray, y_pred: np.ndarray, score: np.ndarray,
+                 threshold: float) -> dict[str, Any]:
+    """The repaired model's test accuracy and AUC beside the before-audit's (the shared part of ``after_model``)."""
+    accuracy, auc = float((y_pred == y_test).mean()), _auc(y_test, score)
+    return {"test_rows": int(y_test.size), "threshold": threshold, "test_accuracy": accuracy, "test_auc": auc,
+            "before_test_accuracy": before_model.get("test_accuracy"), "before_test_auc": before_model.get("test_auc"),
+            "accuracy_change": _difference(accuracy, before_model.get("test_accuracy")),
+            "auc_change": _difference(auc, before_model.get("test_auc"))}
 
 
 def _difference(after: float | None, before: Any) -> float | None:
@@ -647,13 +652,8 @@ def _reprogram_step(m: Any, *, spec: Spec, inputs: _MitigationInputs, group: str
         row(f"FairReprogram (lambda {result.chosen_lambda:g})", f"{result.trigger_kind} trigger appended to every input; "
             "needs no group at prediction time", y_pred),
     ]
-    before_model = results.get("model") or {}
-    accuracy, auc = float((y_pred == y_test).mean()), _auc(y_test, score)
-    after_model = {
-        "test_rows": int(test.size), "threshold": fm.threshold, "test_accuracy": accuracy, "test_auc": auc,
-        "before_test_accuracy": before_model.get("test_accuracy"), "before_test_auc": before_model.get("test_auc"),
-        "accuracy_change": _difference(accuracy, before_model.get("test_accuracy")),
-        "auc_change": _difference(auc, before_model.get("test_auc")),
+    after_model = _test_scores(results.get("model") or {}, y_test=y_test, y_pred=y_pred, score=score,
+                               threshold=fm.threshold) | {
         "changed": (f"a {result.trigger_kind} trigger ({result.parameters['trigger_trainable']:,} trained parameters) "
                     "in front of the frozen model; backbone" + (", task prompt and head" if adapter else "") + " unchanged"),
         "backbone_sha256": backbone, "backbone_unchanged": unchanged, "adapter_unchanged": adapter_unchanged,
