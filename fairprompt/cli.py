@@ -273,16 +273,41 @@ def datasets_list(ctx: click.Context) -> None:
 
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["html", "compliance"]), default="html", show_default=True,
+              help="html: report.html (everything); compliance: compliance.html, the printable impact-ratio tables "
+                   "(four-fifths rule, Local Law 144 style) before and after each repair.")
+@click.option("--pdf", is_flag=True, help="Also print the page to PDF (report.pdf or compliance.pdf) with headless "
+                                          "Chromium ($FAIRPROMPT_CHROMIUM, /usr/bin/chromium, or on PATH).")
 @click.pass_context
-def report(ctx: click.Context, directory: Path) -> None:
-    """Re-render DIRECTORY/report.html from DIRECTORY/results.json alone (no model needed)."""
+def report(ctx: click.Context, directory: Path, fmt: str, pdf: bool) -> None:
+    """Re-render DIRECTORY/report.html (or compliance.html) from DIRECTORY/results.json alone (no model needed).
+
+        fairprompt report reports/adult_income --format compliance --pdf
+    """
     from fairprompt.atomic import write_text
-    from fairprompt.report import render_html
     from fairprompt.report.results import load_results
 
     results = load_results(directory)
-    path = write_text(directory / "report.html", render_html(results))
-    _say(ctx, f"report: {path}")
+    chromium = None
+    if pdf:
+        from fairprompt.report.pdf import find_chromium
+
+        chromium = find_chromium()  # before anything is written
+    if fmt == "compliance":
+        from fairprompt.report.compliance import COMPLIANCE_FILE, file_sha256, render_compliance
+
+        sha256 = file_sha256(directory / "results.json")
+        path = write_text(directory / COMPLIANCE_FILE, render_compliance(results, results_sha256=sha256))
+        _say(ctx, f"compliance: {path}")
+    else:
+        from fairprompt.report import render_html
+
+        path = write_text(directory / "report.html", render_html(results))
+        _say(ctx, f"report: {path}")
+    if pdf:
+        from fairprompt.report.pdf import write_pdf
+
+        _say(ctx, f"pdf: {write_pdf(path, path.with_suffix('.pdf'), chromium=chromium)}")
 
 
 def main() -> None:
