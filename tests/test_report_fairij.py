@@ -200,7 +200,7 @@ def test_fairij_curve_figure(repaired_html: str) -> None:
     ids = re.findall(r'\sid="([^"]+)"', repaired_html)
     assert len(ids) == len(set(ids)) and any(i.startswith("fpmit0-") for i in ids)
     assert set(re.findall(r'(?:url\(#|href="#)([^")]+)', repaired_html)) <= set(ids)
-    assert repaired_html.count("<svg") == 8  # 3 slices × 2, the training curve, the FairIJ curve
+    assert repaired_html.count("<svg") == 9  # 3 slices × 2, the training curve, the FairIJ curve, the first screen's trade-off
 
 
 def test_fairij_user_strings_are_escaped(repaired_html: str) -> None:

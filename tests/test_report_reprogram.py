@@ -224,7 +224,7 @@ def test_reprogram_pareto_figure(border_html: str) -> None:
     ids = re.findall(r'\sid="([^"]+)"', border_html)
     assert len(ids) == len(set(ids)) and any(i.startswith("fpmit0-pareto-") for i in ids)
     assert set(re.findall(r'(?:url\(#|href="#)([^")]+)', border_html)) <= set(ids)
-    assert border_html.count("<svg") == 8  # 3 slices × 2, the model's training curve, the Pareto plot
+    assert border_html.count("<svg") == 9  # 3 slices × 2, the model's training curve, the Pareto plot, the first screen's trade-off
 
 
 def test_border_trigger_is_inlined_as_png(border_html: str) -> None:
@@ -396,7 +396,7 @@ def test_fairij_and_reprogram_side_by_side(before: dict) -> None:
     assert _section(html, "mitigation-0") == _section(fairij_html, "mitigation-0")
     assert "FairIJ repair of <code>sex</code>" in _section(html, "mitigation-0") and "Chosen k = 10" in html
     assert "FairReprogram of <code>sex</code>" in _section(html, "mitigation-1")
-    assert html.count("<svg") == 9  # 3 slices × 2, training curve, FairIJ curve, Pareto plot
+    assert html.count("<svg") == 10  # 3 slices × 2, training curve, FairIJ curve, Pareto plot, first-screen trade-off
     # a report with FairIJ alone carries no FairReprogram CSS or markup
     assert "img.trigger" not in fairij_html and "FairReprogram" not in fairij_html and "img.trigger" in html
     md = render_markdown(both)

@@ -570,3 +570,97 @@ def mitigation_figures(m: Any, *, prefix: str) -> list[Figure]:
                                   "Training of the appended tokens alone on the down-weighted training rows (task "
                                   "prompt, head and backbone frozen). " + f.caption, f.svg))
     return figures
+
+
+def accuracy_fairness_figure(*, points: Sequence[Any], x_label: str, y_label: str, ideal: float | None,
+                             prefix: str) -> Markup:
+    """One point per method: the headline disparity (x) against accuracy (y) on the test split.
+
+    ``points`` are :class:`fairprompt.report.summary_view.TradeoffPoint`: the model as audited is a grey
+    diamond, each repaired model a large filled marker (circle, square, triangle) reached by a dashed arrow from
+    the diamond, each baseline an open marker; intervals are error bars.  Every point carries its method's name,
+    so the plot reads in black and white; a dotted vertical line marks the ideal (parity)."""
+    before_style = dict(marker="D", markersize=8, markerfacecolor="#bbbbbb", markeredgecolor="#111111", color="#111111",
+                        linestyle="none", zorder=5)
+    after_markers = ("o", "s", "^", "P", "X", "h")
+    baseline_markers = ("v", "<", ">", "p", "d", "8")
+    err_style = dict(color="#444444", ecolor="#444444", elinewidth=0.9, capsize=2.5, linestyle="none", zorder=2)
+
+    def err(value: float, low: float | None, high: float | None) -> list[list[float]] | None:
+        if low is None or high is None:
+            return None
+        return [[max(value - low, 0.0)], [max(high - value, 0.0)]]
+
+    def draw() -> MplFigure:
+        fig = _new(5.6, 3.9)
+        ax = fig.add_subplot()
+        before = next((p for p in points if p.kind == "before"), None)
+        n_after = n_base = 0
+        handles: list[Any] = []
+        labels: list[str] = []
+        for p in points:
+            if p.kind == "before":
+                style = before_style
+            elif p.kind == "after":
+                style = dict(marker=after_markers[n_after % len(after_markers)], markersize=9, markerfacecolor="#111111",
+                             markeredgecolor="#111111", color="#111111", linestyle="none", zorder=6)
+                n_after += 1
+            else:
+                style = dict(marker=baseline_markers[n_base % len(baseline_markers)], markersize=8,
+                             markerfacecolor="white", markeredgecolor="#111111", markeredgewidth=1.2, color="#111111",
+                             linestyle="none", zorder=4)
+                n_base += 1
+            xerr, yerr = err(p.disparity, p.disparity_low, p.disparity_high), err(p.accuracy, p.accuracy_low, p.accuracy_high)
+            if xerr is not None or yerr is not None:
+                ax.errorbar([p.disparity], [p.accuracy], xerr=xerr, yerr=yerr, **err_style)
+            ax.plot([p.disparity], [p.accuracy], **style)
+            if p.kind == "after" and before is not None:
+                ax.annotate("", xy=(p.disparity, p.accuracy), xytext=(before.disparity, before.accuracy),
+                            arrowprops=dict(arrowstyle="-|>", linestyle="--", color="#222222", linewidth=1.1,
+                                            mutation_scale=11, shrinkA=4, shrinkB=5), zorder=3)
+            text = "\n".join(textwrap.wrap(plain(p.label), 32)) or "?"
+            left = before is not None and p.kind != "before" and p.disparity < before.disparity and p.kind == "after"
+            above = p.kind == "before" or (before is not None and p.accuracy >= before.accuracy)
+            ax.annotate(text, (p.disparity, p.accuracy), xytext=(-8 if left else 8, 5 if above else -5),
+                        textcoords="offset points", fontsize=7.5, ha="right" if left else "left",
+                        va="bottom" if above else "top")
+            kind = {"before": "model as audited", "after": "after repair", "baseline": "baseline"}[p.kind]
+            if kind not in labels:
+                handles.append(Line2D([], [], **(style | {"markersize": 7})))
+                labels.append(kind)
+        if ideal is not None:
+            ax.axvline(ideal, color="#444444", linestyle=":", linewidth=1.0, zorder=1)
+            handles.append(Line2D([], [], color="#444444", linestyle=":", linewidth=1.0))
+            labels.append(f"ideal ({ideal:g})")
+        if any(p.disparity_low is not None or p.accuracy_low is not None for p in points):
+            handles.append(Line2D([], [], color="#444444", marker="|", markersize=8, linewidth=0.9))
+            labels.append("interval")
+        ax.margins(x=0.25, y=0.25)
+        ax.set_xlabel("\n".join(textwrap.wrap(plain(x_label), 80)))
+        ax.set_ylabel(plain(y_label))
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), handlelength=1.8,
+                   columnspacing=1.0)
+        return fig
+
+    return _render(prefix, draw)
+
+
+def summary_figures(summary: Any, *, prefix: str = "fpsum-") -> list[Figure]:
+    """The figure of the first screen (:class:`fairprompt.report.summary_view.SummaryView`): the accuracy-fairness
+    plot of every method, empty without mitigations or without two methods to compare."""
+    if summary is None or not summary.has_plot or summary.headline is None:
+        return []
+    h = summary.headline
+    direction = "lower is fairer" if h.lower_is_fairer else f"closer to {h.ideal:g} is fairer"
+    baselines = [p for p in summary.points if p.kind == "baseline"]
+    caption = (f"Each point is one method on the same test rows: the {h.label.lower()} by {h.slice} ({direction}) "
+               f"against {summary.accuracy_label}. Grey diamond: the model as audited; filled markers: each repaired "
+               "model, reached by a dashed arrow; "
+               + ("open markers: the baselines recorded with the repair (" + "; ".join(
+                   f"{p.label}: {p.note}" if p.note else p.label for p in baselines) + "). " if baselines else "")
+               + (f"Bars: {summary.ci_percent} bootstrap intervals of each audit (not paired). " if any(
+                   p.disparity_low is not None for p in summary.points) else "")
+               + ("Up and to the left of the diamond is better on both counts." if h.lower_is_fairer else ""))
+    return [Figure("tradeoff", "Accuracy–fairness: every method on the same test rows", caption,
+                   accuracy_fairness_figure(points=summary.points, x_label=f"{h.label} by {h.slice} ({direction})",
+                                            y_label=summary.accuracy_label, ideal=h.ideal, prefix=f"{prefix}tradeoff-"))]

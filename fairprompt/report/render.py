@@ -141,11 +141,19 @@ class Report:
 
         return [mitigation_figures(m, prefix=f"fpmit{m.index}-") if m.ok else [] for m in self.view.mitigations]
 
+    def summary_figures(self) -> list[Any]:
+        """The first screen's accuracy-fairness plot; empty without mitigations."""
+        if self.view.summary is None or not self.view.summary.has_plot:
+            return []
+        from fairprompt.report.plots import summary_figures
+
+        return summary_figures(self.view.summary)
+
     def html(self) -> str:
         """The full report as one self-contained HTML page (no scripts, no external resources)."""
         template = html_environment().get_template("report.html.j2")
         return template.render(v=self.view, figures_by_slice=self.figures(), model_figures=self.model_figures(),
-                               mitigation_figures=self.mitigation_figures())
+                               mitigation_figures=self.mitigation_figures(), summary_figures=self.summary_figures())
 
     def markdown(self) -> str:
         """A short Markdown summary: what was audited, each slice's verdict and headline disparities."""

@@ -16,11 +16,13 @@ import json
 import math
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from fairprompt.report.model_card import ModelCard
     from fairprompt.report.reprogram_view import ReprogramView
+    from fairprompt.report.summary_view import SummaryView
 
 HEADLINE: tuple[str, ...] = ("demographic_parity_difference", "disparate_impact", "equalized_odds_difference")
 """The between-groups disparities shown in the verdict summary."""
@@ -314,6 +316,12 @@ class Overview:
     descriptions: Mapping[str, str]
     mitigations: tuple[MitigationView, ...] = ()
     """The before/after sections, one per ``mitigations[]`` entry (empty without mitigations)."""
+    summary: SummaryView | None = None
+    """The first screen (:mod:`fairprompt.report.summary_view`)."""
+    model_card: ModelCard | None = None
+    """The model card (:mod:`fairprompt.report.model_card`)."""
+    spec_yaml: str | None = None
+    """The spec as YAML, for the Provenance section."""
 
     @property
     def verdict(self) -> Literal["pass", "review"]:
@@ -439,8 +447,26 @@ def _slice(index: int, s: Mapping[str, Any], *, metrics: Sequence[str], threshol
     )
 
 
+def _spec_yaml(spec: Any) -> str | None:
+    if spec is None:
+        return None
+    import yaml
+
+    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+
+
 def build_view(results: Mapping[str, Any]) -> Overview:
-    """Derive what every renderer shows from a results dictionary (schema version 1)."""
+    """Derive what every renderer shows from a results dictionary (schema version 1): the sections, then the
+    first-screen summary and the model card, which read the sections."""
+    from fairprompt.report.model_card import build_model_card
+    from fairprompt.report.summary_view import build_summary
+
+    overview = _build_view(results)
+    return replace(overview, summary=build_summary(results, overview), model_card=build_model_card(results, overview),
+                   spec_yaml=_spec_yaml(results.get("spec")))
+
+
+def _build_view(results: Mapping[str, Any]) -> Overview:
     audit = results.get("audit") or {}
     config = audit.get("config") or {}
     bootstrap = audit.get("bootstrap") or {}
