@@ -118,7 +118,8 @@ def _references(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--min-group-size", type=int, help="Flag groups with fewer rows [30].")
 @click.option("--name", help="Audit name (report title) for a predictions audit.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default reports/NAME for a spec).")
-@click.option("--fresh", is_flag=True, help="Ignore cached task prompts and fixture models: train them again (and do not cache).")
+@click.option("--fresh", is_flag=True, help="Ignore caches: train task prompts and fixture models again (and do not cache them), "
+                                           "and recompute the audit and every mitigation instead of reusing the last run's.")
 @click.pass_context
 def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label: str | None, prediction: str | None,
           score: str | None, weight: str | None, positive_label: str | None, score_threshold: float | None,
@@ -177,6 +178,9 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
 def _say_outputs(ctx: click.Context, output: Any) -> None:
     _say(ctx, f"report: {output.report_path}")
     _say(ctx, f"results: {output.results_path}")
+    if output.reused:
+        _say(ctx, f"reused from the last run (same spec, data, model and version; --fresh recomputes): "
+                  f"{', '.join(output.reused)}")
     for record in output.mitigations:
         files = record.get("outputs") or {}
         if record["name"] == "reprogram":

@@ -11,8 +11,14 @@ before-audit, with each mitigation listed as ``status: not_run``.  Each mitigati
 files (``influence.csv``, ``fairij/``) and rewrites ``results.json`` and ``report.html`` with its record
 (``status: ok``).  A mitigation that fails keeps the before-audit: its record becomes
 ``{"name": ..., "status": "failed", "error": ...}``, results.json and report.html are rewritten with it,
-and the error is raised again (the CLI prints it as one line and exits 2), so a failed repair is both
-on record and visible to scripts.
+the next mitigation still runs, and the first error is raised again at the end (the CLI prints it as one
+line and exits 2), so a failed repair is both on record and visible to scripts.
+
+Running a frozen-model spec again into the same directory resumes: the before-audit and every finished
+mitigation with unchanged settings are reused when the spec (mitigations aside), the data's sha256, the
+model (task prompt cache key or backbone sha256) and the fairprompt version match; ``use_cache=False``
+(``--fresh``) recomputes everything.  Two runs with the same seeds write the same results.json apart from
+the keys in :data:`fairprompt.report.results.VOLATILE_KEYS` (times and durations).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from fairprompt import __version__
 from fairprompt.atomic import write_text
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics import Audit, audit
@@ -67,7 +74,8 @@ class RunOutput:
     csv_path: Path
     audit: Audit | None  # None when ``mitigate`` reused the before-audit in results.json
     results: dict[str, Any]
-    mitigations: list[dict[str, Any]] = field(default_factory=list)
+    mitigations: list[dict[str, Any]] = field(default_factory=list)  # the records of the mitigations run now
+    reused: list[str] = field(default_factory=list)  # what was reused from the directory ("before-audit", names)
 
 
 def is_main_process() -> bool:
@@ -169,18 +177,26 @@ def run(
     then each of the spec's mitigations (module docstring).
 
     ``use_cache=False`` ignores (and does not fill) the cache of trained task
-    prompts and fixture models, and the prompts shipped with fairprompt;
-    ``use_shipped=False`` ignores only the shipped prompts.  Under several processes (``torchrun`` or
-    ``accelerate launch``) every process trains and predicts its shard, and
-    only the main process audits and writes (a spec with mitigations is refused there).
+    prompts and fixture models, and the prompts shipped with fairprompt, and recomputes every audit;
+    ``use_shipped=False`` ignores only the shipped prompts.  With the cache on, a frozen-model spec run
+    again into the same directory reuses what is already there (:func:`_resume`): the before-audit when
+    results.json was written by this fairprompt version for the same spec (mitigations aside), data and
+    model, and each mitigation whose record is ``ok`` with the same settings and files on disk.  Under
+    several processes (``torchrun`` or ``accelerate launch``) every process trains and predicts its shard,
+    and only the main process audits and writes (a spec with mitigations is refused there).
     """
     _single_process(spec)
+    target = spec.output_dir(out_dir)
     pending: _MitigationInputs | None = None
     if spec.predictions is not None:
         prepared = prepare_predictions(spec)
-    elif spec.mitigations:
+    elif spec.mitigations or _resumable(spec, target, use_cache):
         task, groups, model, training = _task_and_model(spec, progress=progress, use_cache=use_cache,
                                                         use_shipped=use_shipped)
+        previous = _reusable_results(target, spec) if use_cache else None
+        if previous is not None and _same_model(previous, task, model):
+            inputs = _MitigationInputs(task=task, model=model, training=training, groups=groups)
+            return _resume(spec, previous, inputs=inputs, target=target, command=command, progress=progress)
         if isinstance(task, ImageTask):
             prepared = prepare_frozen_image(spec, progress=progress, task=task, loaded=(model, training))
         else:
@@ -195,20 +211,78 @@ def run(
         name=spec.name, title=spec.title or spec.name, audit=result.to_dict(),
         data=prepared.data | {"rows_audited": result.n_rows}, inputs=prepared.inputs, seeds=seeds,
         model=prepared.model, spec=spec.model_dump(mode="json"), command=command,
-        mitigations=[_not_run(m, g) for m, g in zip(spec.mitigations, pending.groups)] if pending else None,
+        mitigations=[_not_run(m, g) for m, g in zip(spec.mitigations, pending.groups)] if pending and spec.mitigations
+        else None,
     )
     if progress:
         progress("rendering the report", 0, 1)
-    target = spec.output_dir(out_dir)
     paths = _write(target, results, result.by_group().to_csv(index=False))
     if progress:
         progress("rendering the report", 1, 1)
     records: list[dict[str, Any]] = []
-    if pending is not None and is_main_process():
+    if pending is not None and spec.mitigations and is_main_process():
         records = _run_mitigations(spec, pending, results=results, target=target, command=command,
                                    before="computed in this run", progress=progress)
     return RunOutput(out_dir=target, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=result,
                      results=results, mitigations=records)
+
+
+def _resumable(spec: Spec, target: Path, use_cache: bool) -> bool:
+    """Whether a frozen-model spec without mitigations may reuse the before-audit in ``target`` (one process)."""
+    return (use_cache and spec.model is not None and spec.model.kind in ("frozen_text", "frozen_image")
+            and int(os.environ.get("WORLD_SIZE", "1")) == 1 and (target / "results.json").is_file())
+
+
+def _reusable_record(record: Any, m: Mitigation, group: str, target: Path) -> bool:
+    """A finished mitigation record made with these settings, whose files are still on disk."""
+    if not isinstance(record, dict) or record.get("status") != "ok" or record.get("name") != m.name:
+        return False
+    if record.get("group") != group or record.get("config") != to_jsonable(_config(m)):
+        return False
+    return all((target / path).exists() for path in _output_paths(record.get("outputs")))
+
+
+def _output_paths(outputs: Any) -> list[str]:
+    """Every relative path named in a record's ``outputs`` (nested mappings included)."""
+    if isinstance(outputs, str):
+        return [outputs]
+    if isinstance(outputs, dict):
+        return [p for v in outputs.values() for p in _output_paths(v)]
+    return []
+
+
+def _resume(spec: Spec, previous: dict[str, Any], *, inputs: _MitigationInputs, target: Path,
+            command: Sequence[str] | None, progress: Progress | None) -> RunOutput:
+    """Re-run a spec into a directory that already holds its before-audit: keep that audit and every
+    finished mitigation made with the same settings, run the rest, and re-render the report."""
+    results = dict(previous)
+    results["spec"] = spec.model_dump(mode="json")
+    results["seeds"] = {k: v for k, v in (results.get("seeds") or {}).items() if not k.startswith("mitigation_")} \
+        | _mitigation_seeds(spec)
+    old = [r for r in previous.get("mitigations") or [] if isinstance(r, dict)]
+    slots: list[dict[str, Any]] = []
+    todo: list[int] = []
+    for index, (m, group) in enumerate(zip(spec.mitigations, inputs.groups)):
+        match = next((r for r in old if _reusable_record(r, m, group, target)), None)
+        if match is None:
+            todo.append(index)
+            match = _not_run(m, group)
+        else:
+            old.remove(match)
+        slots.append(match)
+    if slots:
+        results["mitigations"] = slots
+    else:
+        results.pop("mitigations", None)
+    paths = _write(target, results)
+    reused = ["before-audit", *[spec.mitigations[i].name for i in range(len(slots)) if i not in todo]]
+    records = []
+    if todo:
+        records = _run_mitigations(spec, inputs, results=results, target=target, command=command,
+                                   before=f"reused from {paths[0]} (created {previous.get('created')})",
+                                   progress=progress, only=todo)
+    return RunOutput(out_dir=target, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=None,
+                     results=results, mitigations=records, reused=reused)
 
 
 def mitigate(
@@ -301,6 +375,8 @@ def _reusable_results(target: Path, spec: Spec) -> dict[str, Any] | None:
         return None
     if _spec_key(previous.get("spec")) != _spec_key(to_jsonable(spec.model_dump(mode="json"))):
         return None
+    if previous.get("fairprompt_version") != __version__:
+        return None
     return previous
 
 
@@ -315,10 +391,15 @@ def _config(m: Mitigation) -> dict[str, Any]:
 
 def _run_mitigations(spec: Spec, inputs: _MitigationInputs, *, results: dict[str, Any], target: Path,
                      command: Sequence[str] | None, before: str, progress: Progress | None,
-                     offset: int = 0) -> list[dict[str, Any]]:
-    """Run each mitigation, rewriting results.json and report.html after each (failures too, then re-raise)."""
+                     offset: int = 0, only: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Run each mitigation (those at positions ``only``, else all), rewriting results.json and report.html after
+    each.  A failure is recorded (status ``failed`` with its message) and the next mitigation still runs; the
+    first failure is raised again at the end, so the CLI exits 2 with a report that shows it."""
     records = []
+    failure: BaseException | None = None
     for index, (m, group) in enumerate(zip(spec.mitigations, inputs.groups)):
+        if only is not None and index not in only:
+            continue
         slot = offset + index
         try:
             step = _fairij_step if m.name == "fairij" else _reprogram_step
@@ -329,12 +410,15 @@ def _run_mitigations(spec: Spec, inputs: _MitigationInputs, *, results: dict[str
                                             "error": message, "created": _now(),
                                             "command": list(command) if command is not None else None}
             _write(target, results)
-            raise
+            failure = failure or exc
+            continue
         record = {"name": m.name, "status": "ok", "config": _config(m), "group": group, "created": _now(),
                   "command": list(command) if command is not None else None, "before_audit": before} | record
         results["mitigations"][slot] = to_jsonable(record)
         _write(target, results)
         records.append(results["mitigations"][slot])
+    if failure is not None:
+        raise failure
     return records
 
 

@@ -48,6 +48,10 @@ def _scratch_cache(shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, ["--quiet", *args], obj={})
+    if result.exit_code == 1 and result.exc_info is not None:  # an unexpected exception: show it, not an empty stderr
+        import traceback
+
+        return 1, result.stdout, "".join(traceback.format_exception(*result.exc_info))
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -394,3 +398,110 @@ def test_group_must_be_a_sensitive_column(tmp_path: Path, shared_cache: Path) ->
 def test_measure_undefined_on_the_validation_split(tmp_path: Path) -> None:
     spec = tiny([{"fairij": {"group": "race", "measure": "equalized_odds"}}])
     _bad(tmp_path, spec, "race", "equalized_odds is undefined", "mitigations[0].fairij")
+
+
+# ---- reliability: resume, --fresh, reproducibility, failures ------------------------------------------------
+BOTH = [{"fairij": {"mode": "ij", **QUICK}}, {"reprogram": REPROGRAM_QUICK}]
+
+
+def _volatile_paths(a: object, b: object, path: str = "") -> set[str]:
+    """The paths (dotted keys) where two JSON values differ."""
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return set().union(*(_volatile_paths(a[k], b[k], f"{path}.{k}") for k in a)) if a else set()
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return set().union(*(_volatile_paths(x, y, f"{path}[]") for x, y in zip(a, b))) if a else set()
+    return set() if a == b else {path}
+
+
+def test_two_fresh_runs_with_the_same_seeds_write_the_same_results_json(tmp_path: Path) -> None:
+    """Everything the spec, data and seeds determine is byte-identical; only times and durations differ."""
+    from fairprompt.report.results import VOLATILE_KEYS, stable_dumps
+
+    spec = write_spec(tmp_path, tiny(BOTH))
+    texts = []
+    for name in ("a", "b"):
+        code, _, err = run("audit", str(spec), "--out", str(tmp_path / name), "--fresh")
+        assert code == 0, err
+        texts.append((tmp_path / name / "results.json").read_text(encoding="utf-8"))
+    first, second = (json.loads(t) for t in texts)
+    assert [m["status"] for m in first["mitigations"]] == ["ok", "ok"]
+    assert first["model"]["training"]["source"] == second["model"]["training"]["source"]
+    assert stable_dumps(first) == stable_dumps(second)
+    differing = {p.rsplit(".", 1)[-1] for p in _volatile_paths(first, second)}
+    assert differing <= VOLATILE_KEYS | {k for k in differing if k.endswith("_seconds")}, differing
+    assert "seconds" in differing  # the runs really were timed separately: the comparison is not vacuous
+
+
+def test_running_a_spec_again_reuses_the_audit_and_finished_mitigations(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    spec_dict = tiny(BOTH)
+    spec = write_spec(tmp_path, spec_dict)
+    out = tmp_path / "out"
+    code, _, err = run("audit", str(spec), "--out", str(out))
+    assert code == 0, err
+    first = json.loads((out / "results.json").read_text())
+
+    # the same spec again: nothing is recomputed (the mitigations would fail if they ran)
+    def must_not_run(**_: object) -> None:
+        raise AssertionError("a reused mitigation ran again")
+
+    fairij_module = importlib.import_module("fairprompt.mitigation.fairij")
+    reprogram_module = importlib.import_module("fairprompt.mitigation.reprogram")
+    originals = fairij_module.fairij, reprogram_module.reprogram
+    monkeypatch.setattr(fairij_module, "fairij", must_not_run)
+    monkeypatch.setattr(reprogram_module, "reprogram", must_not_run)
+    result = CliRunner().invoke(cli, ["audit", str(spec), "--out", str(out)], obj={})
+    assert result.exit_code == 0, result.stderr
+    assert "reused from the last run" in result.stdout and "before-audit, fairij, reprogram" in result.stdout
+    again = json.loads((out / "results.json").read_text())
+    assert again == first
+
+    # a changed reprogram setting reruns only that mitigation, after the reused audit
+    monkeypatch.setattr(fairij_module, "fairij", originals[0])
+    monkeypatch.setattr(reprogram_module, "reprogram", originals[1])
+    spec_dict["mitigations"][1]["reprogram"] = {**REPROGRAM_QUICK, "lambdas": [0, 3]}
+    write_spec(tmp_path, spec_dict)
+    code, _, err = run("audit", str(spec), "--out", str(out))
+    assert code == 0, err
+    third = json.loads((out / "results.json").read_text())
+    assert third["created"] == first["created"] and third["audit"] == first["audit"]
+    assert third["mitigations"][0] == first["mitigations"][0]
+    assert third["mitigations"][1]["before_audit"].startswith("reused from")
+    assert [p["lambda"] for p in third["mitigations"][1]["reprogram"]["points"]] == [0.0, 3.0]
+
+    # a changed audit setting (or --fresh) recomputes the before-audit and every mitigation
+    code, _, err = run("audit", str(spec), "--out", str(out), "--fresh")
+    assert code == 0, err
+    fresh = json.loads((out / "results.json").read_text())
+    assert all(m["before_audit"] == "computed in this run" for m in fresh["mitigations"])
+    spec_dict["audit"]["n_boot"] = 10
+    write_spec(tmp_path, spec_dict)
+    code, _, err = run("audit", str(spec), "--out", str(out))
+    assert code == 0, err
+    assert json.loads((out / "results.json").read_text())["audit"]["bootstrap"]["n_boot"] == 10
+
+
+def test_a_failed_mitigation_does_not_stop_the_next_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def diverged(**_: object) -> None:
+        raise FairpromptError("the one-step update diverged; raise fairij damping")
+
+    fairij_module = importlib.import_module("fairprompt.mitigation.fairij")
+    original = fairij_module.fairij
+    monkeypatch.setattr(fairij_module, "fairij", diverged)
+    spec = write_spec(tmp_path, tiny(BOTH))
+    out = tmp_path / "out"
+    code, _, err = run("audit", str(spec), "--out", str(out))
+    assert_user_error(code, err, "diverged")
+    results = json.loads((out / "results.json").read_text())
+    assert [m["status"] for m in results["mitigations"]] == ["failed", "ok"]
+    assert (out / "reprogram" / "trigger.safetensors").is_file()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "the one-step update diverged" in html and "FairReprogram" in html
+
+    # the next run retries only the failed one
+    monkeypatch.setattr(fairij_module, "fairij", original)
+    code, _, err = run("audit", str(spec), "--out", str(out))
+    assert code == 0, err
+    again = json.loads((out / "results.json").read_text())
+    assert [m["status"] for m in again["mitigations"]] == ["ok", "ok"]
+    assert again["mitigations"][1] == results["mitigations"][1]

@@ -6,7 +6,7 @@ Schema ``fairprompt.results`` version 1 (documented in ``docs/results-schema.md`
       "schema": "fairprompt.results", "schema_version": 1,
       "name": str,                      # the audit's name (reports/NAME/)
       "title": str,                     # a human title for the report
-      "created": ISO-8601 str,          # the only field that differs between identical runs
+      "created": ISO-8601 str,          # when it was written (volatile, see VOLATILE_KEYS)
       "fairprompt_version": str,
       "command": [str, ...] | null,     # the command line that produced it
       "packages": {name: version},
@@ -21,7 +21,8 @@ Schema ``fairprompt.results`` version 1 (documented in ``docs/results-schema.md`
     }
 
 NaN and infinities are written as ``null``; keys keep insertion order so that two
-runs with the same seed give byte-identical files apart from ``created``.
+runs with the same seeds give byte-identical files apart from the times and durations named in
+:data:`VOLATILE_KEYS` (:func:`stable_dumps` writes a file without them, for comparing runs).
 """
 
 from __future__ import annotations
@@ -108,6 +109,25 @@ def build_results(
     if mitigations is not None:
         results["mitigations"] = [dict(m) for m in mitigations]
     return to_jsonable(results)
+
+
+VOLATILE_KEYS = frozenset({"created", "seconds", "epoch_seconds", "before_audit", "timings"})
+"""Keys, at any depth, whose values are wall-clock times or durations (or name one, as ``before_audit``
+names the reused file's creation time); everything else is a function of the spec, the data and the seeds."""
+
+
+def stable(value: Any) -> Any:
+    """``value`` without the :data:`VOLATILE_KEYS` and the keys ending in ``_seconds``, at any depth."""
+    if isinstance(value, Mapping):
+        return {k: stable(v) for k, v in value.items() if k not in VOLATILE_KEYS and not str(k).endswith("_seconds")}
+    if isinstance(value, (list, tuple)):
+        return [stable(v) for v in value]
+    return value
+
+
+def stable_dumps(results: Mapping[str, Any]) -> str:
+    """:func:`dumps` of :func:`stable` ``(results)``: equal for two runs with the same spec, data and seeds."""
+    return dumps(stable(to_jsonable(results)))
 
 
 def dumps(results: Mapping[str, Any]) -> str:
