@@ -177,6 +177,7 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
 
 def _say_outputs(ctx: click.Context, output: Any) -> None:
     _say(ctx, f"report: {output.report_path}")
+    _say(ctx, f"compliance: {output.out_dir / 'compliance.html'}")
     _say(ctx, f"results: {output.results_path}")
     if output.reused:
         _say(ctx, f"reused from the last run (same spec, data, model and version; --fresh recomputes): "

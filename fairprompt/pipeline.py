@@ -6,7 +6,8 @@ rendered in memory first, then each written atomically, so a bad input or a cras
 half-written report directory behind.
 
 Mitigations (the spec's ``mitigations:`` list, or ``fairprompt mitigate fairij SPEC``) run after the
-audit, which is written first: ``results.json``, ``metrics_by_group.csv`` and ``report.html`` hold the
+audit, which is written first: ``results.json``, ``metrics_by_group.csv``, ``report.html`` and
+``compliance.html`` hold the
 before-audit, with each mitigation listed as ``status: not_run``.  Each mitigation then writes its own
 files (``influence.csv``, ``fairij/``) and rewrites ``results.json`` and ``report.html`` with its record
 (``status: ok``).  A mitigation that fails keeps the before-audit: its record becomes
@@ -152,15 +153,22 @@ def _check_triggers_fit(spec: Spec, model: Any) -> None:
 
 
 def _write(target: Path, results: dict[str, Any], csv_text: str | None = None) -> tuple[Path, Path, Path]:
-    """results.json (+ metrics_by_group.csv) + report.html, each rendered first, then written atomically."""
+    """results.json (+ metrics_by_group.csv) + report.html + compliance.html, each rendered first, then written
+    atomically."""
+    import hashlib
+
+    from fairprompt.report.compliance import COMPLIANCE_FILE, render_compliance
+
     json_text = dumps(results)
     html_text = render_html(results)
+    compliance_text = render_compliance(results, results_sha256=hashlib.sha256(json_text.encode("utf-8")).hexdigest())
     paths = (target / "results.json", target / "metrics_by_group.csv", target / "report.html")
     if is_main_process():
         write_text(paths[0], json_text)
         if csv_text is not None:
             write_text(paths[1], csv_text)
         write_text(paths[2], html_text)
+        write_text(target / COMPLIANCE_FILE, compliance_text)
     return paths
 
 
