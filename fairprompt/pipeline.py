@@ -201,7 +201,7 @@ def run(
     elif spec.mitigations or _resumable(spec, target, use_cache):
         task, groups, model, training = _task_and_model(spec, progress=progress, use_cache=use_cache,
                                                         use_shipped=use_shipped)
-        previous = _reusable_results(target, spec) if use_cache else None
+        previous = _reusable_results(target, spec) if use_cache and use_shipped else None
         if previous is not None and _same_model(previous, task, model):
             inputs = _MitigationInputs(task=task, model=model, training=training, groups=groups)
             return _resume(spec, previous, inputs=inputs, target=target, command=command, progress=progress)
@@ -242,7 +242,8 @@ def _resumable(spec: Spec, target: Path, use_cache: bool) -> bool:
 
 
 def _reusable_record(record: Any, m: Mitigation, group: str, target: Path) -> bool:
-    """A finished mitigation record made with these settings, whose files are still on disk."""
+    """A finished mitigation record made with these settings, whose files are still on disk (each mitigation name
+    appears at most once in a spec, so its files are its own)."""
     if not isinstance(record, dict) or record.get("status") != "ok" or record.get("name") != m.name:
         return False
     if record.get("group") != group or record.get("config") != to_jsonable(_config(m)):
@@ -363,9 +364,9 @@ def _same_model(previous: dict[str, Any], task: TextTask | ImageTask, model: Any
     if data_hashes != [task.dataset.sha256]:
         return False
     described = previous.get("model") or {}
-    if isinstance(task, TextTask):
+    if isinstance(task, TextTask) and task.settings is not None:
         return (described.get("training") or {}).get("cache_key") == task.task_prompt_key()
-    return described.get("backbone_sha256") == model.backbone_sha256
+    return described.get("backbone_sha256") == model.backbone_sha256  # an image backbone, or task_prompt: none
 
 
 def _reusable_results(target: Path, spec: Spec) -> dict[str, Any] | None:

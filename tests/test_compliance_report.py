@@ -373,3 +373,28 @@ def test_write_pdf_api_prints_the_report(tmp_path: Path) -> None:
     path = write_pdf(page, tmp_path / "report.pdf", chromium=chromium)
     assert path == tmp_path / "report.pdf" and path.read_bytes().startswith(b"%PDF-")
     assert os.access(path, os.R_OK)
+
+
+def test_a_hung_chromium_is_stopped_with_its_children(tmp_path: Path) -> None:
+    """A timeout ends Chromium's whole process group (its helpers too), leaves no PDF and is one line."""
+    (tmp_path / "page.html").write_text("<p>x</p>", encoding="utf-8")
+    marker = tmp_path / "child.pid"
+    fake = _fake_chromium(tmp_path, f"sleep 60 & echo $! > {marker}; wait")
+    with pytest.raises(FairpromptError, match="did not finish printing") as info:
+        pdf_module.write_pdf(tmp_path / "page.html", tmp_path / "page.pdf", chromium=str(fake), timeout=1)
+    assert "\n" not in str(info.value)
+    child = int(marker.read_text())
+    for _ in range(50):  # the kill is immediate; allow the kernel a moment to reap it
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child}/stat") as stat_file:
+            if stat_file.read().split()[2] == "Z":
+                break
+        import time
+
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"Chromium's child process {child} is still running after the timeout")
+    assert not (tmp_path / "page.pdf").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

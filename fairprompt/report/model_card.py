@@ -160,7 +160,8 @@ def _metrics(results: Mapping[str, Any], v: Overview) -> list[Fact]:
         parts = [f"{k} {config[k]}" for k in ("measure", "max_accuracy_drop", "utility_budget", "max_fraction")
                  if config.get(k) is not None]
         facts.append(Fact(f"Repair: {mv.title}", ", ".join(parts) or DASH,
-                          note=f"of {mv.group}" + ("" if mv.ok else f" ({mv.status.replace('_', ' ')})")))
+                          note=(f"of {mv.group}" if mv.group else "group not recorded")
+                          + ("" if mv.ok else f" ({mv.status.replace('_', ' ')})")))
     return facts
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import shutil
 import subprocess
 import tempfile
@@ -49,6 +50,21 @@ def find_chromium() -> str:
                           f"{CHROMIUM_ENV} to its path")
 
 
+def _run(command: list[str], *, timeout: float, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run Chromium in its own process group, so that a timeout ends its renderer and helper processes too.
+    (``--no-sandbox``: the pages printed are fairprompt's own, with every user string escaped and no scripts.)"""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            text=True, env=env, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1][:200] if lines else "no message"
@@ -77,8 +93,7 @@ def write_pdf(html_path: str | os.PathLike[str], pdf_path: str | os.PathLike[str
                        "--no-pdf-header-footer", "--print-to-pdf-no-header", f"--user-data-dir={profile}",
                        f"--print-to-pdf={tmp}", source.resolve().as_uri()]
             try:
-                proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                      env={**os.environ, "HOME": profile}, stdin=subprocess.DEVNULL)
+                proc = _run(command, timeout=timeout, env={**os.environ, "HOME": profile})
             except subprocess.TimeoutExpired:
                 raise FairpromptError(f"{binary} did not finish printing {source} to PDF within {timeout:g} s; "
                                       f"try again, or open the HTML and print it from a browser") from None

@@ -111,7 +111,7 @@ def build_results(
     return to_jsonable(results)
 
 
-VOLATILE_KEYS = frozenset({"created", "seconds", "epoch_seconds", "before_audit", "timings"})
+VOLATILE_KEYS = frozenset({"created", "seconds", "epoch_seconds", "before_audit", "timings", "time_s", "load_time_s"})
 """Keys, at any depth, whose values are wall-clock times or durations (or name one, as ``before_audit``
 names the reused file's creation time); everything else is a function of the spec, the data and the seeds."""
 

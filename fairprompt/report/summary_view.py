@@ -1,8 +1,9 @@
 """The report's first screen: what was audited, what was found, what was changed, and whether it helped.
 
 :func:`build_summary` reads a results dictionary (and the :class:`~fairprompt.report.view.Overview` built from
-it) and picks one *headline disparity*: the measure and group the first mitigation was configured to repair
-(``demographic_parity`` of ``sex`` -> the demographic parity difference of the ``sex`` slice), else the largest
+it) and picks one *headline disparity*: the measure and group the first mitigation with status ``ok`` (else the
+first at all) was configured to repair (``demographic_parity`` of ``sex`` -> the demographic parity difference
+of the ``sex`` slice), else the largest
 between-groups difference of a single sensitive column.  It returns the headline before and after each
 mitigation, with intervals, the accuracy cost (``after_model.accuracy_change``) and the four-fifths verdict of
 each audit, failed and unrun mitigations with their message, plain sentences that say it in words, and the
