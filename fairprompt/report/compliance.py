@@ -13,7 +13,7 @@ the template (autoescaping on).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,8 @@ from typing import Any
 from fairprompt import __version__
 from fairprompt.atomic import write_text
 from fairprompt.report.view import (
-    CONFIG_DEFAULTS, MITIGATION_TITLES, Compliance, Verdict, _compliance, _float, _verdict, fmt_int, fmt_num,
+    CONFIG_DEFAULTS, MITIGATION_TITLES, Compliance, Verdict, _compliance, _float, _map, _seq, _verdict, fmt_int,
+    fmt_num,
 )
 
 COMPLIANCE_FILE = "compliance.html"
@@ -107,14 +108,6 @@ class ComplianceView:
     @property
     def afters(self) -> tuple[AuditTables, ...]:
         return self.audits[1:]
-
-
-def _map(x: Any) -> Mapping[str, Any]:
-    return x if isinstance(x, Mapping) else {}
-
-
-def _seq(x: Any) -> Sequence[Any]:
-    return x if isinstance(x, Sequence) and not isinstance(x, (str, bytes)) else ()
 
 
 def _model_text(model: Any) -> str:

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from fairprompt.atomic import write_bytes
 from fairprompt.errors import FairpromptError
 
 CHROMIUM_ENV = "FAIRPROMPT_CHROMIUM"
@@ -82,39 +83,23 @@ def write_pdf(html_path: str | os.PathLike[str], pdf_path: str | os.PathLike[str
         raise FairpromptError(f"{source} does not exist; render it first (fairprompt report DIR)")
     binary = chromium or find_chromium()
     target = Path(pdf_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with tempfile.TemporaryDirectory(prefix="fairprompt-chromium-") as profile:
-            command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                       "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-                       "--no-pdf-header-footer", "--print-to-pdf-no-header", f"--user-data-dir={profile}",
-                       f"--print-to-pdf={tmp}", source.resolve().as_uri()]
-            try:
-                proc = _run(command, timeout=timeout, env={**os.environ, "HOME": profile})
-            except subprocess.TimeoutExpired:
-                raise FairpromptError(f"{binary} did not finish printing {source} to PDF within {timeout:g} s; "
-                                      f"try again, or open the HTML and print it from a browser") from None
-            except OSError as exc:
-                raise FairpromptError(f"could not run {binary} to print {source} ({exc}); check {CHROMIUM_ENV} "
-                                      f"or install Chromium (apt-get install chromium)") from None
-        with open(tmp, "rb") as handle:
-            head = handle.read(5)
-        if proc.returncode != 0 or head != b"%PDF-":
-            why = f"exit status {proc.returncode}" if proc.returncode != 0 else "no PDF written"
-            raise FairpromptError(f"{binary} failed to print {source} to PDF ({why}: {_last_line(proc.stderr)}); "
-                                  f"{target} was not written")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return target
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with tempfile.TemporaryDirectory(prefix="fairprompt-chromium-") as profile:
+        printed = Path(profile) / "printed.pdf"
+        command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                   "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+                   "--no-pdf-header-footer", "--print-to-pdf-no-header", f"--user-data-dir={profile}",
+                   f"--print-to-pdf={printed}", source.resolve().as_uri()]
+        try:
+            proc = _run(command, timeout=timeout, env={**os.environ, "HOME": profile})
+        except subprocess.TimeoutExpired:
+            raise FairpromptError(f"{binary} did not finish printing {source} to PDF within {timeout:g} s; "
+                                  f"try again, or open the HTML and print it from a browser") from None
+        except OSError as exc:
+            raise FairpromptError(f"could not run {binary} to print {source} ({exc}); check {CHROMIUM_ENV} "
+                                  f"or install Chromium (apt-get install chromium)") from None
+        data = printed.read_bytes() if printed.is_file() else b""
+    if proc.returncode != 0 or not data.startswith(b"%PDF-"):
+        why = f"exit status {proc.returncode}" if proc.returncode != 0 else "no PDF written"
+        raise FairpromptError(f"{binary} failed to print {source} to PDF ({why}: {_last_line(proc.stderr)}); "
+                              f"{target} was not written")
+    return write_bytes(target, data)
