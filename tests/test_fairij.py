@@ -2,8 +2,9 @@
 
 The training rows are short reviews whose label follows the sentiment word (10% noise), except a planted
 15% whose label follows the group word instead ("alpha" -> 1, "beta" -> 0); the validation rows are clean
-(sentiment independent of group).  A 2-token task prompt + head (float64, L2, 100 full-batch L-BFGS
-iterations: objective gradient norm 7e-3; longer runs reach a steep region of this random backbone) picks up
+(sentiment independent of group).  A 2-token task prompt + head (float64, L2, full-batch L-BFGS in rounds of 100
+iterations until the objective's gradient norm is below 1e-2: 7e-3 after one round on the machine that set this up,
+0.0102 on another, which a second round fixes; much longer runs reach a steep region of this random backbone) picks up
 the group word, so the validation demographic-parity gap is clearly positive, and the
 planted rows are the ones whose removal should close it.
 """
@@ -24,6 +25,7 @@ from fairprompt.models.frozen import state_sha256
 from fairprompt.models.text import FrozenTextClassifier, TextRows
 from fairprompt.models.training import TrainConfig
 from fairprompt.prompts import SoftPrompt, load_prompt
+from factories import lbfgs_to_tolerance
 
 fairij_module = importlib.import_module("fairprompt.mitigation.fairij")  # the submodule (the package's name is the function)
 L2 = 1e-2
@@ -74,8 +76,9 @@ def tiny_backbone(tmp_path_factory) -> str:
     return str(path)
 
 
-def _lbfgs(model: FrozenTextClassifier, rows, max_iter: int) -> float:
-    """Full-batch L-BFGS of (1/n) sum CE_i + (L2/2)|theta|^2 on the task prompt and head; returns the gradient norm."""
+def _refit(model: FrozenTextClassifier, rows, *, tol: float) -> float:
+    """Full-batch L-BFGS of (1/n) sum CE_i + (L2/2)|theta|^2 on the task prompt and head, in rounds of 100 iterations
+    until the gradient norm is below ``tol`` (:func:`factories.lbfgs_to_tolerance`); returns the norm."""
     batch = rows.collate(list(range(len(rows))))
     params = model.task_parameters()
     y = batch["labels"].to(torch.float64)
@@ -84,18 +87,7 @@ def _lbfgs(model: FrozenTextClassifier, rows, max_iter: int) -> float:
         z, _ = model.margins_and_features(batch["input_ids"], batch["attention_mask"])
         return (torch.nn.functional.softplus(z) - y * z).mean() + 0.5 * L2 * sum((p * p).sum() for p in params)
 
-    optimizer = torch.optim.LBFGS(params, lr=1, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
-                                  history_size=20, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = objective()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    grads = torch.autograd.grad(objective(), params)
-    return float(torch.sqrt(sum((g ** 2).sum() for g in grads)))
+    return lbfgs_to_tolerance(objective, params, tol=tol, max_iter=100, max_rounds=5)
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +97,7 @@ def biased(tiny_backbone):
     texts, y, _, planted = _texts(200, 0, planted=0.15)
     vtexts, yv, gv, _ = _texts(160, 1, planted=0.0)
     train, validation = model.encode(texts, labels=y), model.encode(vtexts, labels=yv)
-    norm = _lbfgs(model, train, max_iter=100)
-    assert norm < 1e-2, norm
+    assert _refit(model, train, tol=1e-2) < 1e-2
     for p in model.task_parameters():
         p.requires_grad_(False)
     return model, train, validation, gv, planted

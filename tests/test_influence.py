@@ -23,6 +23,7 @@ from fairprompt.mitigation.influence import (
 )
 from fairprompt.models.frozen import state_sha256
 from fairprompt.models.text import FrozenTextClassifier
+from factories import lbfgs_to_tolerance
 
 L2 = 1e-2
 MIN_R = 0.95
@@ -266,24 +267,11 @@ def _objective(model: FrozenTextClassifier, batch, weights: torch.Tensor) -> tor
     return (weights * (torch.nn.functional.softplus(z) - y * z)).sum() / len(weights) + 0.5 * L2 * penalty
 
 
-def _lbfgs(model: FrozenTextClassifier, batch, weights: torch.Tensor, max_iter: int) -> float:
-    """Deterministic full-batch L-BFGS on the task parameters; returns the final gradient norm."""
-    params = model.task_parameters()
-    optimizer = torch.optim.LBFGS(params, lr=1, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
-                                  history_size=20, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = _objective(model, batch, weights)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    optimizer.zero_grad()
-    _objective(model, batch, weights).backward()
-    norm = float(torch.sqrt(sum((p.grad ** 2).sum() for p in params)))
-    optimizer.zero_grad(set_to_none=True)
-    return norm
+def _refit(model: FrozenTextClassifier, batch, weights: torch.Tensor, *, tol: float, max_iter: int) -> float:
+    """Deterministic full-batch L-BFGS on the task parameters until the gradient norm is below ``tol``
+    (:func:`factories.lbfgs_to_tolerance`, rounds of ``max_iter`` iterations); returns the final norm."""
+    return lbfgs_to_tolerance(lambda: _objective(model, batch, weights), model.task_parameters(), tol=tol,
+                              max_iter=max_iter)
 
 
 @contextlib.contextmanager
@@ -306,8 +294,7 @@ def prompted(tiny_backbone):
     vtexts, yv, gv = _texts(60, 1)
     train, validation = model.encode(texts, labels=y), model.encode(vtexts, labels=yv)
     batch = train.collate(list(range(len(train))))
-    norm = _lbfgs(model, batch, torch.ones(len(train), dtype=torch.float64), max_iter=2000)
-    assert norm < 1e-5, norm
+    assert _refit(model, batch, torch.ones(len(train), dtype=torch.float64), tol=1e-5, max_iter=2000) < 1e-5
     return model, train, validation, gv, batch
 
 
@@ -353,11 +340,8 @@ def test_prompt_influence_matches_refits(prompted) -> None:
         with _restored(model):
             weights = torch.ones(len(train), dtype=torch.float64)
             weights[list(rows)] = 0.0
-            for _ in range(4):  # L-BFGS restarted from where it stopped until the refit is at its optimum (on some
-                norm = _lbfgs(model, batch, weights, max_iter=200)  # CPUs one run of 200 iterations stalls at ~4e-4)
-                if norm < 1e-4:
-                    break
-            assert norm < 1e-4, norm
+            # restarted until the refit is at its optimum (on some CPUs one run of 200 iterations stalls at ~4e-4)
+            assert _refit(model, batch, weights, tol=1e-4, max_iter=200) < 1e-4
             after = prompt_margins(model=model, rows=validation, batch_size=64)
             return fairness_surrogate(validation=after, labels=validation.labels, groups=gv).value - scores.fairness
 
