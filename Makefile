@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fairprompt-installed
 
-.PHONY: demo test install bench artifacts check-artifacts clean-reports
+.PHONY: demo test install bench docs artifacts check-artifacts clean-reports
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ check-artifacts: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict fails on any broken link or anchor.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean-reports:
 	find reports -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
