@@ -290,7 +290,7 @@ def report(ctx: click.Context, directory: Path, fmt: str, pdf: bool) -> None:
         fairprompt report reports/adult_income --format compliance --pdf
     """
     from fairprompt.atomic import write_text
-    from fairprompt.report.results import load_results
+    from fairprompt.results import load_results
 
     results = load_results(directory)
     chromium = None

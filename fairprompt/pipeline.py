@@ -19,7 +19,7 @@ Running a frozen-model spec again into the same directory resumes: the before-au
 mitigation with unchanged settings are reused when the spec (mitigations aside), the data's sha256, the
 model (task prompt cache key or backbone sha256) and the fairprompt version match; ``use_cache=False``
 (``--fresh``) recomputes everything.  Two runs with the same seeds write the same results.json apart from
-the keys in :data:`fairprompt.report.results.VOLATILE_KEYS` (times and durations).
+the keys in :data:`fairprompt.results.VOLATILE_KEYS` (times and durations).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from fairprompt.prepare import (
     prepare_model, prepare_predictions, repair_groups, text_model, text_task,
 )
 from fairprompt.report import render_html
-from fairprompt.report.results import build_results, dumps, load_results, to_jsonable
+from fairprompt.results import build_results, dumps, load_results, parse_results, to_jsonable
 from fairprompt.spec import Mitigation, Spec
 
 if TYPE_CHECKING:
@@ -159,9 +159,10 @@ def _write(target: Path, results: dict[str, Any], csv_text: str | None = None) -
 
     from fairprompt.report.compliance import COMPLIANCE_FILE, render_compliance
 
-    json_text = dumps(results)
-    html_text = render_html(results)
-    compliance_text = render_compliance(results, results_sha256=hashlib.sha256(json_text.encode("utf-8")).hexdigest())
+    record = parse_results(results, source="the results of this run")  # checked as a whole, once
+    json_text = dumps(record.to_json())
+    html_text = render_html(record)
+    compliance_text = render_compliance(record, results_sha256=hashlib.sha256(json_text.encode("utf-8")).hexdigest())
     paths = (target / "results.json", target / "metrics_by_group.csv", target / "report.html")
     if is_main_process():
         write_text(paths[0], json_text)
@@ -376,7 +377,7 @@ def _reusable_results(target: Path, spec: Spec) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        previous = load_results(path)
+        previous = load_results(path).to_json()
     except FairpromptError:
         return None
     model = previous.get("model")

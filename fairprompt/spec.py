@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fairprompt.errors import FairpromptError, closest, did_you_mean
+from fairprompt.results.model import MODEL_KINDS
 
 
 class _Strict(BaseModel):
@@ -488,9 +489,6 @@ def _location(loc: tuple[Any, ...]) -> str:
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     parent = _walk(loc[:-1])[0] if len(loc) > 1 else Spec
     return list(parent.model_fields) if parent is not None else []
-
-
-MODEL_KINDS: tuple[str, ...] = ("logistic_regression", "frozen_text", "frozen_image")
 
 
 def parse_spec(raw: Any, *, source: str = "spec", default_name: str | None = None) -> Spec:

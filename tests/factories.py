@@ -10,6 +10,7 @@ below the tolerance, within a bounded number of rounds, and says how far it got 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -48,3 +49,10 @@ def lbfgs_to_tolerance(objective: Callable[[], torch.Tensor], params: Sequence[t
             return norm
     raise AssertionError(f"L-BFGS stopped at gradient norm {norm:.3g} after {max_rounds} rounds of {max_iter} "
                          f"iterations; the tolerance is {tol:g}")
+
+
+def assert_record_round_trips(path: Path) -> None:
+    """The results.json at ``path`` is checked as a whole and written back byte for byte by the typed record."""
+    from fairprompt.results import dumps, load_results
+
+    assert dumps(load_results(path).to_json()) == Path(path).read_text(encoding="utf-8")

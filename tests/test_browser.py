@@ -29,7 +29,7 @@ from fairprompt.cli import cli
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics import audit
 from fairprompt.report.pdf import find_chromium
-from fairprompt.report.results import dumps
+from fairprompt.results import dumps
 
 from test_report_fairij import _comparison, _mitigation
 from test_report_reprogram import _reprogram

@@ -23,8 +23,8 @@ from fairprompt.errors import FairpromptError
 from fairprompt.metrics import audit
 from fairprompt.report import pdf as pdf_module
 from fairprompt.report.compliance import build_compliance_view, render_compliance
-from fairprompt.report.results import build_results, write_results
-from fairprompt.report.view import fmt_num
+from fairprompt.results import build_results, write_results
+from fairprompt.report.format import fmt_num
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from fairprompt.cli import cli
 from fairprompt.errors import FairpromptError
 from fairprompt.spec import load_spec
+from factories import assert_record_round_trips
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -349,6 +350,7 @@ def test_reprogram_on_an_image_model(tmp_path: Path) -> None:
 
     assert isinstance(load_prompt(out / "reprogram" / "trigger.json"), PixelPatch)
     assert '<img' in (out / "report.html").read_text(encoding="utf-8")
+    assert_record_round_trips(out / "results.json")  # an image model and a pixel trigger
 
 
 def test_reprogram_needs_a_model_with_inputs(tmp_path: Path) -> None:
@@ -415,7 +417,7 @@ def _volatile_paths(a: object, b: object, path: str = "") -> set[str]:
 
 def test_two_fresh_runs_with_the_same_seeds_write_the_same_results_json(tmp_path: Path) -> None:
     """Everything the spec, data and seeds determine is byte-identical; only times and durations differ."""
-    from fairprompt.report.results import VOLATILE_KEYS, stable_dumps
+    from fairprompt.results import VOLATILE_KEYS, stable_dumps
 
     spec = write_spec(tmp_path, tiny(BOTH))
     texts = []
@@ -430,6 +432,7 @@ def test_two_fresh_runs_with_the_same_seeds_write_the_same_results_json(tmp_path
     differing = {p.rsplit(".", 1)[-1] for p in _volatile_paths(first, second)}
     assert differing <= VOLATILE_KEYS | {k for k in differing if k.endswith("_seconds")}, differing
     assert "seconds" in differing  # the runs really were timed separately: the comparison is not vacuous
+    assert_record_round_trips(tmp_path / "a" / "results.json")  # both repairs: the typed record writes it back exactly
 
 
 def test_running_a_spec_again_reuses_the_audit_and_finished_mitigations(tmp_path: Path,
@@ -543,7 +546,7 @@ def test_rerunning_a_trained_classifier_spec_reuses_its_audit(tmp_path: Path) ->
 
 
 def test_stable_drops_only_times_and_durations() -> None:
-    from fairprompt.report.results import stable
+    from fairprompt.results import stable
 
     record = {"created": "t", "model": {"training": {"time_s": 3.2, "load_time_s": 0.1, "epochs": 12,
                                                      "history": [{"loss": 0.5, "seconds": 1.0}]}},

@@ -21,7 +21,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from fairprompt.errors import FairpromptError
-from fairprompt.report import load_results
+from fairprompt.results import load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -82,7 +82,7 @@ def test_01_audit_predictions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert report.is_relative_to(tmp_path.resolve()) and report.stat().st_size > 10_000
     assert "Female" in report.read_text(encoding="utf-8")
     results = load_results(s["results"])
-    assert [x["name"] for x in results["audit"]["slices"]] == s["slices"]
+    assert [x.name for x in results.audit.slices] == s["slices"]
 
 
 def test_02_fairij_adult(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ import pytest
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics import audit
 from fairprompt.report import Report, render_html, render_markdown, write_report
-from fairprompt.report.results import build_results, dumps
+from fairprompt.results import build_results, dumps
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -288,9 +288,10 @@ IMAGE_MODEL = {
     "kind": "frozen_image", "architecture": {"name": "fixture-cnn", "widths": [16, 32], "hidden": 64, "num_classes": 2},
     "backbone_parameters": 30000, "trainable_parameters": 300, "input_size": [28, 28], "test_accuracy": 0.9,
     "splits": {"train": 1000, "test": 500},
-    "training": {"epochs": [{"epoch": 1, "loss": 0.6, "train_accuracy": 0.7, "validation_accuracy": 0.65},
-                            {"epoch": 2, "loss": 0.4, "train_accuracy": 0.8, "validation_accuracy": 0.75}],
-                 "seconds": 125.0, "source": "trained in this run", "cache_key": "ab" * 32},
+    "training": {"source": "trained in this run",
+                 "curve": [{"epoch": 1, "loss": 0.6, "train_accuracy": 0.7, "validation_accuracy": 0.65},
+                           {"epoch": 2, "loss": 0.4, "train_accuracy": 0.8, "validation_accuracy": 0.75}],
+                 "time_s": 125.0, "cache_key": "ab" * 32},
 }
 
 
@@ -298,8 +299,8 @@ IMAGE_MODEL = {
     {"kind": "frozen_text"},
     {"kind": "frozen_text", "backbone": "m", "task_prompt": "none",
      "training": {"source": "trained classifier used as it is (task_prompt: none)"}, "test_accuracy": 0.7, "test_auc": None},
-    {"kind": "frozen_text", "backbone": None, "text": None, "splits": [], "training": {"history": {"epochs": [{}, {"epoch": "x"}]}},
-     "reference": "lr", "trainable_share": "n/a", "test_accuracy": float("nan")},
+    {"kind": "frozen_text", "backbone": None, "text": None, "splits": None, "training": {"history": {"epochs": []}},
+     "reference": None, "trainable_share": None, "test_accuracy": float("nan")},
     {"kind": "frozen_text", "training": {"history": {"epochs": [{"epoch": 1, "train_loss": 0.7}], "best_epoch": 9}}},
     IMAGE_MODEL,
     {"kind": "frozen_image", "training": {"epochs": 1, "curve": [{"epoch": 1, "validation_accuracy": 0.5}], "from_cache": True}},
@@ -310,6 +311,21 @@ def test_partial_model_blocks_render(model: dict) -> None:
     assert 'id="model"' in html and "Frozen " in _section(html, "model")
     assert "## Model" in render_markdown(results)
     assert html.count("<svg") in (6, 7)
+
+
+@pytest.mark.parametrize(("model", "key"), [
+    ({"kind": "frozen_text", "splits": []}, "model.splits"),
+    ({"kind": "frozen_text", "training": {"history": {"epochs": [{"epoch": "x"}]}}}, r"model.training.history.epochs\[0\].epoch"),
+    ({"kind": "frozen_text", "reference": "lr"}, "model.reference"),
+    ({"kind": "frozen_text", "trainable_share": "n/a"}, "model.trainable_share"),
+    ({"kind": "frozen_image", "training": {"epochs": [{"epoch": 1}]}}, "model.training.epochs"),
+    ({"kind": "a_new_kind"}, "model"),
+])
+def test_malformed_model_blocks_are_one_line_errors_naming_the_key(model: dict, key: str) -> None:
+    """A model block of the wrong shape (once rendered as best it could) is refused as a whole, naming the key."""
+    with pytest.raises(FairpromptError, match=rf"key '{key}'") as caught:
+        _results(scores=False, n_boot=0, model=model)
+    assert "\n" not in str(caught.value)
 
 
 def test_image_model_section() -> None:

@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fairprompt.errors import FairpromptError
 from fairprompt.metrics import audit
 from fairprompt.report import Report, render_html, render_markdown
-from fairprompt.report.results import dumps
-from fairprompt.report.view import build_mitigation_views
+from fairprompt.results import dumps
+from fairprompt.report.view import repair_views
+from fairprompt.results import parse_results
 
 from test_report import ESCAPED, SCRIPT, _results, _svgs, _text_model
 
@@ -256,7 +258,7 @@ def test_not_run_and_partial_entries_render(before: dict) -> None:
     f = partial["fairij"]
     for key in ("influence", "top_flagged", "timings", "before", "predicted_change"):
         f.pop(key)
-    f["curve"] = [{"k": 0}, {"k": 3, "predicted_dF": None, "actual_F": "x"}]  # nothing to plot
+    f["curve"] = [{"k": 0}, {"k": 3, "predicted_dF": None, "actual_F": None}]  # nothing to plot
     f["mode"] = "append"
     f["append"] = {"tokens": 2, "init": "random", "training": {"max_epochs": 2},
                    "history": {"epochs": [{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6},
@@ -264,12 +266,12 @@ def test_not_run_and_partial_entries_render(before: dict) -> None:
     f["verification"] = {"epochs": 3, "steps": 12, "method": "paired fine-tuning", "pearson_fairness": 0.93,
                          "control_drift": {"fairness": 0.001, "utility": -0.002}, "seconds": 61.0,
                          "checks": [{"rows": 5, "predicted_dF": -0.01, "actual_dF": -0.012, "predicted_dU": 0.001,
-                                     "actual_dU": 0.0015}, None]}
+                                     "actual_dU": 0.0015}]}
     results["mitigations"] = [
         {"name": "fairij", "status": "not_run", "config": {"mode": "append"}, "group": "race"},
         partial,
-        {"name": "fairij", "status": "ok", "fairij": None, "comparison": None, "flagged_by_group": [None, 3]},
-        {"name": "something_else"},
+        {"name": "fairij", "status": "ok", "fairij": None, "comparison": None, "flagged_by_group": None},
+        {"name": "something_else", "status": "not_run"},
     ]
     html = render_html(results)
     assert "NOT RUN" in _section(html, "mitigation-0") and "has no result" in _section(html, "mitigation-0")
@@ -284,13 +286,31 @@ def test_not_run_and_partial_entries_render(before: dict) -> None:
     assert render_html(json.loads(dumps(results))) == html
 
 
+@pytest.mark.parametrize(("change", "key"), [
+    (lambda f, e: f["curve"].append({"k": 3, "actual_F": "x"}), r"mitigations\[0\].fairij.curve\[\d+\].actual_F"),
+    (lambda f, e: f.update(verification={"checks": [None]}), r"mitigations\[0\].fairij.verification.checks\[0\]"),
+    (lambda f, e: e.update(flagged_by_group=[None, 3]), r"mitigations\[0\].flagged_by_group\[0\]"),
+    (lambda f, e: e.update(status=None), r"mitigations\[0\]"),
+    (lambda f, e: e.update(unknown=1), r"mitigations\[0\].unknown"),
+])
+def test_malformed_entries_are_one_line_errors_naming_the_key(before: dict, change, key: str) -> None:
+    """Values of the wrong type (once rendered as best they could) are refused as a whole, naming the key."""
+    results = copy.deepcopy(before)
+    entry = _mitigation(before)
+    change(entry["fairij"], entry)
+    results["mitigations"] = [entry]
+    with pytest.raises(FairpromptError, match=rf"key '{key}'") as caught:
+        render_html(results)
+    assert "\n" not in str(caught.value)
+
+
 def test_no_mitigations_no_fairij_section(before: dict) -> None:
     html = render_html(before)
     assert "FairIJ" not in html and 'id="mitigation-' not in html and "Repairs" not in html and "Mitigation sections" not in html
     assert "FairIJ" not in render_markdown(before)
     assert render_html(before | {"mitigations": []}) == html
     assert render_markdown(before | {"mitigations": []}) == render_markdown(before)
-    assert Report(before).view.mitigations == () and build_mitigation_views(None) == ()
+    assert Report(before).view.mitigations == () and repair_views(parse_results(before)) == ()
 
 
 def test_fairij_markdown(repaired: dict) -> None:

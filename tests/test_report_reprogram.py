@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fairprompt.errors import FairpromptError
 from fairprompt.report import Report, render_html, render_markdown
 from fairprompt.report.reprogram_view import png_data_uri
-from fairprompt.report.results import dumps
+from fairprompt.results import dumps
 
 from test_report import ESCAPED, SCRIPT, _results, _svgs, _text_model
 from test_report_fairij import _after_audit, _comparison, _mitigation, _section
@@ -245,7 +246,6 @@ def test_border_trigger_is_inlined_as_png(border_html: str) -> None:
     "data:image/png;base64,iVBOR w0KGgo=",  # not base64
     "data:image/png;base64," + base64.b64encode(b"GIF89a not a png").decode(),  # base64, but not a PNG
     "https://example.com/trigger.png",
-    12345,
 ])
 def test_invalid_image_uri_is_not_inlined(before: dict, uri: object) -> None:
     results = copy.deepcopy(before)
@@ -357,15 +357,15 @@ def test_partial_entry_with_nulls_renders(before: dict) -> None:
         r.pop(key)
     r["trigger"] = {"kind": "border", "image_png": None}
     r["points"] = [{"lambda": 1.0, "accuracy": None, "gap": None, "pareto": None, "chosen": None, "history": None},
-                   {"lambda": 4.0, "accuracy": 0.8, "gap": None}, None]
+                   {"lambda": 4.0, "accuracy": 0.8, "gap": None}]
     r["config"] = None
     for key in ("comparison", "after_model", "baselines", "outputs"):
         partial[key] = None
     results["mitigations"] = [
         partial,
         {"name": "reprogram", "status": "ok", "reprogram": None, "config": None},
-        {"name": "reprogram", "status": "ok", "reprogram": {"trigger_kind": "hard", "points": "x", "trigger": {"kind": "hard"},
-                                                            "chosen_lambda": "n/a", "warnings": [None, 3]}},
+        {"name": "reprogram", "status": "ok", "reprogram": {"trigger_kind": "hard", "points": [], "trigger": {"kind": "hard"},
+                                                            "chosen_lambda": None, "warnings": ["3"]}},
     ]
     html = render_html(results)
     first = _section(html, "mitigation-0")
@@ -379,6 +379,24 @@ def test_partial_entry_with_nulls_renders(before: dict) -> None:
     assert "The trigger's words were not recorded." in third and "<li>3</li>" in third
     assert render_html(json.loads(dumps(results))) == html
     assert render_markdown(results).count("## FairReprogram") == 3
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    (lambda r: r["trigger"].update(image_png=12345), r"mitigations\[0\].reprogram.trigger.image_png"),
+    (lambda r: r["points"].append(None), r"mitigations\[0\].reprogram.points\[\d+\]"),
+    (lambda r: r.update(points="x"), r"mitigations\[0\].reprogram.points"),
+    (lambda r: r.update(chosen_lambda="n/a"), r"mitigations\[0\].reprogram.chosen_lambda"),
+    (lambda r: r.update(warnings=[None, 3]), r"mitigations\[0\].reprogram.warnings\[0\]"),
+])
+def test_malformed_entries_are_one_line_errors_naming_the_key(before: dict, change, key: str) -> None:
+    """Values of the wrong type (once rendered as best they could) are refused as a whole, naming the key."""
+    results = copy.deepcopy(before)
+    entry = _reprogram(before, kind="patch")
+    change(entry["reprogram"])
+    results["mitigations"] = [entry]
+    with pytest.raises(FairpromptError, match=rf"key '{key}'") as caught:
+        render_html(results)
+    assert "\n" not in str(caught.value)
 
 
 def test_render_is_deterministic_and_from_json_alone(border: dict, border_html: str) -> None:

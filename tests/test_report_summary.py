@@ -11,8 +11,9 @@ import pytest
 
 from fairprompt.report import Report, render_html
 from fairprompt.report.plots import accuracy_fairness_figure
-from fairprompt.report.results import dumps
-from fairprompt.report.summary_view import TradeoffPoint, fmt_points
+from fairprompt.results import dumps
+from fairprompt.report.format import fmt_points
+from fairprompt.report.summary_view import TradeoffPoint
 
 from test_report import ESCAPED, SCRIPT, _results, _svgs, _text_model
 from test_report_fairij import _mitigation, _section

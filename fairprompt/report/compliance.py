@@ -3,7 +3,7 @@
 >>> html = render_compliance(load_results("reports/adult"))      # one self-contained page
 >>> write_compliance(results, "reports/adult")                    # reports/adult/compliance.html
 
-Built from a results dictionary alone, like the report: the tables are the
+Built from the typed results record alone, like the report: the tables are the
 ``slices[].compliance`` blocks of the before-audit (``audit``) and of each
 mitigation's after-audit (``mitigations[i].after``, same layout) as results.json
 carries them; nothing is recomputed.  Every string from the data is escaped by
@@ -20,10 +20,14 @@ from typing import Any
 
 from fairprompt import __version__
 from fairprompt.atomic import write_text
-from fairprompt.report.view import (
-    CONFIG_DEFAULTS, MITIGATION_TITLES, Compliance, Verdict, _compliance, _float, _map, _seq, _verdict, fmt_int,
-    fmt_num,
-)
+from fairprompt.report.audit_view import Compliance, Verdict, compliance_view, verdict
+from fairprompt.report.format import fmt_int, fmt_num
+from fairprompt.report.repair_view import repair_title
+from fairprompt.results.audit import AuditRecord
+from fairprompt.results.base import dumps
+from fairprompt.results.model import ImageModel, TextModel, model_in_words
+from fairprompt.results.repairs import FairIJRepair, ReprogramRepair
+from fairprompt.results.run import Results, parse_results
 
 COMPLIANCE_FILE = "compliance.html"
 
@@ -110,100 +114,73 @@ class ComplianceView:
         return self.audits[1:]
 
 
-def _model_text(model: Any) -> str:
+def _model_text(results: Results) -> str:
+    model = results.model
     if model is None:
         return "predictions supplied by the user (fairprompt did not produce them)"
-    if not isinstance(model, Mapping):
-        return str(model)
-    kind = str(model.get("kind") or "model")
-    parts = [kind]
-    for key in ("backbone", "name", "library"):
-        if model.get(key):
-            parts.append(f"{key} {model[key]}")
-    architecture = _map(model.get("architecture"))
-    if architecture.get("name"):
-        parts.append(f"architecture {architecture['name']}")
-    if model.get("prompt_tokens"):
-        parts.append(f"{model['prompt_tokens']}-token task prompt")
-    if model.get("threshold") is not None:
-        parts.append(f"decision threshold {model['threshold']}")
-    return ", ".join(str(p) for p in parts)
+    parts = [model_in_words(model)]
+    if isinstance(model, (TextModel, ImageModel)) and model.backbone_sha256:
+        parts.append(f"weights sha256 {model.backbone_sha256[:12]}…")
+    if model.threshold is not None:
+        parts.append(f"decision threshold {model.threshold:g}")
+    return ", ".join(parts)
 
 
-def _data_facts(results: Mapping[str, Any], audit: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    data = _map(results.get("data"))
+def _data_facts(results: Results) -> tuple[tuple[str, str], ...]:
+    data, audit = results.data, results.audit
     facts: list[tuple[str, str]] = []
-    if data.get("source") is not None:
-        facts.append(("Data", str(data["source"])))
-    if data.get("split"):
-        facts.append(("Rows audited from", str(data["split"])))
-    rows = data.get("rows_audited", audit.get("n_rows"))
-    if _float(rows) is not None:
-        facts.append(("Rows audited", fmt_int(rows) + (" (weighted)" if audit.get("weighted") else "")))
-    if data.get("label") is not None:
-        facts.append(("Outcome", f"{data['label']} (favourable: {data.get('positive_label')})"))
-    sensitive = [str(c) for c in _seq(data.get("sensitive"))]
-    if sensitive:
-        facts.append(("Categories", ", ".join(sensitive)))
-    for item in _seq(results.get("inputs")):
-        if isinstance(item, Mapping):
-            facts.append((f"Input ({item.get('role') or 'file'})",
-                          f"{item.get('path')}, sha256 {item.get('sha256')}" + (f", {fmt_int(item['rows'])} rows" if _float(item.get("rows")) is not None else "")))
+    if data is not None and data.source is not None:
+        facts.append(("Data", data.source))
+    if data is not None and data.split:
+        facts.append(("Rows audited from", data.split))
+    rows = data.rows_audited if data is not None and data.rows_audited is not None else audit.n_rows
+    facts.append(("Rows audited", fmt_int(rows) + (" (weighted)" if audit.weighted else "")))
+    if data is not None and data.label is not None:
+        facts.append(("Outcome", f"{data.label} (favourable: {data.positive_label})"))
+    if data is not None and data.sensitive:
+        facts.append(("Categories", ", ".join(data.sensitive)))
+    for item in results.inputs:
+        facts.append((f"Input ({item.role or 'file'})",
+                      f"{item.path}, sha256 {item.sha256}" + (f", {fmt_int(item.rows)} rows" if item.rows is not None else "")))
     return tuple(facts)
 
 
-def _ci(bootstrap: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[bool, str]:
-    n_boot = _float(bootstrap.get("n_boot", config.get("n_boot"))) or 0
-    level = _float(bootstrap.get("ci_level", config.get("ci_level"))) or 0.95
-    return n_boot > 0, f"{100 * level:g}%"
-
-
-def _audit_tables(audit: Mapping[str, Any], *, key: str, heading: str, what: str, threshold: float, share: float,
+def _audit_tables(audit: AuditRecord, *, key: str, heading: str, what: str, threshold: float, share: float,
                   before: Mapping[str, Mapping[str, float | None]] | None = None) -> AuditTables:
-    config = _map(audit.get("config"))
-    has_ci, ci_percent = _ci(_map(audit.get("bootstrap")), config)
+    b = audit.bootstrap
+    n_boot = b.n_boot if b is not None else audit.config.n_boot
+    level = b.ci_level if b is not None else audit.config.ci_level
     slices = []
-    for i, s in enumerate(_seq(audit.get("slices"))):
-        if not isinstance(s, Mapping):
-            continue
-        comp = _compliance(s, threshold, share)
-        columns = tuple(str(c) for c in _seq(s.get("columns")))
-        name = str(s.get("name"))
-        slices.append(ComplianceSlice(index=i, name=name, columns=columns, is_intersection=len(columns) > 1,
-                                      compliance=comp, verdict=_verdict(comp),
-                                      before=dict((before or {}).get(name, {}))))
-    return AuditTables(key=key, heading=heading, what=what, slices=tuple(slices),
-                       rows=None if _float(audit.get("n_rows")) is None else int(audit["n_rows"]),
-                       weighted=bool(audit.get("weighted")), has_scores=bool(audit.get("has_scores")),
-                       median_score=_float(audit.get("median_score")), ci_percent=ci_percent, has_ci=has_ci)
+    for i, s in enumerate(audit.slices):
+        comp = compliance_view(s, threshold=threshold, share=share)
+        slices.append(ComplianceSlice(index=i, name=s.name, columns=tuple(s.columns), is_intersection=s.is_intersection,
+                                      compliance=comp, verdict=verdict(comp), before=dict((before or {}).get(s.name, {}))))
+    return AuditTables(key=key, heading=heading, what=what, slices=tuple(slices), rows=audit.n_rows,
+                       weighted=audit.weighted, has_scores=audit.has_scores, median_score=audit.median_score,
+                       ci_percent=f"{100 * (level or 0.95):g}%", has_ci=bool(n_boot))
 
 
-def _mitigation_heading(m: Mapping[str, Any]) -> tuple[str, str]:
-    """(title, what was chosen) of a mitigation entry."""
-    name = str(m.get("name") or "mitigation")
-    title = MITIGATION_TITLES.get(name, name.replace("_", " ").capitalize())
-    group = m.get("group") or _map(m.get("config")).get("group")
+def _repair_heading(m: Any) -> tuple[str, str]:
+    """(title, what was chosen) of a repair entry."""
+    title = repair_title(m.name)
+    group = m.group or (m.config or {}).get("group")
     if group:
         title += f" of {group}"
     chosen = ""
-    if name == "reprogram":
-        info = _map(m.get("reprogram"))
-        if info.get("chosen_lambda") is not None:
-            chosen = f"{info.get('trigger_kind') or ''} trigger, lambda {info['chosen_lambda']}".strip()
-    elif name == "fairij":
-        info = _map(m.get("fairij"))
-        if info.get("chosen_k") is not None:
-            chosen = f"{fmt_int(info['chosen_k'])} training rows down-weighted"
+    if isinstance(m, ReprogramRepair) and m.reprogram is not None and m.reprogram.chosen_lambda is not None:
+        chosen = f"{m.reprogram.trigger_kind or ''} trigger, lambda {m.reprogram.chosen_lambda}".strip()
+    elif isinstance(m, FairIJRepair) and m.fairij is not None and m.fairij.chosen_k is not None:
+        chosen = f"{fmt_int(m.fairij.chosen_k)} training rows down-weighted"
     return title, chosen
 
 
-def _after_what(m: Mapping[str, Any], chosen: str) -> str:
-    after = _map(m.get("after_model"))
+def _after_what(m: FairIJRepair | ReprogramRepair, chosen: str) -> str:
+    after = m.after_model
     parts = ["the repaired model" + (f" ({chosen})" if chosen else ""), "on the same test rows as the before-audit"]
-    if _float(after.get("before_test_accuracy")) is not None and _float(after.get("test_accuracy")) is not None:
-        parts.append(f"test accuracy {fmt_num(after['before_test_accuracy'])} before, {fmt_num(after['test_accuracy'])} after")
-    if after.get("changed"):
-        parts.append(f"changed: {after['changed']}")
+    if after is not None and after.before_test_accuracy is not None and after.test_accuracy is not None:
+        parts.append(f"test accuracy {fmt_num(after.before_test_accuracy)} before, {fmt_num(after.test_accuracy)} after")
+    if after is not None and after.changed:
+        parts.append(f"changed: {after.changed}")
     return "; ".join(parts) + "."
 
 
@@ -217,34 +194,27 @@ def _worst(v: Verdict) -> str:
     return text
 
 
-def build_compliance_view(results: Mapping[str, Any], *, results_sha256: str | None = None) -> ComplianceView:
-    """What the compliance document shows, from a results dictionary (``results_sha256``: of the file it came from;
+def build_compliance_view(results: Results | Mapping[str, Any], *, results_sha256: str | None = None) -> ComplianceView:
+    """What the compliance document shows, from the results record (``results_sha256``: of the file it came from;
     without it, the SHA-256 of the results as fairprompt writes them)."""
-    from fairprompt.report.render import _check
-    from fairprompt.report.results import dumps
-
-    results = _check(results)
-    audit = _map(results.get("audit"))
-    config = CONFIG_DEFAULTS | {k: v for k, v in _map(audit.get("config")).items() if v is not None}
-    threshold = _float(config.get("impact_threshold")) or 0.8
-    share = _float(config.get("small_category_share")) or 0.02
-    before = _audit_tables(audit, key="before", heading="Before any repair",
+    results = parse_results(results)
+    config = results.audit.config
+    threshold, share = float(config.impact_threshold), float(config.small_category_share)
+    before = _audit_tables(results.audit, key="before", heading="Before any repair",
                            what="the audited model as it was, on the audited rows.", threshold=threshold, share=share)
     before_ratios = {s.name: {r.group: r.impact_ratio.value for r in s.compliance.rows} for s in before.slices}
     audits = [before]
     not_shown = []
-    for i, m in enumerate(_seq(results.get("mitigations"))):
-        if not isinstance(m, Mapping):
-            continue
-        title, chosen = _mitigation_heading(m)
-        status = str(m.get("status") or "not_run")
-        if status != "ok":
-            why = f"failed: {m.get('error') or 'no message'}" if status == "failed" else status.replace("_", " ")
-            not_shown.append((title, why))
-        elif not isinstance(m.get("after"), Mapping) or not _seq(m["after"].get("slices")):
+    for i, m in enumerate(results.repairs):
+        title, chosen = _repair_heading(m)
+        if m.status == "failed":
+            not_shown.append((title, f"failed: {m.error or 'no message'}"))
+        elif not isinstance(m, (FairIJRepair, ReprogramRepair)):
+            not_shown.append((title, m.status.replace("_", " ")))
+        elif m.after is None or not m.after.slices:
             not_shown.append((title, "no after-audit in results.json"))
         else:
-            audits.append(_audit_tables(m["after"], key=f"after-{i}", heading=f"After {title}", what=_after_what(m, chosen),
+            audits.append(_audit_tables(m.after, key=f"after-{i}", heading=f"After {title}", what=_after_what(m, chosen),
                                         threshold=threshold, share=share, before=before_ratios))
     verdicts = []
     for s in before.slices:
@@ -254,23 +224,18 @@ def build_compliance_view(results: Mapping[str, Any], *, results_sha256: str | N
             cells.append(VerdictCell("absent", "not in this audit") if match is None
                          else VerdictCell(match.verdict.status, _worst(match.verdict)))
         verdicts.append(VerdictRow(slice=s.name, cells=tuple(cells)))
-    data = _map(results.get("data"))
+    data = results.data
     return ComplianceView(
-        title=str(results.get("title") or results.get("name") or "fairprompt audit"),
-        name=str(results.get("name") or ""),
-        created=None if results.get("created") is None else str(results["created"]),
-        fairprompt_version=None if results.get("fairprompt_version") is None else str(results["fairprompt_version"]),
-        results_sha256=results_sha256 or hashlib.sha256(dumps(results).encode("utf-8")).hexdigest(),
-        sha256_of_file=results_sha256 is not None,
-        model=_model_text(results.get("model")),
-        data=_data_facts(results, audit),
-        decision=None if data.get("prediction") is None else str(data["prediction"]),
-        threshold=threshold, small_category_share=share,
+        title=results.title or results.name or "fairprompt audit", name=results.name or "",
+        created=results.created, fairprompt_version=results.fairprompt_version,
+        results_sha256=results_sha256 or hashlib.sha256(dumps(results.to_json()).encode("utf-8")).hexdigest(),
+        sha256_of_file=results_sha256 is not None, model=_model_text(results), data=_data_facts(results),
+        decision=None if data is None else data.prediction, threshold=threshold, small_category_share=share,
         audits=tuple(audits), verdicts=tuple(verdicts), not_shown=tuple(not_shown), rendered_by=__version__,
     )
 
 
-def render_compliance(results: Mapping[str, Any], *, results_sha256: str | None = None) -> str:
+def render_compliance(results: Results | Mapping[str, Any], *, results_sha256: str | None = None) -> str:
     """The compliance document of ``results`` as one self-contained, printable HTML page."""
     from fairprompt.report.render import html_environment
 
@@ -278,7 +243,8 @@ def render_compliance(results: Mapping[str, Any], *, results_sha256: str | None 
     return html_environment().get_template("compliance.html.j2").render(c=view)
 
 
-def write_compliance(results: Mapping[str, Any], out_dir: str | Path, *, results_sha256: str | None = None) -> Path:
+def write_compliance(results: Results | Mapping[str, Any], out_dir: str | Path, *,
+                     results_sha256: str | None = None) -> Path:
     """Write ``OUT_DIR/compliance.html`` atomically; return its path."""
     return write_text(Path(out_dir) / COMPLIANCE_FILE, render_compliance(results, results_sha256=results_sha256))
 

@@ -9,16 +9,17 @@ replace; nothing is invented.  User strings stay as they are and are escaped by 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from fairprompt.report.view import (
-    DASH, HEADLINE, Fact, SliceView, _float, _int, _map, _seq, fmt_int, fmt_num, fmt_pct, label,
-)
-
-if TYPE_CHECKING:
-    from fairprompt.report.view import Overview
+from fairprompt.metrics.comparison import HEADLINE
+from fairprompt.report.audit_view import SliceView
+from fairprompt.report.format import DASH, Fact, as_text, fmt_int, fmt_num, fmt_pct, label
+from fairprompt.report.model_view import ModelView
+from fairprompt.report.repair_view import MitigationView
+from fairprompt.results.model import ImageModel, TabularModel, TextModel
+from fairprompt.results.repairs import FairIJRepair, ReprogramRepair
+from fairprompt.results.run import Results
 
 CARD_METRICS: tuple[str, ...] = ("selection_rate", "tpr", "fpr", "accuracy")
 """The per-group rates of the card's quantitative analyses (the slice sections have every rate)."""
@@ -43,66 +44,81 @@ class ModelCard:
     recommendations: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _Card:
+    """What the card is built from: the typed record and the report's sections built from it."""
+
+    results: Results
+    model_view: ModelView | None
+    slices: Sequence[SliceView]
+    repairs: Sequence[MitigationView]
+    metrics: Sequence[str]
+    has_ci: bool
+    ci_percent: str
+    rows: int | None
+
+    @property
+    def entries(self) -> list[object]:
+        return self.results.repairs
+
+
 def _names(items: Sequence[str], limit: int = 12) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
 
 
-def _details(results: Mapping[str, Any], v: Overview) -> list[Fact]:
-    model = _map(results.get("model"))
+def _details(c: _Card) -> list[Fact]:
+    model = c.results.model
     facts: list[Fact] = []
-    if v.model_view is not None:
-        facts.append(Fact("Model", v.model_view.title, note="details in the Model section"))
-        facts.extend(f for f in v.model_view.facts if f.summary and f.label != "Splits")
-    elif v.model:
-        facts.append(Fact("Model", str(dict(v.model).get("kind") or "recorded"),
-                          note="; ".join(f"{k}: {val}" for k, val in v.model if k != "kind")))
+    if c.model_view is not None:
+        facts.append(Fact("Model", c.model_view.title, note="details in the Model section"))
+        facts.extend(f for f in c.model_view.facts if f.summary and f.label != "Splits")
+    elif isinstance(model, TabularModel):
+        facts.append(Fact("Model", model.kind,
+                          note="; ".join(f"{k}: {as_text(val)}" for k, val in model.to_json().items() if k != "kind")))
     else:
         facts.append(Fact("Model", "not recorded",
                           note="the predictions were supplied to fairprompt, which knows nothing of how they were made"))
-    if _float(model.get("threshold")) is not None:
-        facts.append(Fact("Decision threshold", f"{_float(model['threshold']):g}",
+    if model is not None and model.threshold is not None:
+        facts.append(Fact("Decision threshold", f"{model.threshold:g}",
                           note="predicted favourable when the score is at least this"))
-    if _float(model.get("test_accuracy")) is not None or _float(model.get("test_auc")) is not None:
-        ref = _map(model.get("reference"))
-        note = (f"reference ({ref.get('kind') or 'logistic regression'}): accuracy {fmt_num(ref.get('test_accuracy'))}, "
-                f"AUC {fmt_num(ref.get('test_auc'))}" if ref else "")
-        facts.append(Fact("Held-out performance", f"accuracy {fmt_num(model.get('test_accuracy'))}, "
-                          f"AUC {fmt_num(model.get('test_auc'))}", note=note))
-    for m, mv in zip(_entries(results), v.mitigations):
-        if not mv.ok:
+    if isinstance(model, (TextModel, ImageModel)) and (model.test_accuracy is not None or model.test_auc is not None):
+        ref = model.reference if isinstance(model, TextModel) else None
+        note = (f"reference ({ref.kind or 'logistic regression'}): accuracy {fmt_num(ref.test_accuracy)}, "
+                f"AUC {fmt_num(ref.test_auc)}" if ref is not None else "")
+        facts.append(Fact("Held-out performance", f"accuracy {fmt_num(model.test_accuracy)}, AUC {fmt_num(model.test_auc)}",
+                          note=note))
+    for m, mv in zip(c.entries, c.repairs):
+        if not mv.ok or not isinstance(m, (FairIJRepair, ReprogramRepair)):
             continue
-        after = _map(m.get("after_model"))
+        after = m.after_model
         parts = []
-        if _float(after.get("test_accuracy")) is not None:
-            parts.append(f"test accuracy {fmt_num(after.get('before_test_accuracy'))} → {fmt_num(after.get('test_accuracy'))}")
-        if after.get("backbone_unchanged") is not None:
-            parts.append("backbone unchanged (checked)" if after["backbone_unchanged"] else "backbone CHANGED")
-        facts.append(Fact(f"Repaired variant: {mv.title}", str(after.get("changed") or "recorded in its section"),
+        if after is not None and after.test_accuracy is not None:
+            parts.append(f"test accuracy {fmt_num(after.before_test_accuracy)} → {fmt_num(after.test_accuracy)}")
+        if after is not None and after.backbone_unchanged is not None:
+            parts.append("backbone unchanged (checked)" if after.backbone_unchanged else "backbone CHANGED")
+        facts.append(Fact(f"Repaired variant: {mv.title}", (after.changed if after else None) or "recorded in its section",
                           note="; ".join(parts)))
-    facts.append(Fact("Card", f"derived by fairprompt {v.fairprompt_version or DASH} from results.json",
-                      note=f"run {v.created}" if v.created else ""))
+    facts.append(Fact("Card", f"derived by fairprompt {c.results.fairprompt_version or DASH} from results.json",
+                      note=f"run {c.results.created}" if c.results.created else ""))
     facts.append(Fact("Owner, version, licence, contact", "not recorded",
                       note="results.json does not carry them; add them where the card is published"))
     return facts
 
 
-def _entries(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [m for m in _seq(results.get("mitigations")) if isinstance(m, Mapping)]
-
-
-def _intended(results: Mapping[str, Any], v: Overview) -> tuple[list[Fact], str]:
-    data, model, spec = v.data, _map(results.get("model")), _map(results.get("spec"))
+def _intended(c: _Card) -> tuple[list[Fact], str]:
+    data, model, spec = c.results.data, c.results.model, c.results.spec or {}
     facts = [Fact("Intended use", "not recorded",
                   note="fairprompt cannot know what the model is for, who uses it, or which uses are out of scope")]
-    if data.get("label") is not None:
+    if data is not None and data.label is not None:
         facts.append(Fact("Assumed: favourable outcome",
-                          f"{data.get('label')} = {data.get('positive_label') if data.get('positive_label') is not None else DASH}",
+                          f"{data.label} = {data.positive_label if data.positive_label is not None else DASH}",
                           note="a positive prediction is read as the favourable decision (being selected)"))
-    if data.get("prediction") is not None:
-        facts.append(Fact("Assumed: the decision", str(data["prediction"]),
-                          note=f"decision threshold {_float(model['threshold']):g}" if _float(model.get("threshold")) is not None else ""))
-    rows = f"{v.rows:,} audited rows" if v.rows is not None else "the audited rows"
+    if data is not None and data.prediction is not None:
+        threshold = None if model is None else model.threshold
+        facts.append(Fact("Assumed: the decision", data.prediction,
+                          note=f"decision threshold {threshold:g}" if threshold is not None else ""))
+    rows = f"{c.rows:,} audited rows" if c.rows is not None else "the audited rows"
     facts.append(Fact("Assumed: the population", rows,
                       note="stand for the people the model will decide about (see the evaluation data below)"))
     facts.append(Fact("Assumed: the labels", "correct", note="bias in the true labels themselves is not measured"))
@@ -114,102 +130,105 @@ def _intended(results: Mapping[str, Any], v: Overview) -> tuple[list[Fact], str]
     return facts, text
 
 
-def _factors(v: Overview) -> list[Fact]:
+def _factors(c: _Card) -> list[Fact]:
     facts = []
-    for s in v.slices:
+    min_size = c.results.audit.config.min_group_size
+    for s in c.slices:
         names = [g.group for g in s.groups]
         small = [g.group for g in s.groups if g.small]
         if s.is_intersection:
             facts.append(Fact(f"Intersection {s.name}", f"{len(names):,} groups",
-                              note=(f"{len(small)} with fewer than {v.config.get('min_group_size')} rows" if small else "")))
+                              note=(f"{len(small)} with fewer than {min_size} rows" if small else "")))
         else:
             counts = ", ".join(f"{g.group} ({fmt_int(g.n)})" for g in s.groups[:12])
             facts.append(Fact(f"Sensitive column {s.name}", _names(names),
                               note=f"rows per group: {counts}; reference group {s.reference} ({s.reference_rule})"))
         if s.excluded_rows:
             facts.append(Fact(f"Missing {s.name}", f"{s.excluded_rows:,} rows", note="excluded from this slice, counted"))
-    if not v.slices:
+    if not c.slices:
         facts.append(Fact("Sensitive columns", "none recorded"))
     facts.append(Fact("Other factors", "not recorded",
                       note="instruments, environments and groups not in the data are unknown to fairprompt"))
     return facts
 
 
-def _metrics(results: Mapping[str, Any], v: Overview) -> list[Fact]:
-    c, b = v.config, v.bootstrap
-    rates = [label(m) for m in v.group_metrics + v.score_metrics + v.more_metrics]
+def _metrics(c: _Card) -> list[Fact]:
+    config, b = c.results.audit.config, c.results.audit.bootstrap
     facts = [
-        Fact("Per-group rates", _names(rates, 20), note="each with its bootstrap interval"),
+        Fact("Per-group rates", _names([label(m) for m in c.metrics], 20), note="each with its bootstrap interval"),
         Fact("Headline disparities", ", ".join(label(m) for m in HEADLINE),
              note="between groups; the slice sections list every disparity, between groups and to a reference group"),
-        Fact("Four-fifths rule", f"impact ratio ≥ {c.get('impact_threshold')}",
+        Fact("Four-fifths rule", f"impact ratio ≥ {config.impact_threshold}",
              note="each group's selection rate ÷ the highest; below it: review"),
-        Fact("Small categories (LL144)", f"under {fmt_pct(c.get('small_category_share'), 0)} of rows",
+        Fact("Small categories (LL144)", f"under {fmt_pct(config.small_category_share, 0)} of rows",
              note="marked, and never the LL144 reference"),
-        Fact("Minimum group size", f"{c.get('min_group_size')} rows", note="smaller groups are flagged, not dropped"),
+        Fact("Minimum group size", f"{config.min_group_size} rows", note="smaller groups are flagged, not dropped"),
     ]
-    if v.has_ci:
-        strat = " × ".join(str(x) for x in _seq(b.get("stratified_by")))
-        facts.append(Fact("Confidence intervals", f"{v.ci_percent} {b.get('interval') or 'percentile'} bootstrap",
-                          note=f"{fmt_int(b.get('n_boot'))} resamples, method {b.get('method') or DASH}, seed {b.get('seed')}"
+    if c.has_ci and b is not None:
+        strat = " × ".join(b.stratified_by)
+        facts.append(Fact("Confidence intervals", f"{c.ci_percent} {b.interval or 'percentile'} bootstrap",
+                          note=f"{fmt_int(b.n_boot)} resamples, method {b.method or DASH}, seed {b.seed}"
                           + (f", stratified by {strat}" if strat else "")))
     else:
         facts.append(Fact("Confidence intervals", "none", note="the bootstrap was disabled (n_boot = 0)"))
-    for m, mv in zip(_entries(results), v.mitigations):
-        config = _map(m.get("config"))
-        parts = [f"{k} {config[k]}" for k in ("measure", "max_accuracy_drop", "utility_budget", "max_fraction")
-                 if config.get(k) is not None]
+    for m, mv in zip(c.entries, c.repairs):
+        settings = getattr(m, "config", None) or {}
+        parts = [f"{k} {settings[k]}" for k in ("measure", "max_accuracy_drop", "utility_budget", "max_fraction")
+                 if settings.get(k) is not None]
         facts.append(Fact(f"Repair: {mv.title}", ", ".join(parts) or DASH,
                           note=(f"of {mv.group}" if mv.group else "group not recorded")
                           + ("" if mv.ok else f" ({mv.status.replace('_', ' ')})")))
     return facts
 
 
-def _data(results: Mapping[str, Any], v: Overview) -> list[Fact]:
-    data, model = v.data, _map(results.get("model"))
-    facts = [Fact("Evaluation data", str(data.get("source") or DASH),
-                  note=(f"{v.rows:,} rows audited" if v.rows is not None else "rows not recorded")
-                  + (f"; {data['split']}" if data.get("split") else ""))]
-    if data.get("label") is not None:
-        facts.append(Fact("Label", str(data["label"]), note=f"favourable value {data.get('positive_label')}"))
-    splits = _map(model.get("splits"))
-    if splits:
-        parts = [f"{fmt_int(splits[k])} {k}" for k in ("train", "validation", "test") if _float(splits.get(k)) is not None]
-        facts.append(Fact("Training data", " · ".join(parts) or DASH, note=str(splits.get("rule") or "")))
-    elif model:
-        rows = _int(model.get("train_rows"))
+def _data(c: _Card) -> list[Fact]:
+    data, model = c.results.data, c.results.model
+    split = data.split if data is not None else None
+    facts = [Fact("Evaluation data", (data.source if data is not None else None) or DASH,
+                  note=(f"{c.rows:,} rows audited" if c.rows is not None else "rows not recorded")
+                  + (f"; {split}" if split else ""))]
+    if data is not None and data.label is not None:
+        facts.append(Fact("Label", data.label, note=f"favourable value {data.positive_label}"))
+    splits = model.splits if isinstance(model, (TextModel, ImageModel)) else None
+    if splits is not None:
+        parts = [f"{fmt_int(n)} {k}" for k, n in (("train", splits.train), ("validation", splits.validation),
+                                                   ("test", splits.test)) if n is not None]
+        facts.append(Fact("Training data", " · ".join(parts) or DASH, note=splits.rule or ""))
+    elif model is not None:
+        rows = model.train_rows if isinstance(model, TabularModel) else None
         facts.append(Fact("Training data", f"{rows:,} rows" if rows is not None else "not recorded"))
     else:
         facts.append(Fact("Training data", "not recorded", note="the predictions were supplied"))
-    for m, mv in zip(_entries(results), v.mitigations):
-        if not mv.ok:
+    for m, mv in zip(c.entries, c.repairs):
+        if not mv.ok or not isinstance(m, (FairIJRepair, ReprogramRepair)):
             facts.append(Fact(f"Tuning data: {mv.title}", "none", note=f"{mv.status.replace('_', ' ')}"))
             continue
-        tuning = _map(_map(m.get("reprogram")).get("tuning"))
-        f = _map(m.get("fairij"))
-        if tuning:
-            value = str(tuning.get("how") or DASH)
+        tuning = m.reprogram.tuning if isinstance(m, ReprogramRepair) and m.reprogram else None
+        f = m.fairij if isinstance(m, FairIJRepair) else None
+        if tuning is not None:
+            value = tuning.how or DASH
             note = "; ".join(x for x in (
-                f"{fmt_int(tuning.get('fit_rows'))} rows to fit" if tuning.get("fit_rows") is not None else "",
-                f"{fmt_int(tuning.get('selection_rows'))} rows to choose λ" if tuning.get("selection_rows") is not None else "",
+                f"{fmt_int(tuning.fit_rows)} rows to fit" if tuning.fit_rows is not None else "",
+                f"{fmt_int(tuning.selection_rows)} rows to choose λ" if tuning.selection_rows is not None else "",
             ) if x)
-        elif f:
-            value = f"{f.get('split_used_for_selection') or 'validation'} split to choose k"
-            note = f"{fmt_int(f.get('n_train'))} training rows scored" if f.get("n_train") is not None else ""
+        elif f is not None:
+            value = f"{f.split_used_for_selection or 'validation'} split to choose k"
+            note = f"{fmt_int(f.n_train)} training rows scored" if f.n_train is not None else ""
         else:
             value, note = "not recorded", ""
-        test_rows = _int(_map(m.get("after_model")).get("test_rows"))
-        note += ("; " if note else "") + (f"after-audit on the same {test_rows:,} test rows" if test_rows else "after-audit on the test split")
+        test_rows = m.after_model.test_rows if m.after_model else None
+        note += ("; " if note else "") + (f"after-audit on the same {test_rows:,} test rows" if test_rows
+                                          else "after-audit on the test split")
         facts.append(Fact(f"Tuning data: {mv.title}", value, note=note))
     return facts
 
 
-def _caveats(results: Mapping[str, Any], v: Overview) -> tuple[list[str], list[str]]:
+def _caveats(c: _Card) -> tuple[list[str], list[str]]:
     caveats: list[str] = []
     recs: list[str] = []
-    min_n = v.config.get("min_group_size")
+    min_n = c.results.audit.config.min_group_size
     small_any = False
-    for s in v.slices:
+    for s in c.slices:
         if s.small_groups:
             small_any = True
             caveats.append(f"{s.name}: {len(s.small_groups)} group{'s' if len(s.small_groups) != 1 else ''} with fewer than "
@@ -224,21 +243,20 @@ def _caveats(results: Mapping[str, Any], v: Overview) -> tuple[list[str], list[s
         if s.verdict.uncertain:
             caveats.append(f"{s.name}: near the four-fifths threshold: the impact ratio's interval reaches below "
                            f"{s.verdict.threshold} for " + ", ".join(g for g, _ in s.verdict.uncertain) + ".")
-    review = [s.name for s in v.slices if s.verdict.status == "review"]
+    review = [s.name for s in c.slices if s.verdict.status == "review"]
     if review:
         caveats.append(f"The four-fifths rule asks for review in {', '.join(review)}: evidence to review, not a legal verdict.")
-    if not v.has_ci:
+    if not c.has_ci:
         caveats.append("No confidence intervals: the bootstrap was disabled (n_boot = 0).")
-    if v.model_view is None and not v.model:
+    if c.results.model is None:
         caveats.append("The model is not recorded: the audit covers these predictions only.")
-    entries = _entries(results)
-    for m, mv in zip(entries, v.mitigations):
+    for m, mv in zip(c.entries, c.repairs):
         name = f"{mv.title}{f' of {mv.group}' if mv.group else ''}"
         if mv.status == "failed":
             caveats.append(f"{name} failed: {mv.error or 'no error message was recorded'}.")
             recs.append(f"Fix the cause of the failed {name} and run it again (fairprompt mitigate).")
             continue
-        if not mv.ok:
+        if not mv.ok or not isinstance(m, (FairIJRepair, ReprogramRepair)):
             caveats.append(f"{name} was not run.")
             continue
         r = mv.reprogram
@@ -248,8 +266,7 @@ def _caveats(results: Mapping[str, Any], v: Overview) -> tuple[list[str], list[s
             recs.append(f"For {name}, widen the λ grid or the accuracy budget, or try another trigger or objective.")
         if r is not None:
             caveats.extend(f"{name}: {w}" for w in r.warnings)
-        after = _map(m.get("after_model"))
-        if after.get("backbone_unchanged") is False:
+        if m.after_model is not None and m.after_model.backbone_unchanged is False:
             caveats.append(f"{name}: the backbone's weights changed.")
         worse = [row for row in mv.comparison if row.direction == "further from ideal" and row.slice != "overall"]
         if worse:
@@ -263,21 +280,25 @@ def _caveats(results: Mapping[str, Any], v: Overview) -> tuple[list[str], list[s
     if review:
         recs.append("Review the flagged disparities with the model owner (and counsel where decisions are regulated); "
                     "check whether the true labels themselves are biased.")
-    if review and not entries:
+    if review and not c.entries:
         recs.append("Consider a prompt-only repair (a fairij or reprogram entry under mitigations in the spec) and audit it here.")
     recs.append("Audit again after any change to the model, its decision threshold or the population it serves.")
     return caveats, recs
 
 
-def build_model_card(results: Mapping[str, Any], v: Overview) -> ModelCard:
-    """The model card of a results dictionary and its :class:`~fairprompt.report.view.Overview`."""
-    intended, placeholder = _intended(results, v)
-    caveats, recs = _caveats(results, v)
-    quant = CARD_METRICS + (("auc",) if v.has_scores else ())
+def build_model_card(results: Results, *, model_view: ModelView | None, slices: Sequence[SliceView],
+                     repairs: Sequence[MitigationView], metrics: Sequence[str], has_ci: bool, ci_percent: str,
+                     rows: int | None) -> ModelCard:
+    """The model card of a run: the typed record, and the report's model, slice and repair sections built from it."""
+    c = _Card(results=results, model_view=model_view, slices=slices, repairs=repairs, metrics=metrics, has_ci=has_ci,
+              ci_percent=ci_percent, rows=rows)
+    intended, placeholder = _intended(c)
+    caveats, recs = _caveats(c)
+    quant = CARD_METRICS + (("auc",) if results.audit.has_scores else ())
     return ModelCard(
-        details=tuple(_details(results, v)), intended_use=tuple(intended), intended_placeholder=placeholder,
-        factors=tuple(_factors(v)), metrics=tuple(_metrics(results, v)), data=tuple(_data(results, v)),
-        quantitative=v.slices, quant_metrics=quant,
+        details=tuple(_details(c)), intended_use=tuple(intended), intended_placeholder=placeholder,
+        factors=tuple(_factors(c)), metrics=tuple(_metrics(c)), data=tuple(_data(c)),
+        quantitative=tuple(slices), quant_metrics=quant,
         ethical_placeholder=f"{PLACEHOLDER} Ethical considerations: sensitive data used, risks and harms, mitigations "
                             "beyond this audit. fairprompt measures group disparities; it does not assess these.",
         caveats=tuple(caveats), recommendations=tuple(recs),

@@ -27,6 +27,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from fairprompt.results.audit import CalibrationCurve, Compliance, GroupRow, RocCurve, SliceRecord
+
 MAX_CURVES = 12
 """Calibration and ROC plots show at most this many groups (the largest)."""
 
@@ -109,13 +111,18 @@ def _render(prefix: str, draw: Any) -> Markup:
         return _save(fig, prefix)
 
 
-def _group_label(g: Mapping[str, Any]) -> str:
-    name = plain(str(g.get("group")))
-    return f"{name} (small, n={g.get('n')})" if g.get("small_group") else name
+def _group_label(g: GroupRow) -> str:
+    name = plain(g.group)
+    return f"{name} (small, n={g.n})" if g.small_group else name
 
 
-def _err(g: Mapping[str, Any], metric: str) -> tuple[float, float]:
-    value, low, high = (_float(g.get(k)) for k in (metric, f"{metric}_ci_low", f"{metric}_ci_high"))
+def _value(g: GroupRow, metric: str) -> float:
+    return _float(g.estimate(metric).value)
+
+
+def _err(g: GroupRow, metric: str) -> tuple[float, float]:
+    est = g.estimate(metric)
+    value, low, high = _float(est.value), _float(est.ci_low), _float(est.ci_high)
     if value != value or low != low or high != high:  # NaN
         return 0.0, 0.0
     return max(value - low, 0.0), max(high - value, 0.0)
@@ -125,18 +132,18 @@ def _height(n_groups: int) -> float:
     return max(2.2, 1.35 + 0.3 * n_groups)
 
 
-def selection_rate_figure(groups: Sequence[Mapping[str, Any]], *, compliance: Mapping[str, Any], threshold: float,
+def selection_rate_figure(groups: Sequence[GroupRow], *, compliance: Compliance | None, threshold: float,
                           ci_percent: str, prefix: str) -> Markup:
     """Horizontal bars of the selection rate per group with CI error bars and the four-fifths line."""
-    table = {str(r.get("group")): r for r in compliance.get("table") or ()}
+    table = {r.group: r for r in (compliance.table if compliance is not None else ())}
 
     def draw() -> MplFigure:
         fig = _new(6.4, _height(len(groups)))
         ax = fig.add_subplot()
         ys = list(range(len(groups)))[::-1]
-        values = [_float(g.get("selection_rate")) for g in groups]
+        values = [_value(g, "selection_rate") for g in groups]
         errs = [_err(g, "selection_rate") for g in groups]
-        below = [not bool(table.get(str(g.get("group")), {}).get("passes_four_fifths", True)) for g in groups]
+        below = [g.group in table and table[g.group].passes_four_fifths is False for g in groups]
         for y, v, (lo, hi), flag in zip(ys, values, errs, below):
             if v != v:
                 ax.text(0.005, y, "undefined", va="center", fontsize=8, style="italic")
@@ -166,7 +173,7 @@ def selection_rate_figure(groups: Sequence[Mapping[str, Any]], *, compliance: Ma
     return _render(prefix, draw)
 
 
-def error_rates_figure(groups: Sequence[Mapping[str, Any]], *, ci_percent: str, prefix: str) -> Markup:
+def error_rates_figure(groups: Sequence[GroupRow], *, ci_percent: str, prefix: str) -> Markup:
     """TPR (filled circles) and FPR (open squares) per group with CI error bars."""
 
     def draw() -> MplFigure:
@@ -176,7 +183,7 @@ def error_rates_figure(groups: Sequence[Mapping[str, Any]], *, ci_percent: str, 
         for metric, offset, marker, face, text in (("tpr", 0.16, "o", "#111111", "TPR (true positive rate)"),
                                                    ("fpr", -0.16, "s", "white", "FPR (false positive rate)")):
             for y, g in zip(ys, groups):
-                v = _float(g.get(metric))
+                v = _value(g, metric)
                 if v != v:
                     ax.text(0.01, y + offset, f"{metric.upper()} undefined", va="center", fontsize=7, style="italic", color="#444444")
                     continue
@@ -201,15 +208,16 @@ def _style(i: int) -> dict[str, Any]:
                 linestyle=LINESTYLES[(i // 2) % len(LINESTYLES)] if i else "-")
 
 
-def largest_groups(groups: Sequence[Mapping[str, Any]], limit: int = MAX_CURVES) -> list[Mapping[str, Any]]:
-    """The ``limit`` largest groups, in their original order."""
+def largest_groups(groups: Sequence[GroupRow], limit: int = MAX_CURVES) -> list[GroupRow]:
+    """The ``limit`` largest groups (by weight, else rows), in their original order."""
     if len(groups) <= limit:
         return list(groups)
-    keep = sorted(range(len(groups)), key=lambda i: (-_float(groups[i].get("weight", groups[i].get("n"))), i))[:limit]
+    size = [_float(g.weight if g.weight is not None else g.n) for g in groups]
+    keep = sorted(range(len(groups)), key=lambda i: (-size[i], i))[:limit]
     return [groups[i] for i in sorted(keep)]
 
 
-def calibration_figure(groups: Sequence[Mapping[str, Any]], curves: Mapping[str, Any], *, prefix: str) -> Markup:
+def calibration_figure(groups: Sequence[GroupRow], curves: Mapping[str, CalibrationCurve], *, prefix: str) -> Markup:
     """Observed positive share against mean score per score bin, one line per group."""
 
     def draw() -> MplFigure:
@@ -219,9 +227,9 @@ def calibration_figure(groups: Sequence[Mapping[str, Any]], curves: Mapping[str,
         handles = [Line2D([], [], color="#777777", linestyle=(0, (1, 2)))]
         labels = ["perfectly calibrated"]
         for i, g in enumerate(groups):
-            c = curves.get(str(g.get("group"))) or {}
-            pairs = [(x, y) for x, y, w in zip(c.get("mean_score") or (), c.get("positive_share") or (), c.get("weight") or ())
-                     if x is not None and y is not None and (w or 0) > 0]
+            c = curves.get(g.group)
+            pairs = [] if c is None else [(x, y) for x, y, w in zip(c.mean_score, c.positive_share, c.weight)
+                                          if x is not None and y is not None and (w or 0) > 0]
             style = _style(i)
             if pairs:
                 xs, ys = zip(*pairs)
@@ -239,7 +247,7 @@ def calibration_figure(groups: Sequence[Mapping[str, Any]], curves: Mapping[str,
     return _render(prefix, draw)
 
 
-def roc_figure(groups: Sequence[Mapping[str, Any]], curves: Mapping[str, Any], *, prefix: str) -> Markup:
+def roc_figure(groups: Sequence[GroupRow], curves: Mapping[str, RocCurve | None], *, prefix: str) -> Markup:
     """ROC curve per group, labelled with the group's AUC."""
 
     def draw() -> MplFigure:
@@ -249,12 +257,12 @@ def roc_figure(groups: Sequence[Mapping[str, Any]], curves: Mapping[str, Any], *
         handles = [Line2D([], [], color="#777777", linestyle=(0, (1, 2)))]
         labels = ["chance"]
         for i, g in enumerate(groups):
-            c = curves.get(str(g.get("group")))
+            c = curves.get(g.group)
             style = _style(i)
-            auc = _float(g.get("auc"))
+            auc = _value(g, "auc")
             text = _group_label(g) + (f" (AUC {auc:.3f})" if auc == auc else " (AUC undefined)")
             if c:
-                fpr, tpr = list(c.get("fpr") or ()), list(c.get("tpr") or ())
+                fpr, tpr = list(c.fpr), list(c.tpr)
                 every = max(1, len(fpr) // 8)
                 ax.plot(fpr, tpr, markersize=4.0, linewidth=1.2, markevery=(i % every, every),
                         markerfacecolor="white" if i % 2 else style["color"], **style)
@@ -271,35 +279,35 @@ def roc_figure(groups: Sequence[Mapping[str, Any]], curves: Mapping[str, Any], *
     return _render(prefix, draw)
 
 
-def slice_figures(s: Mapping[str, Any], *, index: int, has_scores: bool, threshold: float, ci_percent: str) -> list[Figure]:
-    """All figures of one results slice (``results['audit']['slices'][index]``)."""
-    groups = list(s.get("groups") or ())
+def slice_figures(s: SliceRecord, *, index: int, has_scores: bool, threshold: float, ci_percent: str) -> list[Figure]:
+    """All figures of one audited slice (``audit.slices[index]``)."""
+    groups = list(s.groups)
     if not groups:
         return []
     figures = [
         Figure("selection", "Selection rate by group",
                f"Share of each group predicted positive, with {ci_percent} confidence intervals. Hatched bars: impact ratio "
                f"below {threshold:g}; the dashed line marks {threshold:g} × the highest selection rate.",
-               selection_rate_figure(groups, compliance=s.get("compliance") or {}, threshold=threshold,
+               selection_rate_figure(groups, compliance=s.compliance, threshold=threshold,
                                      ci_percent=ci_percent, prefix=f"fp{index}sel-")),
         Figure("errors", "True and false positive rates by group",
                f"Filled circles: TPR; open squares: FPR; bars: {ci_percent} confidence intervals. "
                "Equalized odds asks both to match across groups.",
                error_rates_figure(groups, ci_percent=ci_percent, prefix=f"fp{index}err-")),
     ]
-    curves = s.get("curves") or {}
-    if has_scores and curves:
+    curves = s.curves
+    if has_scores and curves is not None and (curves.calibration or curves.roc):
         shown = largest_groups(groups)
         more = "" if len(shown) == len(groups) else f" Showing the {len(shown)} largest of {len(groups)} groups."
-        if curves.get("calibration"):
+        if curves.calibration:
             figures.append(Figure("calibration", "Calibration by group",
                                   "Share of rows with a positive true label against the mean score, per equal-width score bin "
                                   "(empty bins omitted). Points on the dotted diagonal are perfectly calibrated." + more,
-                                  calibration_figure(shown, curves["calibration"], prefix=f"fp{index}cal-")))
-        if curves.get("roc"):
+                                  calibration_figure(shown, curves.calibration, prefix=f"fp{index}cal-")))
+        if curves.roc:
             figures.append(Figure("roc", "ROC curve by group",
                                   "True positive rate against false positive rate as the score threshold varies." + more,
-                                  roc_figure(shown, curves["roc"], prefix=f"fp{index}roc-")))
+                                  roc_figure(shown, curves.roc, prefix=f"fp{index}roc-")))
     return figures
 
 

@@ -1,4 +1,4 @@
-"""The report: one object, built from a results dictionary alone, with several renderers.
+"""The report: one object, built from the results record alone, with several renderers.
 
 >>> report = Report(load_results("reports/adult"))
 >>> report.html()       # one self-contained page: no scripts, no external resources
@@ -23,11 +23,11 @@ from typing import Any
 import jinja2
 
 from fairprompt.atomic import write_text
-from fairprompt.errors import FairpromptError
-from fairprompt.report.results import SCHEMA, SCHEMA_VERSION, dumps
-from fairprompt.report.view import (
-    Estimate, Overview, build_view, fmt_change, fmt_int, fmt_num, fmt_pct, fmt_seconds, fmt_share, fmt_weight, label,
+from fairprompt.report.format import (
+    Estimate, fmt_change, fmt_int, fmt_num, fmt_pct, fmt_seconds, fmt_share, fmt_weight, label,
 )
+from fairprompt.report.view import Overview, build_view
+from fairprompt.results import Results, dumps, load_results, parse_results
 
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.md"
@@ -85,36 +85,21 @@ def markdown_environment() -> jinja2.Environment:
     return env
 
 
-def _check(results: Any) -> Mapping[str, Any]:
-    if not isinstance(results, Mapping):
-        raise FairpromptError(f"a report needs a results dictionary (read with fairprompt.report.load_results), got {type(results).__name__}")
-    if results.get("schema") != SCHEMA:
-        raise FairpromptError(f"these results have no 'schema': {SCHEMA!r}; give a results dictionary built by fairprompt.report.build_results")
-    version = results.get("schema_version", 0)
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise FairpromptError(f"results schema version {version!r} is newer than this fairprompt understands ({SCHEMA_VERSION}); upgrade fairprompt")
-    if not isinstance(results.get("audit"), Mapping):
-        raise FairpromptError("these results have no 'audit' section; re-run the audit to regenerate results.json")
-    return results
-
-
 class Report:
-    """A report of one audit, rendered from its results dictionary (``results.json``) alone.
+    """A report of one audit, rendered from its results record (``results.json``) alone.
 
     Args:
-        results: a results dictionary, as from :func:`fairprompt.report.results.build_results`
-            or :func:`fairprompt.report.results.load_results`.
+        results: the typed record (:func:`fairprompt.results.load_results`), or a results mapping (as from
+            :func:`fairprompt.results.build_results`), which is checked as a whole first.
     """
 
-    def __init__(self, results: Mapping[str, Any]) -> None:
-        self.results = _check(results)
+    def __init__(self, results: Results | Mapping[str, Any]) -> None:
+        self.results: Results = parse_results(results)
         self.view: Overview = build_view(self.results)
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
         """Read ``results.json`` (or ``DIR/results.json``) and build its report."""
-        from fairprompt.report.results import load_results
-
         return cls(load_results(path))
 
     def figures(self) -> list[list[Any]]:
@@ -122,7 +107,7 @@ class Report:
         from fairprompt.report.plots import slice_figures
 
         threshold = float(self.view.config.get("impact_threshold") or 0.8)
-        return [slice_figures(s.raw, index=s.index, has_scores=self.view.has_scores, threshold=threshold,
+        return [slice_figures(s.record, index=s.index, has_scores=self.view.has_scores, threshold=threshold,
                               ci_percent=self.view.ci_percent) for s in self.view.slices]
 
     def model_figures(self) -> list[Any]:
@@ -161,7 +146,7 @@ class Report:
 
     def json(self) -> str:
         """The results as strict JSON text (the content of results.json)."""
-        return dumps(self.results)
+        return dumps(self.results.to_json())
 
     def write(self, out_dir: str | Path, *, markdown: bool = False) -> Path:
         """Write ``OUT_DIR/report.html`` atomically (and ``summary.md`` if asked); return the HTML path."""
@@ -172,16 +157,16 @@ class Report:
         return path
 
 
-def render_html(results: Mapping[str, Any]) -> str:
+def render_html(results: Results | Mapping[str, Any]) -> str:
     """The HTML report of ``results`` (one self-contained page)."""
     return Report(results).html()
 
 
-def render_markdown(results: Mapping[str, Any]) -> str:
+def render_markdown(results: Results | Mapping[str, Any]) -> str:
     """A short Markdown summary of ``results``."""
     return Report(results).markdown()
 
 
-def write_report(results: Mapping[str, Any], out_dir: str | Path, *, markdown: bool = False) -> Path:
+def write_report(results: Results | Mapping[str, Any], out_dir: str | Path, *, markdown: bool = False) -> Path:
     """Write ``OUT_DIR/report.html`` atomically from ``results``; return its path."""
     return Report(results).write(out_dir, markdown=markdown)

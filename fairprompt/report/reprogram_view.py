@@ -1,6 +1,6 @@
 """What the report shows of a FairReprogram entry (``mitigations[]`` with ``name: reprogram``), from results alone.
 
-:func:`reprogram_mitigation_view` turns one entry into a :class:`~fairprompt.report.view.MitigationView`
+:func:`reprogram_mitigation_view` turns one entry into a :class:`~fairprompt.report.repair_view.MitigationView`
 whose ``reprogram`` field holds a :class:`ReprogramView`: what ran (trigger, objective, measure, group,
 tuning rows, trainable parameters, the lambda grid, the chosen lambda and its rule), one
 :class:`LambdaPoint` per lambda plus the untriggered model on the selection rows (the Pareto figure
@@ -9,7 +9,7 @@ vocabulary words of a soft one, the picture of a border or patch), the baselines
 and the warnings.  The before/after comparison on the test split, the files, timings and settings use
 the same fields as FairIJ's section, so the shared template parts render them unchanged.
 
-Like :mod:`fairprompt.report.view`, nothing here knows about models, torch or markup: user strings are
+Like every report section, nothing here knows about models, torch or markup: user strings are
 kept as they are and escaped by the renderers.  The one value inserted into markup as an attribute, a
 trigger picture, is kept only when it is a PNG data URI of valid base64 (:func:`png_data_uri`).
 """
@@ -19,15 +19,18 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import shlex
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fairprompt.report.view import (
-    DASH, MEASURES, MITIGATION_TITLES, SOURCES, Fact, MitigationView, _after_facts, _comparison, _fairness_name, _float,
-    _int, _map, _seq, _short_hash, _source, _str, _test_scores, _text, fmt_change, fmt_int, fmt_num, fmt_seconds, fmt_share,
+from fairprompt.report.format import (
+    DASH, MEASURES, Fact, command_line, fairness_name, fmt_change, fmt_int, fmt_lambda, fmt_num, fmt_seconds, fmt_share,
+    settings, short_hash, source_text,
 )
+from fairprompt.report.repair_view import MitigationView, after_facts, comparison_rows, repair_title, test_scores
+from fairprompt.results.repairs import AfterModel, FailedRepair, NotRunRepair, ReprogramRepair
+from fairprompt.results.reprogram import BaselineRow as BaselineRecord
+from fairprompt.results.reprogram import LambdaPoint as PointRecord
+from fairprompt.results.reprogram import ReprogramRecord, ReprogramSettings, SelectionScores, TriggerDescription
 
 TRIGGER_KINDS: dict[str, str] = {
     "soft": "soft prompt: continuous token vectors added to every input",
@@ -69,11 +72,6 @@ def png_data_uri(value: Any) -> str | None:
         return None
     return value if raw.startswith(_PNG_SIGNATURE) else None
 
-
-def fmt_lambda(x: Any) -> str:
-    """``4``, ``0.5``; a dash when missing."""
-    value = _float(x)
-    return DASH if value is None else f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -200,93 +198,96 @@ class ReprogramView:
         return {True: "met", False: "not met"}.get(self.rule_met, DASH)  # type: ignore[arg-type]
 
 
-def _point(p: Mapping[str, Any], *, lam: float | None, chosen: float | None) -> LambdaPoint:
-    history = [h for h in _seq(p.get("history")) if isinstance(h, Mapping)]
-    seconds = _float(p.get("epoch_seconds"))
+def _point(p: PointRecord, *, chosen: float | None) -> LambdaPoint:
+    history = p.history or []
+    seconds = p.epoch_seconds
     if seconds is None and history:
-        values = [v for v in (_float(h.get("seconds")) for h in history) if v is not None]
+        values = [h.seconds for h in history if h.seconds is not None]
         seconds = sum(values) / len(values) if values else None
-    flag = p.get("chosen")
-    diverged = p.get("diverged")
     return LambdaPoint(
-        lam=lam, accuracy=_float(p.get("accuracy")), gap=_float(p.get("gap")),
-        demographic_parity=_float(p.get("demographic_parity_difference")),
-        equalized_odds=_float(p.get("equalized_odds_difference")),
-        epochs=len(history) if history else None, epoch_seconds=seconds, pareto=p.get("pareto") is True,
-        chosen=flag is True if isinstance(flag, bool) else lam is not None and lam == chosen,
-        diverged=None if diverged in (None, False, "") else str(diverged) if diverged is not True else "diverged",
+        lam=p.lambda_, accuracy=p.accuracy, gap=p.gap, demographic_parity=p.demographic_parity_difference,
+        equalized_odds=p.equalized_odds_difference, epochs=len(history) if history else None, epoch_seconds=seconds,
+        pareto=p.pareto is True, chosen=p.chosen if p.chosen is not None else p.lambda_ == chosen,
+        diverged=p.diverged or None,
     )
 
 
-def _points(r: Mapping[str, Any], chosen: float | None) -> tuple[LambdaPoint, ...]:
-    points = [p for p in _seq(r.get("points")) if isinstance(p, Mapping)]
-    out = tuple(_point(p, lam=_float(p.get("lambda")), chosen=chosen) for p in points)
+def _before(b: SelectionScores) -> LambdaPoint:
+    return LambdaPoint(lam=None, accuracy=b.accuracy, gap=b.gap, demographic_parity=b.demographic_parity_difference,
+                       equalized_odds=b.equalized_odds_difference, epochs=None, epoch_seconds=None, pareto=False,
+                       chosen=False, diverged=None)
+
+
+def _points(r: ReprogramRecord, chosen: float | None) -> tuple[LambdaPoint, ...]:
+    out = tuple(_point(p, chosen=chosen) for p in r.points)
     if not any(p.chosen for p in out) or sum(p.chosen for p in out) > 1:
         out = tuple(replace(p, chosen=p.lam is not None and p.lam == chosen) for p in out)
     return out
 
 
-def _strings(x: Any) -> tuple[str, ...]:
-    return tuple("" if w is None else str(w) for w in _seq(x))
-
-
-def _trigger(t: Mapping[str, Any], kind: str | None) -> TriggerView:
-    kind = _str(t.get("kind")) or kind
-    size = [_int(v) for v in _seq(t.get("image_size"))]
-    image_size = f"{size[1]} × {size[0]} pixels" if len(size) == 2 and None not in size else None
+def _trigger(t: TriggerDescription | None, kind: str | None) -> TriggerView:
+    if t is None:
+        return TriggerView(kind=kind)
+    size = t.image_size or []
     return TriggerView(
-        kind=kind, words=_strings(t.get("words")), text=_str(t.get("text")),
-        token_ids=tuple(str(i) for i in _seq(t.get("token_ids"))), nearest_words=_strings(t.get("nearest_words")),
-        tokens=_int(t.get("tokens")), dim=_int(t.get("dim")), norms=tuple(_float(n) for n in _seq(t.get("norms"))),
-        image_uri=png_data_uri(t.get("image_png")), image_recorded=t.get("image_png") is not None,
-        image_size=image_size, settings=tuple((str(k), _text(v)) for k, v in _map(t.get("config")).items()),
+        kind=t.kind or kind, words=tuple(t.words or ()), text=t.text, token_ids=tuple(str(i) for i in t.token_ids or ()),
+        nearest_words=tuple(t.nearest_words or ()), tokens=t.tokens, dim=t.dim, norms=tuple(t.norms or ()),
+        image_uri=png_data_uri(t.image_png), image_recorded=t.image_png is not None,
+        image_size=f"{size[1]} × {size[0]} pixels" if len(size) == 2 else None, settings=settings(t.config),
     )
 
 
-def _baselines(rows: Any) -> tuple[BaselineRow, ...]:
-    out = []
-    for b in _seq(rows):
-        if not isinstance(b, Mapping):
-            continue
-        method = DASH if b.get("method") is None else str(b.get("method"))
-        out.append(BaselineRow(
-            method=method, description=str(b.get("description") or ""), test_accuracy=_float(b.get("test_accuracy")),
-            demographic_parity=_float(b.get("demographic_parity_difference")),
-            equalized_odds=_float(b.get("equalized_odds_difference")), accuracy_change=_float(b.get("accuracy_change")),
-            is_reprogram=method.lower().startswith(("fairreprogram", "reprogram"))))
-    return tuple(out)
+def _baselines(rows: list[BaselineRecord] | None) -> tuple[BaselineRow, ...]:
+    return tuple(BaselineRow(
+        method=b.method, description=b.description or "", test_accuracy=b.test_accuracy,
+        demographic_parity=b.demographic_parity_difference, equalized_odds=b.equalized_odds_difference,
+        accuracy_change=b.accuracy_change, is_reprogram=b.method.lower().startswith(("fairreprogram", "reprogram")),
+    ) for b in rows or ())
 
 
-def _trigger_fact(kind: str | None, modality: str | None, rc: Mapping[str, Any], t: TriggerView,
-                  parameters: Mapping[str, Any]) -> Fact | None:
+class _Settings:
+    """A setting as the run recorded it (``reprogram.config``), else as the spec configured it."""
+
+    def __init__(self, recorded: ReprogramSettings | None, configured: dict[str, Any]) -> None:
+        self.recorded, self.configured = recorded, configured
+
+    def __call__(self, key: str) -> Any:
+        value = None if self.recorded is None else getattr(self.recorded, key, None)
+        if value is None or (key == "lambdas" and not value):
+            return self.configured.get(key)
+        return value
+
+
+def _trigger_fact(view: ReprogramView, setting: _Settings, parameters: Any) -> Fact | None:
+    kind, t = view.trigger_kind, view.trigger
     if kind is None:
         return None
     shape = ""
     if kind == "soft":
-        tokens = t.tokens if t.tokens is not None else _int(rc.get("tokens"))
+        tokens = t.tokens if t.tokens is not None else setting("tokens")
         shape = f"{tokens:,} tokens" + (f" of dimension {t.dim:,}" if t.dim is not None else "") if tokens is not None else ""
     elif kind == "hard":
-        words = _int(parameters.get("deployed_trigger_tokens"))
-        words = words if words is not None else len(t.words) if t.words else _int(rc.get("tokens"))
+        words = None if parameters is None else parameters.deployed_trigger_tokens
+        words = words if words is not None else len(t.words) if t.words else setting("tokens")
         shape = f"{words:,} words" if words is not None else ""
-    elif kind == "border" and _int(rc.get("width")) is not None:
-        shape = f"{_int(rc.get('width')):,} pixels wide"
-    elif kind == "patch" and _int(rc.get("patch_size")) is not None:
-        size = _int(rc.get("patch_size"))
-        shape = f"{size} × {size} pixels" + (f", {str(rc['corner']).replace('_', ' ')} corner" if rc.get("corner") else "")
+    elif kind == "border" and setting("width") is not None:
+        shape = f"{setting('width'):,} pixels wide"
+    elif kind == "patch" and setting("patch_size") is not None:
+        size = setting("patch_size")
+        corner = setting("corner")
+        shape = f"{size} × {size} pixels" + (f", {str(corner).replace('_', ' ')} corner" if corner else "")
     note = TRIGGER_KINDS.get(kind, "")
-    if modality:
-        note = f"{note}; {modality} model" if note else f"{modality} model"
+    if view.modality:
+        note = f"{note}; {view.modality} model" if note else f"{view.modality} model"
     return Fact("Trigger", kind + (f" ({shape})" if shape else ""), note=note, summary=True)
 
 
-def _facts(m: Mapping[str, Any], r: Mapping[str, Any], view: ReprogramView) -> list[Fact]:
+def _facts(m: ReprogramRepair | FailedRepair | NotRunRepair, r: ReprogramRecord | None, view: ReprogramView,
+           setting: _Settings) -> list[Fact]:
     """What ran: the trigger, objective, measure, group, tuning rows, parameters, the lambdas and the choice."""
-    config, rc = _map(m.get("config")), _map(r.get("config"))
-    setting = lambda key: rc.get(key) if rc.get(key) is not None else config.get(key)  # noqa: E731
-    parameters = _map(r.get("parameters"))
+    parameters = None if r is None else r.parameters
     facts: list[Fact] = []
-    trigger = _trigger_fact(view.trigger_kind, view.modality, rc, view.trigger, parameters)
+    trigger = _trigger_fact(view, setting, parameters)
     if trigger is not None:
         facts.append(trigger)
     if view.objective is not None:
@@ -302,38 +303,36 @@ def _facts(m: Mapping[str, Any], r: Mapping[str, Any], view: ReprogramView) -> l
                           summary=True))
     if view.group is not None:
         facts.append(Fact("Group column", view.group, note="the sensitive column whose gap the trigger reduces"))
-    tuning = _map(r.get("tuning"))
+    tuning = None if r is None else r.tuning
     how = view.tuning_how or TUNING_SPLITS.get(str(setting("tuning_split")), None)
     parts = []
-    if _int(tuning.get("fit_rows")) is not None:
-        parts.append(f"{fmt_int(tuning.get('fit_rows'))} rows to train each trigger")
-    if _int(tuning.get("selection_rows")) is not None:
-        parts.append(f"{fmt_int(tuning.get('selection_rows'))} rows to choose λ")
-    groups = _strings(tuning.get("groups"))
-    if groups:
-        parts.append("groups " + ", ".join(groups))
+    if tuning is not None and tuning.fit_rows is not None:
+        parts.append(f"{fmt_int(tuning.fit_rows)} rows to train each trigger")
+    if tuning is not None and tuning.selection_rows is not None:
+        parts.append(f"{fmt_int(tuning.selection_rows)} rows to choose λ")
+    if tuning is not None and tuning.groups:
+        parts.append("groups " + ", ".join(tuning.groups))
     if how or parts:
         facts.append(Fact("Tuning", how or DASH, note="; ".join([*parts, "the test split is never seen"]), summary=True))
-    trained, total = _int(parameters.get("trigger_trainable")), _int(parameters.get("model_total"))
-    if trained is not None:
-        share = _float(parameters.get("trainable_share_of_model"))
+    if parameters is not None and parameters.trigger_trainable is not None:
+        trained, total = parameters.trigger_trainable, parameters.model_total
+        share = parameters.trainable_share_of_model
         if share is None and total:
             share = trained / total
         value = f"{trained:,}" + (f" of {total:,}" if total is not None else "") + (f" ({fmt_share(share)})" if share is not None else "")
         notes = ["the trigger alone trains"]
-        if _int(parameters.get("backbone")) is not None:
-            notes.append(f"backbone {fmt_int(parameters.get('backbone'))} parameters, frozen")
+        if parameters.backbone is not None:
+            notes.append(f"backbone {fmt_int(parameters.backbone)} parameters, frozen")
         notes.append("task adapter untouched")
-        if parameters.get("note"):
-            notes.append(str(parameters["note"]))
+        if parameters.note:
+            notes.append(parameters.note)
         facts.append(Fact("Trainable parameters", value, note="; ".join(notes), summary=True))
-    lambdas = [fmt_lambda(x) for x in _seq(setting("lambdas"))] or [fmt_lambda(p.lam) for p in view.points]
+    lambdas = [fmt_lambda(x) for x in setting("lambdas") or ()] or [fmt_lambda(p.lam) for p in view.points]
     if lambdas:
         facts.append(Fact("λ grid", ", ".join(lambdas),
                           note="one fresh trigger per λ, same seed and batch order; λ = 0 is the control (task loss alone)"))
-    budget = _float(setting("max_accuracy_drop"))
-    if budget is not None:
-        facts.append(Fact("Accuracy budget", f"{budget:g}",
+    if view.accuracy_budget is not None:
+        facts.append(Fact("Accuracy budget", f"{view.accuracy_budget:g}",
                           note="largest accepted drop of selection accuracy below the untriggered model's"))
     if view.chosen_lambda is not None or view.rule is not None:
         facts.append(Fact("Chosen", view.chosen_text, note=view.rule or "", summary=True))
@@ -347,104 +346,105 @@ def _facts(m: Mapping[str, Any], r: Mapping[str, Any], view: ReprogramView) -> l
                           f"accuracy {fmt_num(before.accuracy)} → {fmt_num(chosen.accuracy)}, gap {fmt_num(before.gap)} → "
                           f"{fmt_num(chosen.gap)}", note="untriggered model → chosen trigger", summary=True))
     training = []
-    if _int(setting("epochs")) is not None:
+    if setting("epochs") is not None:
         training.append(f"{fmt_int(setting('epochs'))} epochs")
-    if _int(setting("batch_size")) is not None:
+    if setting("batch_size") is not None:
         training.append(f"batch size {fmt_int(setting('batch_size'))}")
-    if _float(setting("lr")) is not None:
-        training.append(f"learning rate {_float(setting('lr')):g}")
+    if setting("lr") is not None:
+        training.append(f"learning rate {setting('lr'):g}")
     if view.objective == "adversary":
-        if _float(setting("adversary_lr")) is not None:
-            training.append(f"adversary learning rate {_float(setting('adversary_lr')):g}")
-        if _int(setting("adversary_hidden")) is not None:
+        if setting("adversary_lr") is not None:
+            training.append(f"adversary learning rate {setting('adversary_lr'):g}")
+        if setting("adversary_hidden") is not None:
             training.append(f"adversary hidden units {fmt_int(setting('adversary_hidden'))}")
-    if _int(setting("max_rows")) is not None:
+    if setting("max_rows") is not None:
         training.append(f"at most {fmt_int(setting('max_rows'))} tuning rows")
     if training:
         facts.append(Fact("Training", ", ".join(training)))
-    if m.get("before_audit") is not None:
-        facts.append(Fact("Before-audit", str(m["before_audit"])))
-    task_prompt = _map(m.get("task_prompt"))
-    if any(v is not None for v in task_prompt.values()):
-        source, key = _source(task_prompt), task_prompt.get("cache_key")
-        facts.append(Fact("Task prompt (not changed)", SOURCES.get(str(source), str(source or DASH)),
-                          note=f"cache key {_short_hash(key)}" if key else "", title=str(key) if key else None))
+    if isinstance(m, ReprogramRepair):
+        if m.before_audit is not None:
+            facts.append(Fact("Before-audit", m.before_audit))
+        tp = m.task_prompt
+        if tp is not None and (tp.source is not None or tp.cache_key is not None):
+            facts.append(Fact("Task prompt (not changed)", source_text(tp.source),
+                              note=f"cache key {short_hash(tp.cache_key)}" if tp.cache_key else "", title=tp.cache_key))
     if setting("seed") is not None:
         facts.append(Fact("Seed", str(setting("seed"))))
     return facts
 
 
-def _scores(after: Mapping[str, Any]) -> tuple[Fact, ...]:
-    facts = list(_test_scores(after)) + list(_after_facts(after))
-    if isinstance(after.get("adapter_unchanged"), bool):
-        facts.append(Fact("Task adapter", "unchanged (checked)" if after["adapter_unchanged"] else "CHANGED",
+def _scores(after: AfterModel | None) -> tuple[Fact, ...]:
+    facts = list(test_scores(after)) + list(after_facts(after))
+    if after is not None and after.adapter_unchanged is not None:
+        facts.append(Fact("Task adapter", "unchanged (checked)" if after.adapter_unchanged else "CHANGED",
                           note="FairReprogram trains the trigger alone"))
     return tuple(facts)
 
 
-def _artifacts(m: Mapping[str, Any], r: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    outputs = _map(m.get("outputs"))
+def _artifacts(m: ReprogramRepair, r: ReprogramRecord | None) -> tuple[tuple[str, str], ...]:
+    outputs = m.outputs
     files: dict[str, str] = {}
-    if outputs.get("artifact_dir") is not None:
-        files["trigger folder"] = str(outputs["artifact_dir"])
-    for name, path in (_map(outputs.get("artifacts")) or _map(r.get("artifacts"))).items():
-        if path is not None:
-            files.setdefault(ARTIFACT_NAMES.get(str(name), str(name)), str(path))
+    if outputs is not None and outputs.artifact_dir is not None:
+        files["trigger folder"] = outputs.artifact_dir
+    recorded = (outputs.artifacts if outputs is not None else {}) or (r.artifacts if r is not None else {})
+    for name, path in recorded.items():
+        files.setdefault(ARTIFACT_NAMES.get(name, name), path)
     return tuple(files.items())
 
 
-def _timings(m: Mapping[str, Any], r: Mapping[str, Any], view: ReprogramView) -> tuple[tuple[str, str], ...]:
+def _timings(m: ReprogramRepair, r: ReprogramRecord | None, view: ReprogramView) -> tuple[tuple[str, str], ...]:
     rows = []
-    if _float(r.get("seconds")) is not None:
-        rows.append(("Training every λ and choosing", fmt_seconds(r["seconds"])))
+    if r is not None and r.seconds is not None:
+        rows.append(("Training every λ and choosing", fmt_seconds(r.seconds)))
     chosen = view.chosen
     if chosen is not None and chosen.epoch_seconds is not None:
         rows.append((f"Mean epoch at the chosen {chosen.name}", fmt_seconds(chosen.epoch_seconds)))
-    if _float(m.get("seconds")) is not None:
-        rows.append(("Whole mitigation (with test predictions, baselines and the after-audit)", fmt_seconds(m["seconds"])))
+    if m.seconds is not None:
+        rows.append(("Whole mitigation (with test predictions, baselines and the after-audit)", fmt_seconds(m.seconds)))
     return tuple(rows)
 
 
-def build_reprogram_view(m: Mapping[str, Any]) -> ReprogramView:
-    """The FairReprogram part of one ``mitigations[]`` entry; every key may be missing or null."""
-    r, config = _map(m.get("reprogram")), _map(m.get("config"))
-    rc = _map(r.get("config"))
-    group = _str(m.get("group") or config.get("group"))
-    measure = _str(rc.get("measure") or config.get("measure"))
-    kind = _str(r.get("trigger_kind") or rc.get("trigger") or config.get("trigger"))
-    chosen = _float(r.get("chosen_lambda"))
-    points = _points(r, chosen)
+def build_reprogram_view(m: ReprogramRepair | FailedRepair | NotRunRepair) -> ReprogramView:
+    """The FairReprogram part of one ``mitigations[]`` entry; every recorded value may be missing or null."""
+    r = m.reprogram if isinstance(m, ReprogramRepair) else None
+    config = m.config or {}
+    setting = _Settings(None if r is None else r.config, config)
+    group = m.group or (None if config.get("group") is None else str(config["group"]))
+    measure = setting("measure")
+    kind = (r.trigger_kind if r is not None else None) or setting("trigger")
+    chosen = None if r is None else r.chosen_lambda
+    points = _points(r, chosen) if r is not None else ()
     if chosen is None:
         chosen = next((p.lam for p in points if p.chosen), None)
-    before = _map(r.get("before"))
-    rule_met = r.get("rule_met")
     return ReprogramView(
-        trigger_kind=kind, modality=_str(r.get("modality")), measure=measure,
-        objective=_str(rc.get("objective") or config.get("objective")), group=group,
-        gap_label=_fairness_name(measure, group), tuning_how=_str(_map(r.get("tuning")).get("how")),
-        rule=_str(r.get("rule")), rule_met=rule_met if isinstance(rule_met, bool) else None, chosen_lambda=chosen,
-        points=points, before=_point(before, lam=None, chosen=None) if before else None,
-        trigger=_trigger(_map(r.get("trigger")), kind), baselines=_baselines(m.get("baselines")),
-        warnings=tuple(str(w) for w in _seq(r.get("warnings")) if w is not None),
-        accuracy_budget=_float(rc.get("max_accuracy_drop") if rc.get("max_accuracy_drop") is not None
-                               else config.get("max_accuracy_drop")),
+        trigger_kind=None if kind is None else str(kind), modality=None if r is None else r.modality,
+        measure=None if measure is None else str(measure),
+        objective=None if setting("objective") is None else str(setting("objective")), group=group,
+        gap_label=fairness_name(measure, group), tuning_how=r.tuning.how if r is not None and r.tuning else None,
+        rule=None if r is None else r.rule, rule_met=None if r is None else r.rule_met, chosen_lambda=chosen,
+        points=points, before=_before(r.before) if r is not None and r.before is not None else None,
+        trigger=_trigger(None if r is None else r.trigger, None if kind is None else str(kind)),
+        baselines=_baselines(m.baselines) if isinstance(m, ReprogramRepair) else (),
+        warnings=tuple(r.warnings) if r is not None else (),
+        accuracy_budget=setting("max_accuracy_drop"),
     )
 
 
-def reprogram_mitigation_view(index: int, m: Mapping[str, Any]) -> MitigationView:
+def reprogram_mitigation_view(index: int, m: ReprogramRepair | FailedRepair | NotRunRepair) -> MitigationView:
     """The report section of a ``reprogram`` entry (``ok``, ``failed`` or ``not_run``)."""
-    r, config = _map(m.get("reprogram")), _map(m.get("config"))
+    r = m.reprogram if isinstance(m, ReprogramRepair) else None
     view = build_reprogram_view(m)
-    command = m.get("command")
+    setting = _Settings(None if r is None else r.config, m.config or {})
+    finished = isinstance(m, ReprogramRepair)
     return MitigationView(
-        index=index, anchor=f"mitigation-{index}", name="reprogram", title=MITIGATION_TITLES["reprogram"],
-        status=str(m.get("status") or ("ok" if r else "not_run")), error=_str(m.get("error")), group=view.group,
-        created=_str(m.get("created")),
-        command=shlex.join(str(c) for c in command) if isinstance(command, Sequence) and not isinstance(command, str) and command else None,
-        facts=tuple(_facts(m, r, view)), comparison=_comparison(m.get("comparison")),
-        scores=_scores(_map(m.get("after_model"))), changes=(), curve=None, flagged_groups=(), top_flagged=(),
+        index=index, anchor=f"mitigation-{index}", name="reprogram", title=repair_title("reprogram"), status=m.status,
+        error=m.error if isinstance(m, FailedRepair) else None, group=view.group,
+        created=None if isinstance(m, NotRunRepair) else m.created,
+        command=None if isinstance(m, NotRunRepair) else command_line(m.command),
+        facts=tuple(_facts(m, r, view, setting)), comparison=comparison_rows(m.comparison) if finished else (),
+        scores=_scores(m.after_model) if finished else (), changes=(), curve=None, flagged_groups=(), top_flagged=(),
         top_total=0, group_columns=(), feature_columns=(), verification=(), checks=(),
-        artifacts=_artifacts(m, r), timings=_timings(m, r, view),
-        config=tuple((str(key), _text(value)) for key, value in config.items()),
-        mode=None, chosen_k=None, chosen_text=view.chosen_text, append_curve=None, reprogram=view,
+        artifacts=_artifacts(m, r) if finished else (), timings=_timings(m, r, view) if finished else (),
+        config=settings(m.config), mode=None, chosen_k=None, chosen_text=view.chosen_text, append_curve=None,
+        reprogram=view,
     )

@@ -1,7 +1,7 @@
 """The report's first screen: what was audited, what was found, what was changed, and whether it helped.
 
-:func:`build_summary` reads a results dictionary (and the :class:`~fairprompt.report.view.Overview` built from
-it) and picks one *headline disparity*: the measure and group the first mitigation with status ``ok`` (else the
+:func:`build_summary` reads the typed results record (and the slice and repair sections built from it) and
+picks one *headline disparity*: the measure and group the first mitigation with status ``ok`` (else the
 first at all) was configured to repair (``demographic_parity`` of ``sex`` -> the demographic parity difference
 of the ``sex`` slice), else the largest
 between-groups difference of a single sensitive column.  It returns the headline before and after each
@@ -13,16 +13,16 @@ headline).  Only results.json is read; user strings stay as they are and are esc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
-from fairprompt.report.view import (
-    DASH, Estimate, _compliance, _float, _map, _row_estimate, _seq, _str, _verdict, fmt_change, fmt_num, label,
-)
-
-if TYPE_CHECKING:
-    from fairprompt.report.view import MitigationView, Overview
+from fairprompt.report.audit_view import SliceView, disparity_estimate, slice_verdict
+from fairprompt.report.format import DASH, Estimate, fmt_change, fmt_num, fmt_points, label
+from fairprompt.report.repair_view import MitigationView, direction
+from fairprompt.results.audit import AuditRecord, DisparityRow, SliceRecord
+from fairprompt.results.repairs import FairIJRepair, ReprogramRepair
+from fairprompt.results.run import Results
 
 MEASURE_METRIC: dict[str, str] = {
     "demographic_parity": "demographic_parity_difference",
@@ -37,14 +37,6 @@ LARGEST_CANDIDATES: tuple[str, ...] = ("demographic_parity_difference", "equaliz
 BASELINE_METRICS: tuple[str, ...] = ("demographic_parity_difference", "equalized_odds_difference")
 """The disparities a ``baselines[]`` row records (of the mitigation's group, on the test split)."""
 
-
-def fmt_points(x: Any) -> str:
-    """A change of a share in percentage points: ``+0.1 pt``, ``−0.4 pt``, ``±0.0 pt``; a dash when missing."""
-    value = _float(x)
-    if value is None:
-        return DASH
-    d = round(100.0 * value, 1)
-    return f"{'−' if d < 0 else '+' if d > 0 else '±'}{abs(d):.1f} pt"
 
 
 @dataclass(frozen=True)
@@ -67,21 +59,17 @@ class RuleCheck:
         return f"lowest impact ratio {self.worst.text} ({self.worst_group})"
 
 
-def _rule_check(s: Mapping[str, Any] | None, *, threshold: float, share: float) -> RuleCheck | None:
-    if not s or not _map(s.get("compliance")).get("table"):
+def _rule_check(s: SliceRecord | None, *, threshold: float, share: float) -> RuleCheck | None:
+    if s is None or s.compliance is None or not s.compliance.table:
         return None
-    vd = _verdict(_compliance(s, threshold, share))
+    vd = slice_verdict(s, threshold=threshold, share=share)
     return RuleCheck(status=vd.status, threshold=vd.threshold, worst_group=None if vd.worst is None else vd.worst[0],
                      worst=None if vd.worst is None else vd.worst[1], below=tuple(g for g, _ in vd.below),
                      undefined=vd.undefined)
 
 
-def _review_slices(audit: Mapping[str, Any], *, threshold: float, share: float) -> tuple[str, ...]:
-    out = []
-    for s in _seq(audit.get("slices")):
-        if isinstance(s, Mapping) and _verdict(_compliance(s, threshold, share)).status == "review":
-            out.append(str(s.get("name")))
-    return tuple(out)
+def _review_slices(audit: AuditRecord, *, threshold: float, share: float) -> tuple[str, ...]:
+    return tuple(s.name for s in audit.slices if slice_verdict(s, threshold=threshold, share=share).status == "review")
 
 
 @dataclass(frozen=True)
@@ -197,78 +185,55 @@ class SummaryView:
         return self.has_mitigations and len(self.points) >= 2 and any(p.kind == "before" for p in self.points)
 
 
-def _slice_index(audit: Mapping[str, Any], group: str | None) -> Mapping[str, Any] | None:
+def _slice_of(audit: AuditRecord, group: str | None) -> SliceRecord | None:
     if group is None:
         return None
-    for s in _seq(audit.get("slices")):
-        if isinstance(s, Mapping) and (s.get("name") == group or list(_seq(s.get("columns"))) == [group]):
-            return s
+    return next((s for s in audit.slices if s.name == group or s.columns == [group]), None)
+
+
+def _between(s: SliceRecord | None, metric: str) -> DisparityRow | None:
+    return None if s is None else s.disparity(metric)
+
+
+def _measure(m: object) -> str | None:
+    config = getattr(m, "config", None) or {}
+    if config.get("measure") is not None:
+        return str(config["measure"])
+    if isinstance(m, FairIJRepair) and m.fairij is not None and m.fairij.measure is not None:
+        return m.fairij.measure
+    if isinstance(m, ReprogramRepair) and m.reprogram is not None and m.reprogram.config is not None:
+        return m.reprogram.config.measure
     return None
 
 
-def _by_name(audit: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
-    return next((s for s in _seq(audit.get("slices")) if isinstance(s, Mapping) and s.get("name") == name), None)
-
-
-def _between(s: Mapping[str, Any] | None, metric: str) -> Mapping[str, Any] | None:
-    if not s:
-        return None
-    return next((d for d in _seq(s.get("disparities")) if isinstance(d, Mapping) and d.get("metric") == metric
-                 and d.get("convention") == "between_groups"), None)
-
-
-def _measure(m: Mapping[str, Any]) -> str | None:
-    config = _map(m.get("config"))
-    for block in (config, _map(m.get("fairij")), _map(_map(m.get("reprogram")).get("config"))):
-        if block.get("measure") is not None:
-            return str(block["measure"])
-    return None
-
-
-def _group(m: Mapping[str, Any], sensitive: Sequence[str]) -> str | None:
-    group = m.get("group") or _map(m.get("config")).get("group")
-    if group is None and sensitive:
-        return sensitive[0]
-    return _str(group)
-
-
-def _pick_headline(results: Mapping[str, Any], v: Overview) -> Headline | None:
-    audit = _map(results.get("audit"))
-    entries = [m for m in _seq(results.get("mitigations")) if isinstance(m, Mapping)]
-    ordered = [m for m in entries if m.get("status") == "ok"] + [m for m in entries if m.get("status") != "ok"]
+def _pick_headline(results: Results, repairs: Sequence[MitigationView], sensitive: Sequence[str]) -> Headline | None:
+    audit = results.audit
+    entries = results.repairs
+    ordered = [m for m in entries if m.status == "ok"] + [m for m in entries if m.status != "ok"]
     for m in ordered:
-        measure, group = _measure(m), _group(m, v.sensitive)
-        metric = MEASURE_METRIC.get(str(measure))
-        s = _slice_index(audit, group)
+        group = m.group or (m.config or {}).get("group") or (sensitive[0] if sensitive else None)
+        metric = MEASURE_METRIC.get(str(_measure(m)))
+        s = _slice_of(audit, None if group is None else str(group))
         d = _between(s, metric) if metric else None
         if s is not None and d is not None:
-            title = v.mitigations[entries.index(m)].title if entries.index(m) < len(v.mitigations) else str(m.get("name"))
-            return Headline(slice=str(s.get("name")), metric=str(metric), label=label(str(metric)),
-                            ideal=_float(d.get("ideal")),
+            index = entries.index(m)
+            title = repairs[index].title if index < len(repairs) else m.name
+            return Headline(slice=s.name, metric=str(metric), label=label(str(metric)), ideal=d.ideal,
                             reason=f"the gap {title} was configured to reduce")
-    best: tuple[float, Mapping[str, Any], Mapping[str, Any]] | None = None
-    slices = [s for s in _seq(audit.get("slices")) if isinstance(s, Mapping)]
-    single = [s for s in slices if len(_seq(s.get("columns"))) <= 1] or slices
+    best: tuple[float, SliceRecord, DisparityRow] | None = None
+    single = [s for s in audit.slices if len(s.columns) <= 1] or list(audit.slices)
     for s in single:
         for metric in LARGEST_CANDIDATES:
             d = _between(s, metric)
-            value = None if d is None else _float(d.get("value"))
+            value = None if d is None else Estimate.of(d.value).value
             if value is not None and (best is None or abs(value) > best[0]):
                 best = (abs(value), s, d)
     if best is None:
         return None
     _, s, d = best
-    scope = " of a single sensitive column" if len(single) < len(slices) else ""
-    return Headline(slice=str(s.get("name")), metric=str(d.get("metric")), label=label(str(d.get("metric"))),
-                    ideal=_float(d.get("ideal")),
+    scope = " of a single sensitive column" if len(single) < len(audit.slices) else ""
+    return Headline(slice=s.name, metric=d.metric, label=label(d.metric), ideal=d.ideal,
                     reason=f"the largest demographic parity or equalized odds difference{scope}")
-
-
-def _direction(before: float | None, after: float | None, ideal: float | None) -> str:
-    if before is None or after is None or ideal is None:
-        return ""
-    b, a = round(abs(before - ideal), 9), round(abs(after - ideal), 9)
-    return "closer to ideal" if a < b else "further from ideal" if a > b else "unchanged"
 
 
 def _overlap(a: Estimate | None, b: Estimate | None) -> bool | None:
@@ -277,9 +242,9 @@ def _overlap(a: Estimate | None, b: Estimate | None) -> bool | None:
     return not (a.high < b.low or b.high < a.low)  # type: ignore[operator]
 
 
-def _overall_accuracy(audit: Mapping[str, Any]) -> Estimate | None:
-    row = next((o for o in _seq(audit.get("overall")) if isinstance(o, Mapping) and o.get("metric") == "accuracy"), None)
-    return None if row is None else _row_estimate(row)
+def _overall_accuracy(audit: AuditRecord | None) -> Estimate | None:
+    row = None if audit is None else audit.overall_metric("accuracy")
+    return None if row is None else disparity_estimate(row)
 
 
 def _accuracy_ci(acc: float | None, est: Estimate | None) -> tuple[float | None, float | None]:
@@ -289,12 +254,10 @@ def _accuracy_ci(acc: float | None, est: Estimate | None) -> tuple[float | None,
     return est.low, est.high
 
 
-def _comparison_estimate(m: Mapping[str, Any], slice_name: str, metric: str) -> Estimate | None:
-    for r in _seq(m.get("comparison")):
-        if isinstance(r, Mapping) and r.get("slice") == slice_name and r.get("metric") == metric:
-            value = _float(r.get("after"))
-            if value is not None:
-                return Estimate(value, _float(r.get("after_ci_low")), _float(r.get("after_ci_high")))
+def _comparison_estimate(m: FairIJRepair | ReprogramRepair, slice_name: str, metric: str) -> Estimate | None:
+    for r in m.comparison or ():
+        if r.slice == slice_name and r.metric == metric and Estimate.of(r.after).value is not None:
+            return Estimate.of(r.after, r.after_ci_low, r.after_ci_high)
     return None
 
 
@@ -307,58 +270,46 @@ def _method_name(mv: MitigationView) -> str:
     return mv.title if chosen == DASH else f"{mv.title} ({chosen})"
 
 
-def _groups(audit: Mapping[str, Any]) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[tuple[str, int], ...]]:
+def _groups(audit: AuditRecord) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[tuple[str, int], ...]]:
     single, inter = [], []
-    for s in _seq(audit.get("slices")):
-        if not isinstance(s, Mapping):
-            continue
-        names = tuple(str(g.get("group")) for g in _seq(s.get("groups")) if isinstance(g, Mapping))
-        if len(_seq(s.get("columns"))) > 1:
-            inter.append((str(s.get("name")), len(names)))
+    for s in audit.slices:
+        names = tuple(g.group for g in s.groups)
+        if s.is_intersection:
+            inter.append((s.name, len(names)))
         else:
-            single.append((str(s.get("name")), names))
+            single.append((s.name, names))
     return tuple(single), tuple(inter)
 
 
-def _model_text(v: Overview) -> tuple[str, str | None]:
-    if v.model_view is not None:
-        return v.model_view.title, "model"
-    if v.model:
-        raw = dict(v.model)
-        kind = raw.get("kind") or raw.get("name") or raw.get("description")
-        return (str(kind).replace("_", " ") if kind else "recorded (see Provenance)"), None
-    return "not recorded: the predictions were supplied, so fairprompt does not know the model", None
-
-
-def build_summary(results: Mapping[str, Any], v: Overview) -> SummaryView:
+def build_summary(results: Results, *, slices: Sequence[SliceView], repairs: Sequence[MitigationView], model: str,
+                  model_anchor: str | None, rows: int | None, ci_percent: str, threshold: float,
+                  share: float) -> SummaryView:
     """The first screen of the report (see the module docstring)."""
-    audit = _map(results.get("audit"))
-    model = _map(results.get("model"))
-    threshold = _float(v.config.get("impact_threshold")) or 0.8
-    share = _float(v.config.get("small_category_share")) or 0.02
-    headline = _pick_headline(results, v)
+    audit = results.audit
+    data = results.data
+    sensitive = data.sensitive if data is not None else []
+    headline = _pick_headline(results, repairs, sensitive)
     groups, intersections = _groups(audit)
-    entries = [m for m in _seq(results.get("mitigations")) if isinstance(m, Mapping)]
-    ok_after = [_map(m.get("after_model")) for m in entries if m.get("status") == "ok"]
+    entries = results.repairs
+    ok_after = [m.after_model for m in entries if isinstance(m, (FairIJRepair, ReprogramRepair)) and m.after_model]
 
     # The model as audited: its test accuracy where the run recorded one, else the audit's overall accuracy.
     overall_before = _overall_accuracy(audit)
-    acc_before = next((_float(a.get("before_test_accuracy")) for a in ok_after
-                       if _float(a.get("before_test_accuracy")) is not None), None)
+    acc_before = next((a.before_test_accuracy for a in ok_after if a.before_test_accuracy is not None), None)
     if acc_before is None:
-        acc_before = _float(model.get("test_accuracy"))
+        acc_before = getattr(results.model, "test_accuracy", None)
     test_accuracy = acc_before is not None
     if acc_before is None and overall_before is not None:
         acc_before = overall_before.value
     accuracy_label = "test accuracy" if test_accuracy else "accuracy on the audited rows"
 
-    s_before = _by_name(audit, headline.slice) if headline else None
+    s_before = audit.slice(headline.slice) if headline else None
     d_before = _between(s_before, headline.metric) if headline else None
-    est_before = _row_estimate(d_before) if d_before else None
-    rows: list[SummaryRow] = [SummaryRow(
-        kind="before", method="Before (as audited)" if entries else "As audited", anchor="summary", group=None, estimate=est_before, change=None,
-        direction="", overlap=None, accuracy=acc_before, accuracy_change=None, accuracy_budget=None,
-        rule=_rule_check(s_before, threshold=threshold, share=share),
+    est_before = disparity_estimate(d_before) if d_before else None
+    table: list[SummaryRow] = [SummaryRow(
+        kind="before", method="Before (as audited)" if entries else "As audited", anchor="summary", group=None,
+        estimate=est_before, change=None, direction="", overlap=None, accuracy=acc_before, accuracy_change=None,
+        accuracy_budget=None, rule=_rule_check(s_before, threshold=threshold, share=share),
         review_slices=_review_slices(audit, threshold=threshold, share=share))]
     points: list[TradeoffPoint] = []
     if headline and est_before is not None and est_before.value is not None and acc_before is not None:
@@ -366,84 +317,83 @@ def build_summary(results: Mapping[str, Any], v: Overview) -> SummaryView:
         points.append(TradeoffPoint("before (as audited)", "before", est_before.value, acc_before,
                                     est_before.low, est_before.high, low, high))
 
-    for m, mv in zip(entries, v.mitigations):
+    for m, mv in zip(entries, repairs):
         method = _method_name(mv)
         if mv.status == "failed":
-            rows.append(SummaryRow(kind="failed", method=mv.title, anchor=mv.anchor, group=mv.group, estimate=None,
-                                   change=None, direction="", overlap=None, accuracy=None, accuracy_change=None,
-                                   accuracy_budget=None, rule=None, review_slices=None,
-                                   error=mv.error or "no error message was recorded"))
+            table.append(SummaryRow(kind="failed", method=mv.title, anchor=mv.anchor, group=mv.group, estimate=None,
+                                    change=None, direction="", overlap=None, accuracy=None, accuracy_change=None,
+                                    accuracy_budget=None, rule=None, review_slices=None,
+                                    error=mv.error or "no error message was recorded"))
             continue
-        if not mv.ok:
-            rows.append(SummaryRow(kind="not_run", method=mv.title, anchor=mv.anchor, group=mv.group, estimate=None,
-                                   change=None, direction="", overlap=None, accuracy=None, accuracy_change=None,
-                                   accuracy_budget=None, rule=None, review_slices=None))
+        if not mv.ok or not isinstance(m, (FairIJRepair, ReprogramRepair)):
+            table.append(SummaryRow(kind="not_run", method=mv.title, anchor=mv.anchor, group=mv.group, estimate=None,
+                                    change=None, direction="", overlap=None, accuracy=None, accuracy_change=None,
+                                    accuracy_budget=None, rule=None, review_slices=None))
             continue
-        after_audit = _map(m.get("after"))
-        after_model = _map(m.get("after_model"))
-        s_after = _by_name(after_audit, headline.slice) if headline else None
+        after_audit, after_model = m.after, m.after_model
+        s_after = after_audit.slice(headline.slice) if headline and after_audit else None
         d_after = _between(s_after, headline.metric) if headline else None
-        est_after = _row_estimate(d_after) if d_after else (
+        est_after = disparity_estimate(d_after) if d_after else (
             _comparison_estimate(m, headline.slice, headline.metric) if headline else None)
         change = (None if est_after is None or est_before is None or est_after.value is None or est_before.value is None
                   else est_after.value - est_before.value)
-        acc_after = _float(after_model.get("test_accuracy"))
+        acc_after = None if after_model is None else after_model.test_accuracy
         overall_after = _overall_accuracy(after_audit)
         if acc_after is None and not test_accuracy and overall_after is not None:
             acc_after = overall_after.value
-        acc_change = _float(after_model.get("accuracy_change"))
+        acc_change = None if after_model is None else after_model.accuracy_change
         if acc_change is None and acc_after is not None and acc_before is not None:
             acc_change = acc_after - acc_before
-        config = _map(m.get("config"))
-        budget = _float(config.get("max_accuracy_drop"))
+        budget = (m.config or {}).get("max_accuracy_drop")
         notes: list[str] = []
         if mv.group and headline and mv.group != headline.slice:
             notes.append(f"repairs {mv.group}, not {headline.slice}")
         r = mv.reprogram
         if r is not None and r.rule_met is False:
             notes.append("rule not met: no λ > 0 kept the accuracy within the budget, so the most accurate λ was taken")
-        after_thr = _float(_map(after_audit.get("config")).get("impact_threshold")) or threshold
-        rows.append(SummaryRow(
+        after_threshold = threshold
+        if after_audit is not None and after_audit.config.impact_threshold:
+            after_threshold = float(after_audit.config.impact_threshold)
+        table.append(SummaryRow(
             kind="after", method=method, anchor=mv.anchor, group=mv.group, estimate=est_after, change=change,
-            direction=_direction(None if est_before is None else est_before.value,
-                                 None if est_after is None else est_after.value, headline.ideal if headline else None),
+            direction=direction(None if est_before is None else est_before.value,
+                                None if est_after is None else est_after.value, headline.ideal if headline else None),
             overlap=_overlap(est_before, est_after), accuracy=acc_after, accuracy_change=acc_change,
-            accuracy_budget=budget, rule=_rule_check(s_after, threshold=after_thr, share=share),
-            review_slices=_review_slices(after_audit, threshold=after_thr, share=share) if after_audit.get("slices") else None,
+            accuracy_budget=None if budget is None else float(budget),
+            rule=_rule_check(s_after, threshold=after_threshold, share=share),
+            review_slices=_review_slices(after_audit, threshold=after_threshold, share=share)
+            if after_audit is not None and after_audit.slices else None,
             notes=tuple(notes)))
         if est_after is not None and est_after.value is not None and acc_after is not None:
             low, high = _accuracy_ci(acc_after, overall_after)
             points.append(TradeoffPoint(f"after {method}", "after", est_after.value, acc_after, est_after.low,
                                         est_after.high, low, high))
-        if headline and headline.metric in BASELINE_METRICS and mv.group == headline.slice:
+        if headline and headline.metric in BASELINE_METRICS and mv.group == headline.slice and isinstance(m, ReprogramRepair):
             points.extend(_baseline_points(m, headline.metric, own=mv.name, known=points))
 
     return SummaryView(
-        model=_model_text(v)[0], model_anchor=_model_text(v)[1], data_source=_str(v.data.get("source")), rows=v.rows,
-        split=_str(v.data.get("split")), groups=groups, intersections=intersections, headline=headline,
-        rows_table=tuple(rows), statements=tuple(_statements(headline, rows, v.ci_percent, accuracy_label)),
-        points=tuple(points), accuracy_label=accuracy_label, threshold=threshold, ci_percent=v.ci_percent,
-        n_slices=len(v.slices), has_mitigations=bool(entries),
+        model=model, model_anchor=model_anchor, data_source=data.source if data else None, rows=rows,
+        split=data.split if data else None, groups=groups, intersections=intersections, headline=headline,
+        rows_table=tuple(table), statements=tuple(_statements(headline, table, ci_percent, accuracy_label)),
+        points=tuple(points), accuracy_label=accuracy_label, threshold=threshold, ci_percent=ci_percent,
+        n_slices=len(slices), has_mitigations=bool(entries),
     )
 
 
-def _baseline_points(m: Mapping[str, Any], metric: str, *, own: str, known: Sequence[TradeoffPoint]) -> list[TradeoffPoint]:
+def _baseline_points(m: ReprogramRepair, metric: str, *, own: str, known: Sequence[TradeoffPoint]) -> list[TradeoffPoint]:
     """Baselines with accuracy and the headline; the untriggered model and the mitigation's own row are the
     before and after points already, and so is any row with the same two values as a point shown."""
-    out = []
-    for b in _seq(m.get("baselines")):
-        if not isinstance(b, Mapping):
-            continue
-        method = str(b.get("method") or DASH)
-        acc, x = _float(b.get("test_accuracy")), _float(b.get(metric))
+    out: list[TradeoffPoint] = []
+    for b in m.baselines or ():
+        acc, x = Estimate.of(b.test_accuracy).value, Estimate.of(getattr(b, metric)).value
         if acc is None or x is None:
             continue
-        lower = method.lower()
+        lower = b.method.lower()
         if lower.startswith(("untriggered", "before", "unrepaired")) or lower.startswith((own, "fair" + own)):
             continue
         if any(abs(p.accuracy - acc) < 1e-9 and abs(p.disparity - x) < 1e-9 for p in list(known) + out):
             continue
-        out.append(TradeoffPoint(method, "baseline", x, acc, note=str(b.get("description") or "")))
+        out.append(TradeoffPoint(b.method, "baseline", x, acc, note=b.description or ""))
     return out
 
 
