@@ -184,3 +184,24 @@ def test_rows_to_text() -> None:
     ]
     with pytest.raises(FairpromptError, match="did you mean 'age'"):
         rows_to_text(frame, columns=["agee"])
+
+
+def test_hub_id_without_a_network_comes_from_the_hub_cache_or_fails_at_once(tmp_path, monkeypatch) -> None:
+    """Offline, a hub id is loaded from the Hugging Face cache when it is there; otherwise the error comes at once,
+    naming the reason, instead of after the hub client's retries."""
+    from huggingface_hub import constants
+
+    from fairprompt.models.backbones import hub_unreachable, resolve_backbone
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # read when the backbone is resolved, not when huggingface_hub is imported
+    assert hub_unreachable() == "HF_HUB_OFFLINE is set"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(FairpromptError, match=r"'some-org/some-model' is neither .* \(HF_HUB_OFFLINE is set, and it is "
+                                              r"not in the Hugging Face cache\)"):
+        resolve_backbone("some-org/some-model")
+    snapshot = tmp_path / "hub" / "models--some-org--some-model" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "hub" / "models--some-org--some-model" / "refs").mkdir()
+    (tmp_path / "hub" / "models--some-org--some-model" / "refs" / "main").write_text("a" * 40, encoding="utf-8")
+    assert resolve_backbone("some-org/some-model") == str(snapshot)

