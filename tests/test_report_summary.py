@@ -10,7 +10,7 @@ import re
 import pytest
 
 from fairprompt.report import Report, render_html
-from fairprompt.report.plots import accuracy_fairness_figure
+from fairprompt.report.repair_plots import accuracy_fairness_figure
 from fairprompt.results import dumps
 from fairprompt.report.format import fmt_points
 from fairprompt.report.summary_view import TradeoffPoint

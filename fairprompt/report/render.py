@@ -122,7 +122,7 @@ class Report:
         """The figures of each mitigation section (the FairIJ curve), in order; empty without mitigations."""
         if not self.view.mitigations:
             return []
-        from fairprompt.report.plots import mitigation_figures
+        from fairprompt.report.repair_plots import mitigation_figures
 
         return [mitigation_figures(m, prefix=f"fpmit{m.index}-") if m.ok else [] for m in self.view.mitigations]
 
@@ -130,7 +130,7 @@ class Report:
         """The first screen's accuracy-fairness plot; empty without mitigations."""
         if self.view.summary is None or not self.view.summary.has_plot:
             return []
-        from fairprompt.report.plots import summary_figures
+        from fairprompt.report.repair_plots import summary_figures
 
         return summary_figures(self.view.summary)
 
