@@ -29,11 +29,13 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class RepairContext:
-    """What a repair works on: the task (data, splits, prediction settings), the frozen model and its record."""
+    """What a repair works on: the task (data, splits, prediction settings), the frozen model and its record, and
+    the model's test-split scores when the before-audit was computed in this run."""
 
     task: TextTask | ImageTask
     model: Any
     training: Mapping[str, Any]
+    test_scores: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
