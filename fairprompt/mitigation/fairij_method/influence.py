@@ -161,6 +161,11 @@ class InfluenceScores:
         """The parameters the scores were taken at (flat, float64)."""
         return self._train.theta
 
+    @property
+    def train_margins(self) -> MarginJacobian:
+        """The training rows' margins and Jacobian the scores were computed from."""
+        return self._train
+
     def summary(self) -> dict[str, Any]:
         """The JSON-ready facts (no arrays)."""
         return {"measure": self.measure, "fairness": self.fairness, "utility": self.utility, "curvature": self.curvature,
