@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from fairprompt.mitigation.registry import RepairMethod
     from fairprompt.models.adapt import TaskPromptSettings
     from fairprompt.models.image import ImageRows
-    from fairprompt.spec import Spec
+    from fairprompt.spec import FrozenImageSpec, FrozenTextSpec, SplitSpec, Spec, TextSpec
 
 Progress = Callable[[str, int, int], None]
 
@@ -350,20 +350,19 @@ def _load_data(spec: Spec) -> tuple[datasets.Dataset, list[str]]:
     return ds, _sensitive(spec, ds, name=repr(d.dataset))
 
 
-def _splits(spec: Spec, ds: datasets.Dataset) -> Splits:
+def _splits(s: SplitSpec, ds: datasets.Dataset) -> Splits:
     from fairprompt.datasets.splits import make_splits
 
-    s = spec.model.splits  # type: ignore[union-attr]
     return make_splits(frame=ds.frame, y=ds.y, column=s.column, train=s.train, validation=s.validation, test=s.test,
                        seed=s.seed, source=ds.source)
 
 
-def model_texts(spec: Spec, ds: datasets.Dataset, sensitive: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """What the language model reads for every row of the data set, and how it was made."""
+def model_texts(t: TextSpec, ds: datasets.Dataset, sensitive: list[str], *,
+                split_column: str | None) -> tuple[list[str], dict[str, Any]]:
+    """What the language model reads for every row of the data set (``t``: the spec's ``model.text``), and how it
+    was made."""
     from fairprompt.models.tabular_text import rows_to_text
 
-    m = spec.model
-    t = m.text  # type: ignore[union-attr]
     frame = ds.frame
     if t.column is not None:
         _require_columns(frame, [t.column], source=ds.source, role="text")
@@ -373,7 +372,6 @@ def model_texts(spec: Spec, ds: datasets.Dataset, sensitive: list[str]) -> tuple
                                   "values; fill or drop them")
         texts = values.astype(str).tolist()
         return texts, {"text_column": t.column, "example": texts[0] if texts else ""}
-    split_column = m.splits.column  # type: ignore[union-attr]
     excluded = {ds.label, split_column, *t.exclude} | (set() if t.include_sensitive else set(sensitive))
     _require_columns(frame, t.exclude, source=ds.source, role="excluded")
     if t.columns is not None:
@@ -392,15 +390,13 @@ def model_texts(spec: Spec, ds: datasets.Dataset, sensitive: list[str]) -> tuple
                    "example": texts[0] if texts else ""}
 
 
-def _text_task(spec: Spec) -> TextTask:
+def _text_task(spec: Spec, m: FrozenTextSpec) -> TextTask:
     from fairprompt.models.adapt import TaskPromptSettings
     from fairprompt.models.training import TrainConfig
 
-    m = spec.model
-    assert m is not None and m.kind == "frozen_text"
     ds, sensitive = _load_data(spec)
-    texts, text_info = model_texts(spec, ds, sensitive)
-    splits = _splits(spec, ds)
+    texts, text_info = model_texts(m.text, ds, sensitive, split_column=m.splits.column)
+    splits = _splits(m.splits, ds)
     settings = None
     if m.task_prompt != "none":
         t = m.training
@@ -448,12 +444,10 @@ def _image_data(spec: Spec, progress: Progress | None) -> tuple[datasets.Dataset
     return ds, table.images(), None
 
 
-def _image_task(spec: Spec, progress: Progress | None) -> ImageTask:
-    m = spec.model
-    assert m is not None and m.kind == "frozen_image"
+def _image_task(spec: Spec, m: FrozenImageSpec, progress: Progress | None) -> ImageTask:
     ds, images, generated = _image_data(spec, progress)
     sensitive = _sensitive(spec, ds, name=ds.source)
-    return ImageTask(dataset=ds, sensitive=sensitive, y=ds.y, splits=_splits(spec, ds), threshold=m.threshold,
+    return ImageTask(dataset=ds, sensitive=sensitive, y=ds.y, splits=_splits(m.splits, ds), threshold=m.threshold,
                      batch_size=m.batch_size, images=images, generated=generated, backbone=m.backbone, epochs=m.epochs,
                      seed=m.seed, data_seed=int(spec.data.options.get("seed", 0)) if spec.data else 0)
 
@@ -469,9 +463,9 @@ def load_task(spec: Spec, *, progress: Progress | None = None) -> Task:
     m = spec.model
     assert m is not None
     if m.kind == "frozen_text":
-        return _text_task(spec)
+        return _text_task(spec, m)
     if m.kind == "frozen_image":
-        return _image_task(spec, progress)
+        return _image_task(spec, m, progress)
     ds, sensitive = _load_data(spec)
     return BaselineTask(dataset=ds, sensitive=sensitive, features=m.features, include_sensitive=m.include_sensitive,
                         test_size=m.test_size, seed=m.seed, threshold=m.threshold)
