@@ -113,7 +113,10 @@ def paired_table(y: np.ndarray, groups: np.ndarray, predictions: dict[str, np.nd
 
     from fairprompt.metrics import paired_bootstrap
 
-    gaps = {"dp": "demographic_parity_difference", "eo": "equalized_odds_difference", "fpr_gap": "fpr_difference"}
+    # "fpr_gap" is the toxicity reading of the favourable TPR gap (favourable = not toxic: a harmless comment flagged as
+    # toxic is a favourable row predicted unfavourable), so it is the between-groups TPR spread
+    gaps = {"dp": "demographic_parity_difference", "eo": "equalized_odds_difference",
+            "fpr_gap": "equal_opportunity_difference"}
     table = paired_bootstrap(y_true=y, groups=groups, predictions=predictions, base=base, gaps=gaps, n_boot=N_BOOT,
                              seed=seed)
     for m, p in predictions.items():
