@@ -39,17 +39,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def _model_and_texts(rows: int):
     import yaml
 
-    from fairprompt.models.adapt import _find
+    from fairprompt.models.adapt import find_task_prompt
     from fairprompt.models.text import FrozenTextClassifier
-    from fairprompt.prepare import text_task
+    from fairprompt.tasks import load_task
     from fairprompt.spec import parse_spec
 
     raw = yaml.safe_load((ROOT / "audits" / "adult_income.yaml").read_text())
     raw["model"]["splits"]["test"] = rows  # the test size does not move the training rows, so the key is unchanged
     spec = parse_spec(raw, source="adult_income.yaml")
-    task = text_task(spec)
+    task = load_task(spec)
     key = task.task_prompt_key()
-    found = _find(key)
+    found = find_task_prompt(key)
     if found is not None:
         model, origin = FrozenTextClassifier.load(found), f"trained task prompt ({found.parent.name}/{key[:12]})"
     else:

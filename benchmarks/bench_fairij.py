@@ -74,16 +74,16 @@ class Setup:
     def __init__(self, quick: bool) -> None:
         import yaml
 
-        from fairprompt.prepare import text_model, text_task
+        from fairprompt.tasks import load_task
         from fairprompt.spec import parse_spec
 
         raw = yaml.safe_load((ROOT / "audits" / "adult_income.yaml").read_text())
         self.spec = spec = parse_spec(raw, source="adult_income.yaml")
-        self.task = task = text_task(spec)
-        self.model, self.training = text_model(spec, task)
+        self.task = task = load_task(spec)
+        self.model, self.training = task.load_model()
         s, y, frame = task.splits, task.y, task.dataset.frame
         train, validation, test = s.train, s.validation, s.test
-        from fairprompt.mitigation.fairij import DEFAULT_APPEND_TRAINING
+        from fairprompt.mitigation.fairij_method.repair import DEFAULT_APPEND_TRAINING
 
         self.append_training = DEFAULT_APPEND_TRAINING
         if quick:
@@ -103,8 +103,9 @@ class Setup:
 
 # ------------------------------------------------------------------------------------------------- cost
 def part_cost(setup: Setup) -> dict[str, Any]:
-    from fairprompt.mitigation.fairij import _fine_tune, _forward
-    from fairprompt.mitigation.influence import score_prompt
+    from fairprompt.mitigation.fairij_method.influence import score_prompt
+    from fairprompt.mitigation.fairij_method.verify import fine_tune
+    from fairprompt.models.text import text_forward
     from fairprompt.models.training import TrainConfig, train
 
     t = setup.spec.model.training
@@ -112,15 +113,15 @@ def part_cost(setup: Setup) -> dict[str, Any]:
     _log("cost: one bare training pass (forward, backward, AdamW step per batch)")
     copy = setup.model.adapter_copy()
     start = time.perf_counter()
-    steps = _fine_tune(copy, setup.rows["train"], np.ones(len(setup.rows["train"])), epochs=1, config=config, l2=0.0)
+    steps = fine_tune(copy, setup.rows["train"], np.ones(len(setup.rows["train"])), epochs=1, config=config, l2=0.0)
     bare = time.perf_counter() - start
     _log("cost: one epoch of fairprompt's trainer (training pass + the validation pass early stopping needs)")
     copy = setup.model.adapter_copy()
     params = copy.task_parameters()
     for p in params:
         p.requires_grad_(True)
-    history = train(model=copy, forward=_forward, param_groups=[{"params": params[:1], "lr": t.lr},
-                                                                {"params": params[1:], "lr": t.head_lr}],
+    history = train(model=copy, forward=text_forward, param_groups=[{"params": params[:1], "lr": t.lr},
+                                                                    {"params": params[1:], "lr": t.head_lr}],
                     train_data=setup.rows["train"], validation_data=setup.rows["validation"], config=config)
     epoch = history.epochs[0]["seconds"]
     del copy
@@ -137,60 +138,25 @@ def part_cost(setup: Setup) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------- effect
-def _rates(pred: np.ndarray, y: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Per resample (rows of ``counts``: multiplicity of every test row) the DP and EO differences and accuracy."""
-    out: dict[str, list[np.ndarray]] = {}
-    correct = (pred == y).astype(float)
-    total = counts.sum(axis=1)
-    out["accuracy"] = counts @ correct / total
-    selection, tpr, fpr = [], [], []
-    for g in np.unique(codes):
-        in_g = codes == g
-        selection.append(counts @ (pred * in_g) / np.maximum(counts @ in_g, 1))
-        pos, neg = in_g & (y == 1), in_g & (y == 0)
-        tpr.append(counts @ (pred * pos) / np.maximum(counts @ pos, 1))
-        fpr.append(counts @ (pred * neg) / np.maximum(counts @ neg, 1))
-    spread = lambda a: np.max(a, axis=0) - np.min(a, axis=0)  # noqa: E731
-    return {"dp": spread(np.array(selection)), "eo": np.maximum(spread(np.array(tpr)), spread(np.array(fpr))),
-            "accuracy": out["accuracy"]}
-
-
 def paired_table(y: np.ndarray, groups: np.ndarray, predictions: dict[str, np.ndarray], *, base: str,
                  seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Point values and paired bootstrap CIs (same resampled rows for every method) against ``base``."""
+    """Point values and paired bootstrap CIs (same resampled rows for every method) against ``base``
+    (:func:`fairprompt.metrics.paired_bootstrap`); the point values are checked against fairlearn's on every run."""
     from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 
-    n = y.size
-    rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(N_BOOT)]).astype(float)
-    codes = np.unique(groups, return_inverse=True)[1]
-    ones = np.ones((1, n))
-    point = {m: {k: float(v[0]) for k, v in _rates(p, y, codes, ones).items()} for m, p in predictions.items()}
-    boot = {m: _rates(p, y, codes, counts) for m, p in predictions.items()}
-    ci = lambda a: [float(np.percentile(a, 2.5)), float(np.percentile(a, 97.5))]  # noqa: E731
-    table = {}
+    from fairprompt.metrics import paired_bootstrap
+
+    table = paired_bootstrap(y_true=y, groups=groups, predictions=predictions, base=base, n_boot=N_BOOT, seed=seed)
     for m, p in predictions.items():
-        # the point values agree with fairlearn's definitions (checked here on every run)
         dp = demographic_parity_difference(y, p, sensitive_features=groups)
         eo = equalized_odds_difference(y, p, sensitive_features=groups)
-        assert abs(dp - point[m]["dp"]) < 1e-12 and abs(eo - point[m]["eo"]) < 1e-12, (m, dp, eo, point[m])
-        b, b0 = boot[m], boot[base]
-        table[m] = {
-            "dp": point[m]["dp"], "dp_ci": ci(b["dp"]), "eo": point[m]["eo"], "eo_ci": ci(b["eo"]),
-            "accuracy": point[m]["accuracy"], "accuracy_ci": ci(b["accuracy"]),
-            "dp_relative_change": point[m]["dp"] / point[base]["dp"] - 1,
-            "dp_relative_change_ci": ci(b["dp"] / b0["dp"] - 1),
-            "eo_relative_change": point[m]["eo"] / point[base]["eo"] - 1,
-            "eo_relative_change_ci": ci(b["eo"] / b0["eo"] - 1),
-            "accuracy_change": point[m]["accuracy"] - point[base]["accuracy"],
-            "accuracy_change_ci": ci(b["accuracy"] - b0["accuracy"]),
-        }
+        assert abs(dp - table[m]["dp"]) < 1e-12 and abs(eo - table[m]["eo"]) < 1e-12, (m, dp, eo, table[m])
     return table
 
 
 def part_effect(setup: Setup, state: dict[str, Any]) -> dict[str, Any]:
     from fairprompt.mitigation.baselines import reweighing_weights, threshold_optimizer
-    from fairprompt.mitigation.fairij import fairij, train_appended_prompt
+    from fairprompt.mitigation import AppendTraining, FairIJConfig, fairij, train_appended_prompt
 
     model, rows, groups = setup.model, setup.rows, setup.groups
     base_test = setup.scores(model, "test")
@@ -199,11 +165,14 @@ def part_effect(setup: Setup, state: dict[str, Any]) -> dict[str, Any]:
     predictions = {"un-repaired prompt": (base_test >= thr).astype(int)}
     info: dict[str, Any] = {}
     common = dict(model=model, train_rows=rows["train"], validation_rows=rows["validation"],
-                  validation_groups=groups["validation"], seed=0, append_training=setup.append_training)
+                  validation_groups=groups["validation"])
+    a = setup.append_training
+    config = FairIJConfig(seed=0, append_training=AppendTraining(max_epochs=a.max_epochs, patience=a.patience,
+                                                                 batch_size=a.batch_size, lr=a.lr))
 
     _log("effect: fairij ij (scoring, grid)")
     start = time.perf_counter()
-    r_ij = fairij(mode="ij", keep_scores=True, **common)
+    r_ij = fairij(config=replace(config, mode="ij"), keep_scores=True, **common)
     info["FairIJ ij"] = {"seconds": time.perf_counter() - start, "chosen_k": r_ij.chosen_k, "timings": r_ij.timings,
                          "influence": {k: v for k, v in r_ij.influence.items() if k != "fairness_detail"},
                          "validation_before": r_ij.before, "validation_after": r_ij.after, "curve": r_ij.curve,
@@ -213,7 +182,7 @@ def part_effect(setup: Setup, state: dict[str, Any]) -> dict[str, Any]:
 
     _log("effect: fairij append")
     start = time.perf_counter()
-    r_app = fairij(mode="append", scores=r_ij.scores, **common)
+    r_app = fairij(config=replace(config, mode="append"), scores=r_ij.scores, **common)
     info["FairIJ append"] = {"seconds": time.perf_counter() - start, "chosen_k": r_app.chosen_k, "timings": r_app.timings,
                              "validation_before": r_app.before, "validation_after": r_app.after,
                              "epochs": len(r_app.append["history"]["epochs"]) if r_app.append else None,
@@ -252,8 +221,8 @@ def part_effect(setup: Setup, state: dict[str, Any]) -> dict[str, Any]:
 
 def part_curve(setup: Setup, state: dict[str, Any]) -> list[dict[str, Any]]:
     """The one-step update's test DP, EO and accuracy at every grid point of the fairij ij run (never used to choose)."""
-    from fairprompt.mitigation.fairij import _alphas_for, _set_task_parameters
-    from fairprompt.mitigation.influence import ij_update
+    from fairprompt.mitigation.fairij_method.influence import ij_update
+    from fairprompt.mitigation.fairij_method.selection import alphas_for, set_task_parameters
 
     r_ij = _ij_result(setup, state)
     model, groups, thr = setup.model, setup.groups, setup.threshold
@@ -270,8 +239,8 @@ def part_curve(setup: Setup, state: dict[str, Any]) -> list[dict[str, Any]]:
     curve = []
     for point in r_ij.curve:
         k = point["k"]
-        alphas = _alphas_for(k, order, I_F, I_U, n=scores.n, graded=False, budget=r_ij.utility_budget)
-        _set_task_parameters(scratch, theta_hat if k == 0 else ij_update(scores=scores, alphas=alphas))
+        alphas = alphas_for(k, order, I_F, I_U, n=scores.n, graded=False, budget=r_ij.utility_budget)
+        set_task_parameters(scratch, theta_hat if k == 0 else ij_update(scores=scores, alphas=alphas))
         pred = (setup.scores(scratch, "test") >= thr).astype(int)
         row = paired_table(setup.y["test"], groups["test"], {"base": predictions["un-repaired prompt"], "k": pred},
                            base="base")["k"]
@@ -283,12 +252,13 @@ def part_curve(setup: Setup, state: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _ij_result(setup: Setup, state: dict[str, Any]) -> Any:
     """The fairij ij result with its scores, from the effect part or computed now."""
-    from fairprompt.mitigation.fairij import fairij
+    from fairprompt.mitigation import FairIJConfig, fairij
 
     if state.get("result") is None:
         _log("scoring (fairij ij)")
         state["result"] = fairij(model=setup.model, train_rows=setup.rows["train"], validation_rows=setup.rows["validation"],
-                                 validation_groups=setup.groups["validation"], mode="ij", keep_scores=True, seed=0)
+                                 validation_groups=setup.groups["validation"], config=FairIJConfig(mode="ij", seed=0),
+                                 keep_scores=True)
     return state["result"]
 
 
@@ -313,13 +283,13 @@ def _pearson(a: list[float], b: list[float]) -> float:
 
 def head_only(setup: Setup, scores: Any, sets: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
     """IJ against exact convex refits of the head alone (logistic regression on the pooled features at theta_hat)."""
-    from fairprompt.mitigation.influence import (
+    from fairprompt.mitigation.fairij_method.influence import (
         fairness_surrogate, fit_logistic, influence_scores, logistic_margins, prompt_margins,
     )
 
     d = setup.model.head().in_features
     k_d = setup.model.task_prompt_embedding().numel()
-    features = scores._train.J[:, k_d + d:k_d + 2 * d].numpy()
+    features = scores.train_margins.J[:, k_d + d:k_d + 2 * d].numpy()
     validation = prompt_margins(model=setup.model, rows=setup.rows["validation"])
     features_v = validation.J[:, k_d + d:k_d + 2 * d].numpy()
     y, yv, gv = setup.y["train"], setup.y["validation"], setup.groups["validation"]
@@ -350,7 +320,7 @@ def _slope(checks: list[dict[str, Any]]) -> float:
 
 
 def part_fidelity(setup: Setup, state: dict[str, Any], *, epochs: int, sizes: tuple[int, ...]) -> dict[str, Any]:
-    from fairprompt.mitigation.fairij import verify
+    from fairprompt.mitigation.fairij_method.verify import verify
 
     result = _ij_result(setup, state)
     sets = removal_sets(result.influence_fairness, sizes=sizes)

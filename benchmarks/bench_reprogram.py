@@ -81,19 +81,14 @@ class Setup:
     """A spec's frozen model, rows (train, validation, test), groups and its reprogram block."""
 
     def __init__(self, spec_file: str, *, quick: bool) -> None:
-        from fairprompt.pipeline import _split_rows
-        from fairprompt.prepare import image_model, image_task, repair_groups, text_model, text_task
         from fairprompt.spec import load_spec
+        from fairprompt.tasks import load_repairs, load_task
 
         self.spec = spec = load_spec(ROOT / "audits" / spec_file)
         self.block = next(m for m in spec.mitigations if m.name == "reprogram")
-        if spec.model.kind == "frozen_image":
-            self.task = image_task(spec)
-            self.model, self.training = image_model(spec, self.task)
-        else:
-            self.task = text_task(spec)
-            self.model, self.training = text_model(spec, self.task)
-        self.group = repair_groups(spec, self.task)[[m.name for m in spec.mitigations].index("reprogram")]
+        self.task = load_task(spec)
+        self.model, self.training = self.task.load_model()
+        self.group = next(r.group for r in load_repairs(spec, self.task) if r.name == "reprogram")
         s, y, frame = self.task.splits, self.task.y, self.task.dataset.frame
         index = {"train": s.train, "validation": s.validation, "test": s.test}
         if quick:
@@ -101,61 +96,33 @@ class Setup:
         self.index = index
         self.y = {k: y[v] for k, v in index.items()}
         self.groups = {k: frame[self.group].iloc[v].astype(str).to_numpy() for k, v in index.items()}
-        self.rows = {k: _split_rows(self.task, self.model, v) for k, v in index.items()}
+        self.rows = {k: self.task.split_rows(self.model, v) for k, v in index.items()}
         self.threshold = spec.model.threshold
         self.batch_size = spec.model.batch_size
 
     def scores(self, model: Any, split: str) -> np.ndarray:
-        from fairprompt.pipeline import _predict
-
-        return _predict(self.task, model, self.rows[split], batch_size=self.batch_size, progress=None)
+        return self.task.predict(model, self.rows[split])
 
 
 # ------------------------------------------------------------------------------------------------ metrics
-def _rates(pred: np.ndarray, y: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Per resample (rows of ``counts``: multiplicity of each test row) DP, EO, the FPR gap and accuracy."""
-    total = counts.sum(axis=1)
-    selection, tpr, fpr = [], [], []
-    for g in np.unique(codes):
-        in_g = codes == g
-        pos, neg = in_g & (y == 1), in_g & (y == 0)
-        selection.append(counts @ (pred * in_g) / np.maximum(counts @ in_g, 1))
-        tpr.append(counts @ (pred * pos) / np.maximum(counts @ pos, 1))
-        fpr.append(counts @ (pred * neg) / np.maximum(counts @ neg, 1))
-    spread = lambda a: np.max(a, axis=0) - np.min(a, axis=0)  # noqa: E731
-    tpr_gap = spread(np.array(tpr))
-    return {"dp": spread(np.array(selection)), "eo": np.maximum(tpr_gap, spread(np.array(fpr))),
-            "fpr_gap": tpr_gap, "accuracy": counts @ (pred == y).astype(float) / total}
-
-
 def paired_table(y: np.ndarray, groups: np.ndarray, predictions: dict[str, np.ndarray], *, base: str,
                  seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Point values and paired bootstrap CIs (the same resampled rows for every method) against ``base``."""
+    """Point values and paired bootstrap CIs (the same resampled rows for every method) against ``base``
+    (:func:`fairprompt.metrics.paired_bootstrap`); the point values are checked against fairlearn's on every run."""
     from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 
-    n = y.size
-    rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(N_BOOT)]).astype(float)
-    codes = np.unique(groups, return_inverse=True)[1]
-    point = {m: {k: float(v[0]) for k, v in _rates(p, y, codes, np.ones((1, n))).items()} for m, p in predictions.items()}
-    boot = {m: _rates(p, y, codes, counts) for m, p in predictions.items()}
-    ci = lambda a: [float(np.nanpercentile(a, 2.5)), float(np.nanpercentile(a, 97.5))]  # noqa: E731
-    table = {}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for m, p in predictions.items():
-            dp = demographic_parity_difference(y, p, sensitive_features=groups)
-            eo = equalized_odds_difference(y, p, sensitive_features=groups)
-            assert abs(dp - point[m]["dp"]) < 1e-12 and abs(eo - point[m]["eo"]) < 1e-12, (m, dp, eo, point[m])
-            b, b0 = boot[m], boot[base]
-            row: dict[str, Any] = {"accuracy": point[m]["accuracy"], "accuracy_ci": ci(b["accuracy"]),
-                                   "accuracy_change": point[m]["accuracy"] - point[base]["accuracy"],
-                                   "accuracy_change_ci": ci(b["accuracy"] - b0["accuracy"])}
-            for key in ("dp", "eo", "fpr_gap"):
-                row[key] = point[m][key]
-                row[f"{key}_ci"] = ci(b[key])
-                row[f"{key}_relative_change"] = point[m][key] / point[base][key] - 1 if point[base][key] else None
-                row[f"{key}_relative_change_ci"] = ci(b[key] / b0[key] - 1)
-            table[m] = row
+    from fairprompt.metrics import paired_bootstrap
+
+    # "fpr_gap" is the toxicity reading of the favourable TPR gap (favourable = not toxic: a harmless comment flagged as
+    # toxic is a favourable row predicted unfavourable), so it is the between-groups TPR spread
+    gaps = {"dp": "demographic_parity_difference", "eo": "equalized_odds_difference",
+            "fpr_gap": "equal_opportunity_difference"}
+    table = paired_bootstrap(y_true=y, groups=groups, predictions=predictions, base=base, gaps=gaps, n_boot=N_BOOT,
+                             seed=seed)
+    for m, p in predictions.items():
+        dp = demographic_parity_difference(y, p, sensitive_features=groups)
+        eo = equalized_odds_difference(y, p, sensitive_features=groups)
+        assert abs(dp - table[m]["dp"]) < 1e-12 and abs(eo - table[m]["eo"]) < 1e-12, (m, dp, eo, table[m])
     return table
 
 
@@ -190,7 +157,7 @@ def _config(setup: Setup, case: str, quick: bool) -> Any:
 
 def run_case(setup: Setup, case: str, *, quick: bool) -> dict[str, Any]:
     from fairprompt.mitigation.baselines import threshold_optimizer
-    from fairprompt.mitigation.reprogram import reprogram
+    from fairprompt.mitigation import reprogram
 
     config = _config(setup, case, quick)
     _log(f"{case}: {config}")
@@ -229,20 +196,24 @@ def part_cost(setup: Setup, *, rows: int, quick: bool) -> dict[str, Any]:
     """One trigger epoch against one full fine-tuning epoch (with an adversary) on the same rows."""
     import torch.nn.functional as F
 
-    from fairprompt.mitigation.reprogram import Adversary, _build, _take, _train_trigger, adversary_features, gap
+    from fairprompt.metrics import group_gap
+    from fairprompt.mitigation.reprogram_method.objective import Adversary, adversary_features
+    from fairprompt.mitigation.reprogram_method.selection import take
+    from fairprompt.mitigation.reprogram_method.training import train_trigger
+    from fairprompt.mitigation.reprogram_method.triggers import build
     from fairprompt.models.frozen import total_parameters
-    from fairprompt.models.text import _forward
+    from fairprompt.models.text import text_forward
     from fairprompt.models.training import shuffled_batches
 
     n = min(rows, len(setup.rows["train"]))
     positions = np.arange(n)
-    subset = _take(setup.rows["train"], positions)
+    subset = take(setup.rows["train"], positions)
     names = sorted(set(setup.groups["train"].tolist()))
     codes = np.searchsorted(np.asarray(names), setup.groups["train"][positions])
     config = replace(setup.block.config(), epochs=1, trigger="soft", measure="demographic_parity")
-    target = _build(setup.model, kind="soft", config=config)
+    target = build(setup.model, kind="soft", config=config)
     start = time.perf_counter()
-    _train_trigger(target, rows=subset, codes=codes, n_groups=len(names), lam=4.0, config=config, kind="soft",
+    train_trigger(target, rows=subset, codes=codes, n_groups=len(names), lam=4.0, config=config, kind="soft",
                    progress=None, label="trigger epoch")
     trigger_seconds = time.perf_counter() - start
     trigger_parameters = sum(p.numel() for p in target.trigger.parameters())
@@ -266,7 +237,7 @@ def part_cost(setup: Setup, *, rows: int, quick: bool) -> dict[str, Any]:
         epoch_start = time.perf_counter()
         for index in shuffled_batches(n, config.batch_size, generator=np.random.default_rng(epoch), lengths=subset.lengths()):
             batch = subset.collate(index)
-            logits = _forward(full, batch).float()
+            logits = text_forward(full, batch).float()
             p = torch.softmax(logits, dim=1)
             features = adversary_features(p, batch["labels"], measure="demographic_parity")
             group = codes_t[batch["index"]]
@@ -290,8 +261,8 @@ def part_cost(setup: Setup, *, rows: int, quick: bool) -> dict[str, Any]:
             "full_epoch_seconds": float(np.mean(epoch_seconds)), "full_epochs": epochs, "full_parameters": trainable,
             "model_parameters": whole, "ratio_full_to_trigger": float(np.mean(epoch_seconds)) / trigger_seconds,
             "full_finetune_test": {"accuracy": float((pred == y).mean()),
-                                   "dp": gap(y_true=y, y_pred=pred, groups=g, measure="demographic_parity"),
-                                   "eo": gap(y_true=y, y_pred=pred, groups=g, measure="equalized_odds")},
+                                   "dp": group_gap(y_true=y, y_pred=pred, groups=g, measure="demographic_parity"),
+                                   "eo": group_gap(y_true=y, y_pred=pred, groups=g, measure="equalized_odds")},
             "full_finetune_objective": "cross-entropy - 1.0 x adversary cross-entropy (DP adversary on the output "
                                        "probabilities), AdamW lr 2e-5, grad clip 1"}
 
@@ -303,15 +274,14 @@ def part_yardstick(setup: Setup) -> dict[str, Any]:
     language model reads (sex is not a feature; it is used only in training, as the constraint needs)."""
     from fairlearn.reductions import DemographicParity, ExponentiatedGradient
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
 
-    from fairprompt.mitigation.reprogram import gap
-    from fairprompt.models.tabular_baseline import _design
+    from fairprompt.metrics import group_gap
+    from fairprompt.models.tabular_baseline import design as design_for
 
     frame, y = setup.task.dataset.frame, setup.task.y
     features = setup.task.text_info["text_columns"]
     train, test = setup.index["train"], setup.index["test"]
-    design = _design(frame, features)
+    design = design_for(frame, features)
     dense = lambda x: x.toarray() if hasattr(x, "toarray") else np.asarray(x)  # noqa: E731
     x_train = dense(design.fit_transform(frame.iloc[train][features]))
     x_test = dense(design.transform(frame.iloc[test][features]))
@@ -319,13 +289,13 @@ def part_yardstick(setup: Setup) -> dict[str, Any]:
     rows = []
     plain = LogisticRegression(max_iter=2000).fit(x_train, y[train]).predict(x_test)
     rows.append({"method": "logistic regression (no constraint)", "bound": None, "accuracy": float((plain == y_test).mean()),
-                 "dp": gap(y_true=y_test, y_pred=plain, groups=g_test, measure="demographic_parity")})
+                 "dp": group_gap(y_true=y_test, y_pred=plain, groups=g_test, measure="demographic_parity")})
     for bound in (0.1, 0.05, 0.03, 0.02, 0.01):
         reduction = ExponentiatedGradient(LogisticRegression(max_iter=2000), DemographicParity(difference_bound=bound))
         reduction.fit(x_train, y[train], sensitive_features=setup.groups["train"])
         pred = reduction.predict(x_test, random_state=0)
         rows.append({"method": "ExponentiatedGradient (DP)", "bound": bound, "accuracy": float((pred == y_test).mean()),
-                     "dp": gap(y_true=y_test, y_pred=pred, groups=g_test, measure="demographic_parity")})
+                     "dp": group_gap(y_true=y_test, y_pred=pred, groups=g_test, measure="demographic_parity")})
     return {"features": features, "train_rows": int(train.size), "test_rows": int(test.size), "rows": rows}
 
 
@@ -345,7 +315,7 @@ def print_report(out: dict[str, Any]) -> None:
               f"{r['seconds'] / 60:.1f} min")
         if r["trigger"].get("words"):
             print(f"  words: {' '.join(r['trigger']['words'])}")
-        print(f"| method | test DP | DP change [CI] | test EO | EO change [CI] | FPR gap | FPR gap change [CI] | "
+        print("| method | test DP | DP change [CI] | test EO | EO change [CI] | FPR gap | FPR gap change [CI] | "
               "accuracy | accuracy change [CI] |")
         print("|---|---|---|---|---|---|---|---|---|")
         for m, t in r["table"].items():

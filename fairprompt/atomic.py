@@ -1,14 +1,15 @@
-"""Atomic file output: write to a temporary file beside the target, then rename.
+"""Atomic file output: write to a temporary file (or folder) beside the target, then rename.
 
-A crash or an error never leaves a half-written file at the target path.
+A crash or an error never leaves a half-written file or folder at the target path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -51,3 +52,36 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_open(path, "wb", encoding=None) as handle:
         handle.write(data)
     return Path(path)
+
+
+def replace_dir(parent: str | os.PathLike[str], name: str, fill: Callable[[Path], None], *,
+                overwrite: bool = True) -> Path:
+    """Write the folder ``parent/name`` atomically and return its path.
+
+    ``fill`` writes into a temporary folder beside it, which is then renamed to ``name``: over an old folder of
+    that name (``overwrite=True``), or, with ``overwrite=False``, only where none exists yet (an existing one,
+    e.g. written by a concurrent run, is kept and the new one discarded).  A failing ``fill`` leaves nothing
+    behind and the old folder untouched.
+    """
+    root = Path(parent)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name[:12]}-", dir=root))
+    final = root / name
+    try:
+        fill(staging)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp made it private; the folders beside it are not
+        if not overwrite:
+            with contextlib.suppress(OSError):  # another run stored it first: keep that one
+                os.replace(staging, final)
+            return final
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{name[:12]}-old-", dir=root))
+            os.replace(final, old / name)
+        os.replace(staging, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return final

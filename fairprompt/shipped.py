@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fairprompt.atomic import write_text
-from fairprompt.models.adapt import HISTORY_FILE, SHIPPED
+from fairprompt.models.adapt import SHIPPED
 
 SHIPPED_FILE = "shipped.json"
 COMPARED = ("test_accuracy", "test_auc", "demographic_parity_difference")
@@ -36,14 +36,14 @@ COMPARED = ("test_accuracy", "test_auc", "demographic_parity_difference")
 def prompt_specs(audits: Path) -> list[Path]:
     """The specs in ``audits`` whose model tunes a task prompt, one per prompt: a spec that tunes the same prompt
     as an earlier one (same task-prompt key, e.g. the audit with a mitigation added) is left out."""
-    from fairprompt.prepare import text_task
+    from fairprompt.tasks import load_task
     from fairprompt.spec import load_spec
 
     found, keys = [], set()
     for path in sorted(audits.glob("*.yaml")):
         spec = load_spec(path)
         if spec.model is not None and spec.model.kind == "frozen_text" and spec.model.task_prompt != "none":
-            key = text_task(spec).task_prompt_key()
+            key = load_task(spec).task_prompt_key()
             if key not in keys:
                 keys.add(key)
                 found.append(path)

@@ -24,14 +24,20 @@ mitigate fairij SPEC`` runs one on its own)::
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator,
+)
 
 from fairprompt.errors import FairpromptError, closest, did_you_mean
+from fairprompt.mitigation.registry import methods
 from fairprompt.results.model import MODEL_KINDS
 
 
@@ -188,106 +194,102 @@ class AuditSpec(_Strict):
         return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
-MITIGATIONS: tuple[str, ...] = ("fairij", "reprogram")
-"""Mitigation names a spec may give; the ones in :data:`NOT_YET` are refused with a clear error."""
-NOT_YET: dict[str, str] = {}
+class _ConfigBlock(_Strict):
+    """A spec block derived from a config dataclass (:func:`config_block`); :meth:`config` builds that dataclass,
+    whose ``__post_init__`` checks run when the spec is validated."""
 
-
-class AppendTrainingSpec(_Strict):
-    """How fairij's appended soft tokens are trained (mode append; the task prompt and head stay frozen)."""
-
-    max_epochs: int = Field(10, ge=1, description="upper limit of epochs")
-    patience: int = Field(3, ge=1, description="stop when validation loss has not improved for this many epochs")
-    batch_size: int = Field(32, ge=1, description="training batch size")
-    lr: float = Field(0.03, gt=0.0, description="learning rate of the appended tokens")
-
-
-class FairIJSpec(_Strict):
-    """FairIJ: score training rows by their influence on a validation fairness gap, down-weight the harmful
-    ones, and repair the task prompt without refitting (see fairprompt.mitigation.fairij)."""
-
-    name: Literal["fairij"] = Field("fairij", description="the mitigation (written by fairprompt, not by you)")
-    measure: Literal["demographic_parity", "equal_opportunity", "equalized_odds"] = Field(
-        "demographic_parity", description="the validation fairness gap to reduce")
-    mode: Literal["append", "ij"] = Field("append", description="append: train appended soft tokens on the "
-                                          "down-weighted rows; ij: one-step IJ update of the task prompt and head")
-    utility_budget: float = Field(0.01, ge=0.0, description="largest accepted rise of the validation loss")
-    max_fraction: float = Field(0.1, gt=0.0, le=1.0, description="largest share of training rows down-weighted")
-    group: str | None = Field(None, description="sensitive column whose gap is repaired (default: the first "
-                                                "audit.sensitive column)")
-    damping: float = Field(1e-3, gt=0.0, description="diagonal added to the Gauss-Newton matrix before the solve")
-    solver: Literal["auto", "cholesky", "cg"] = Field("auto", description="curvature solve: Cholesky of the dense "
-                                                      "matrix, matrix-free conjugate gradients, or auto (CG above "
-                                                      "8,192 prompt parameters)")
-    graded: bool = Field(False, description="graded weights instead of removing the top-k rows outright")
-    selection: Literal["actual", "predicted"] = Field("actual", description="choose k by the actual (one-step) or "
-                                                      "the predicted validation change")
-    append_tokens: int = Field(4, ge=1, le=64, description="soft tokens appended in mode append")
-    append_training: AppendTrainingSpec = Field(default_factory=AppendTrainingSpec)
-    seed: int = Field(0, description="seed of the appended tokens' initialisation and batch order")
-    verify: bool = Field(False, description="also fine-tune with the chosen rows removed and report predicted "
-                                            "against actual change (slow)")
-    verify_epochs: int = Field(3, ge=1, description="epochs of the verify fine-tuning")
-
-
-class ReprogramSpec(_Strict):
-    """FairReprogram: a fairness trigger (text tokens, a pixel border or patch) appended to every input of the
-    frozen model, trained per lambda; the operating point is chosen on the validation split (see
-    fairprompt.mitigation.reprogram)."""
-
-    name: Literal["reprogram"] = Field("reprogram", description="the mitigation (written by fairprompt, not by you)")
-    trigger: Literal["soft", "hard", "border", "patch"] | None = Field(
-        None, description="soft or hard tokens (text models), border or patch (image models); default soft / border")
-    tokens: int = Field(5, ge=1, description="trigger tokens (soft, hard)")
-    width: int = Field(4, ge=1, description="border width in pixels")
-    patch_size: int = Field(8, ge=1, description="side of the patch in pixels")
-    corner: Literal["top_left", "top_right", "bottom_left", "bottom_right"] = Field("bottom_right",
-                                                                                     description="corner of the patch")
-    measure: Literal["demographic_parity", "equalized_odds"] = Field("demographic_parity",
-                                                                     description="the gap the trigger removes")
-    objective: Literal["adversary", "surrogate"] = Field("surrogate", description="adversary (min-max against a group "
-                                                         "predictor) or surrogate (a squared-gap penalty)")
-    projection: bool = Field(False, description="adversary: project the task gradient (Zhang et al. 2018)")
-    lambdas: list[float] = Field(default_factory=lambda: [0.0, 1.0, 4.0, 16.0], description="the grid of fairness "
-                                 "weights, one trigger each (0 is the control)")
-    max_accuracy_drop: float = Field(0.02, ge=0.0, le=1.0, description="operating point: the smallest validation "
-                                     "gap with at most this much validation accuracy lost")
-    epochs: int = Field(3, ge=1, description="epochs per lambda")
-    batch_size: int = Field(64, ge=2, description="training batch size")
-    lr: float | None = Field(None, gt=0.0, description="learning rate (default 0.03 soft, 0.05 hard, 0.1 pixels)")
-    adversary_lr: float = Field(0.01, gt=0.0, description="learning rate of the adversary")
-    adversary_hidden: int = Field(32, ge=1, description="hidden units of the adversary")
-    temperature: float = Field(1.0, gt=0.0, description="surrogate: the gap is taken on sigmoid((margin - logit("
-                               "threshold)) / temperature); 1 is the favourable probability, smaller is closer to "
-                               "the decision")
-    tuning_split: Literal["train", "validation"] = Field("train", description="train triggers on the training split "
-                                                         "(choose on validation), or on half the validation split")
-    max_rows: int | None = Field(None, ge=10, description="train triggers on at most this many rows (seeded draw)")
-    group: str | None = Field(None, description="sensitive column whose gap is removed (default: the first "
-                                                "audit.sensitive column)")
-    seed: int = Field(0, description="seed of the trigger's initialisation and batch order")
-
-    @field_validator("lambdas")
-    @classmethod
-    def _lambdas(cls, value: list[float]) -> list[float]:
-        if not value:
-            raise ValueError("the lambda grid is empty; give one or more lambdas >= 0, e.g. [0, 1, 4, 16] (0 is the control)")
-        bad = [v for v in value if not v >= 0 or v == float("inf")]
-        if bad:
-            raise ValueError(f"lambda {bad[0]!r} is negative or not finite; every lambda must be a finite number >= 0")
-        return value
+    config_class: ClassVar[type]
 
     def config(self) -> Any:
-        """The :class:`fairprompt.mitigation.reprogram.ReprogramConfig` these settings describe."""
-        from fairprompt.mitigation.reprogram import ReprogramConfig
+        """The config dataclass these settings describe (nested blocks become nested dataclasses)."""
+        values = {}
+        for f in dataclasses.fields(self.config_class):
+            if f.metadata.get("spec", True):
+                value = getattr(self, f.name)
+                values[f.name] = value.config() if isinstance(value, _ConfigBlock) else value
+        return self.config_class(**values)
 
-        keys = ("trigger", "tokens", "width", "patch_size", "corner", "measure", "objective", "projection",
-                "max_accuracy_drop", "epochs", "batch_size", "lr", "adversary_lr", "adversary_hidden", "temperature",
-                "tuning_split", "max_rows", "seed")
-        return ReprogramConfig(lambdas=tuple(self.lambdas), **{k: getattr(self, k) for k in keys})
+    @model_validator(mode="after")
+    def _valid_config(self) -> _ConfigBlock:
+        try:
+            self.config()
+        except FairpromptError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
-Mitigation = Annotated[FairIJSpec | ReprogramSpec, Field(discriminator="name")]
+def _checker(check: Callable[[Any], None]) -> Callable[[Any, Any], Any]:
+    def validate(cls: Any, value: Any) -> Any:
+        try:
+            check(value)
+        except FairpromptError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    return validate
+
+
+def config_block(config_class: type, *, name: str, doc: str | None = None,
+                 extra: dict[str, tuple[Any, Any]] | None = None, before: dict[str, str] | None = None) -> type[_ConfigBlock]:
+    """A strict spec block with the keys, types, defaults and help text of ``config_class``'s fields (those whose
+    metadata does not say ``spec: False``), the bounds in their metadata (``ge``, ``gt``, ``le``, ``lt``) and
+    their ``check`` functions, and nested dataclass fields as nested blocks.  ``extra`` adds spec-only keys (name
+    -> (type, Field)), each placed before the field named in ``before`` (else first)."""
+    namespace = vars(sys.modules[config_class.__module__])
+    fields: dict[str, Any] = {}
+    validators: dict[str, Any] = {}
+    placed = {key: target for key, target in (before or {}).items()}
+    for key in extra or {}:
+        if key not in placed:
+            fields[key] = extra[key]  # type: ignore[index]
+    for f in dataclasses.fields(config_class):
+        for key, target in placed.items():
+            if target == f.name:
+                fields[key] = extra[key]  # type: ignore[index]
+        meta = f.metadata
+        if meta.get("spec", True) is False:
+            continue
+        annotation = eval(f.type, namespace) if isinstance(f.type, str) else f.type  # noqa: S307 (own annotations)
+        if dataclasses.is_dataclass(annotation):
+            block = config_block(annotation, name=f"{annotation.__name__}Spec", doc=annotation.__doc__)
+            fields[f.name] = (block, Field(default_factory=block, description=meta.get("help")))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        bounds = {k: meta[k] for k in ("ge", "gt", "le", "lt") if k in meta}
+        fields[f.name] = (annotation, Field(default, description=meta.get("help"), **bounds))
+        if "check" in meta:
+            validators[f"_check_{f.name}"] = field_validator(f.name)(_checker(meta["check"]))
+    for key, target in placed.items():
+        if key not in fields:
+            fields[key] = extra[key]  # type: ignore[index]
+    block = create_model(name, __base__=_ConfigBlock, __doc__=doc or config_class.__doc__, __validators__=validators,
+                         **fields)
+    block.config_class = config_class
+    return block
+
+
+def _repair_block(method: Any) -> type[_ConfigBlock]:
+    """A repair method's spec block: its name, its config's keys, and the group it repairs."""
+    extra = {
+        "name": (Literal[method.name], Field(method.name, description="the mitigation (written by fairprompt, not by you)")),
+        "group": (str | None, Field(None, description="sensitive column whose gap is repaired (default: the first "
+                                                      "audit.sensitive column)")),
+    }
+    doc = f"{(method.__doc__ or method.title).strip()} (see fairprompt.mitigation.{method.name}_method)"
+    name = f"{method.config_class.__name__.removesuffix('Config')}Spec"
+    return config_block(method.config_class, name=name, doc=doc, extra=extra,
+                        before={"group": method.group_before} if method.group_before else None)
+
+
+REPAIR_METHODS = methods()
+MITIGATIONS: tuple[str, ...] = tuple(REPAIR_METHODS)
+"""Mitigation names a spec may give."""
+REPAIR_BLOCKS: dict[str, type[_ConfigBlock]] = {name: _repair_block(m) for name, m in REPAIR_METHODS.items()}
+FairIJSpec = REPAIR_BLOCKS["fairij"]
+ReprogramSpec = REPAIR_BLOCKS["reprogram"]
+AppendTrainingSpec = FairIJSpec.model_fields["append_training"].annotation
+
+Mitigation = Annotated[Union[tuple(REPAIR_BLOCKS.values())], Field(discriminator="name")]  # noqa: UP007
 
 
 def _normalise_mitigation(item: Any) -> Any:
@@ -305,10 +307,8 @@ def _normalise_mitigation(item: Any) -> Any:
         shown = ", ".join(map(str, item)) if isinstance(item, dict) else type(item).__name__
         raise ValueError(f"a mitigation is a name, or one name mapped to its settings like {{fairij: {{mode: ij}}}}; "
                          f"got {shown}")
-    if name in NOT_YET:
-        raise ValueError(NOT_YET[name])
     if name not in MITIGATIONS:
-        raise ValueError(f"unknown mitigation {name!r}{did_you_mean(name, [m for m in MITIGATIONS if m not in NOT_YET])}")
+        raise ValueError(f"unknown mitigation {name!r}{did_you_mean(name, MITIGATIONS)}")
     if not isinstance(settings, dict):
         raise ValueError(f"the settings of {name} are a mapping like {{mode: ij, measure: equal_opportunity}}, "
                          f"not {settings!r}")
@@ -376,38 +376,16 @@ class Spec(_Strict):
             if names.count(name) > 1:
                 raise ValueError(f"'mitigations' lists {name} {names.count(name)} times; list each mitigation once "
                                  "(its outputs would overwrite each other)")
+        kind = self.model.kind if self.model is not None else None
+        task_prompt = kind == "frozen_text" and self.model.task_prompt != "none"  # type: ignore[union-attr]
         for index, m in enumerate(self.mitigations):
             key = f"mitigations[{index}].{m.name}"
-            if m.name == "reprogram":
-                self._check_reprogram(m, key)
-                continue
-            if self.model is None or self.model.kind != "frozen_text":
-                what = "a predictions file" if self.model is None else f"model.kind {self.model.kind}"
-                raise ValueError(f"'{key}' repairs the task prompt of a frozen_text model, but this spec audits {what}; "
-                                 "use model.kind frozen_text with a task_prompt, or remove the mitigation")
-            if self.model.task_prompt == "none":
-                raise ValueError(f"'{key}' repairs a task prompt, but model.task_prompt is none (a trained classifier "
-                                 "used as it is); give model.task_prompt, e.g. {tokens: 8}, or remove the mitigation")
+            REPAIR_METHODS[m.name].check_spec(model_kind=kind, task_prompt=task_prompt, config=m.config(), key=key)
             if m.group is not None and self.audit.sensitive and m.group not in self.audit.sensitive:
                 near = closest(m.group, self.audit.sensitive)
                 hint = f"; did you mean {near!r}?" if near else ""
                 raise ValueError(f"'{key}.group' is {m.group!r}, not one of the audit.sensitive columns "
                                  f"({', '.join(self.audit.sensitive)}){hint}")
-
-    def _check_reprogram(self, m: ReprogramSpec, key: str) -> None:
-        if self.model is None or self.model.kind == "logistic_regression":
-            what = "a predictions file" if self.model is None else "a logistic_regression model (a table, no input to prompt)"
-            raise ValueError(f"'{key}' appends a trigger to the inputs of a frozen_text or frozen_image model, but this "
-                             f"spec audits {what}; use such a model, or remove the mitigation")
-        allowed = ("soft", "hard") if self.model.kind == "frozen_text" else ("border", "patch")
-        if m.trigger is not None and m.trigger not in allowed:
-            raise ValueError(f"'{key}.trigger' is {m.trigger!r}, but a {self.model.kind} model takes "
-                             f"{' or '.join(allowed)} triggers")
-        if m.group is not None and self.audit.sensitive and m.group not in self.audit.sensitive:
-            near = closest(m.group, self.audit.sensitive)
-            hint = f"; did you mean {near!r}?" if near else ""
-            raise ValueError(f"'{key}.group' is {m.group!r}, not one of the audit.sensitive columns "
-                             f"({', '.join(self.audit.sensitive)}){hint}")
 
     def output_dir(self, override: str | Path | None = None, *, root: Path = Path("reports")) -> Path:
         """Where this spec writes: ``override``, else ``output``, else ``reports/NAME``."""

@@ -182,9 +182,9 @@ def test_two_processes_with_torchrun_predict_and_train(setup, tmp_path) -> None:
     params = trained.task_parameters()
     for p in params:
         p.requires_grad_(True)
-    from fairprompt.models.training import _accelerator
+    from fairprompt.models.training import make_accelerator
 
-    norm = mean_gradient_norm(accelerator=_accelerator(), model=trained,
+    norm = mean_gradient_norm(accelerator=make_accelerator(), model=trained,
                               forward=lambda m, b: m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]),
                               params=params, data=rows, batch_size=BATCH_SIZE * 2)
     assert fits[0]["final_mean_gradient_norm"] == pytest.approx(norm, rel=1e-4)

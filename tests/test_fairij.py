@@ -11,7 +11,6 @@ planted rows are the ones whose removal should close it.
 
 from __future__ import annotations
 
-import importlib
 import json
 import pathlib
 
@@ -20,19 +19,21 @@ import pytest
 import torch
 
 from fairprompt.errors import FairpromptError
-from fairprompt.mitigation import FairIJResult, fairij, train_appended_prompt
+from fairprompt.mitigation import AppendTraining, FairIJConfig, FairIJResult, fairij, train_appended_prompt
+from fairprompt.mitigation.fairij_method import selection
 from fairprompt.models.frozen import state_sha256
 from fairprompt.models.text import FrozenTextClassifier, TextRows
 from fairprompt.models.training import TrainConfig
 from fairprompt.prompts import SoftPrompt, load_prompt
 from factories import lbfgs_to_tolerance
 
-fairij_module = importlib.import_module("fairprompt.mitigation.fairij")  # the submodule (the package's name is the function)
 L2 = 1e-2
 GOOD = ["good", "great", "fine", "happy", "nice"]
 BAD = ["bad", "awful", "poor", "sad", "rude"]
 NOUNS = ["food", "staff", "room", "trip", "show"]
-QUICK_APPEND = TrainConfig(max_epochs=3, patience=2, batch_size=32, lr=5e-2, head_lr=None, seed=0)
+QUICK_APPEND = AppendTraining(max_epochs=3, patience=2, batch_size=32, lr=5e-2)
+QUICK_APPEND_TRAINING = TrainConfig(max_epochs=3, patience=2, batch_size=32, lr=5e-2, head_lr=None, seed=0)
+CALL = ("train_ids", "scores", "keep_scores", "output_dir", "progress")  # fairij's keywords; the rest is config
 
 
 def _texts(n: int, seed: int, *, planted: float) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -109,8 +110,10 @@ def _hashes(model: FrozenTextClassifier) -> tuple[str, list[str]]:
 
 def _run(biased, **kwargs) -> FairIJResult:
     model, train, validation, gv, _ = biased
+    call = {k: kwargs.pop(k) for k in CALL if k in kwargs}
     options = {"l2": L2, "append_training": QUICK_APPEND, "utility_budget": 0.02, "max_fraction": 0.2, **kwargs}
-    return fairij(model=model, train_rows=train, validation_rows=validation, validation_groups=gv, **options)
+    return fairij(model=model, train_rows=train, validation_rows=validation, validation_groups=gv,
+                  config=FairIJConfig(**options), **call)
 
 
 def test_selection_respects_the_budget_and_max_fraction_on_the_validation_split(biased) -> None:
@@ -118,7 +121,7 @@ def test_selection_respects_the_budget_and_max_fraction_on_the_validation_split(
     n = len(train)
     calls: list[str] = []
     result = _run(biased, mode="ij", progress=lambda what, done, total: calls.append(what))
-    assert result.rule == fairij_module.RULES["actual"] and result.selection == "actual" and calls
+    assert result.rule == selection.RULES["actual"] and result.selection == "actual" and calls
     chosen = result.chosen
     assert 0 < result.chosen_k <= 0.2 * n and chosen["k"] == result.chosen_k
     assert chosen["actual_dU"] <= 0.02 and chosen["feasible_actual"]
@@ -135,7 +138,7 @@ def test_selection_respects_the_budget_and_max_fraction_on_the_validation_split(
     # repaired model on them, and the first-order prediction tracks the one-step update on the way
     assert result.before["fairness"] == pytest.approx(result.influence["fairness"], abs=1e-10)
     assert result.curve[0]["k"] == 0 and result.curve[0]["actual_F"] == result.before["fairness"]
-    assert fairij_module._evaluate(result.repaired_model, validation, gv, "demographic_parity", None, 64)["fairness"] == \
+    assert selection.evaluate(result.repaired_model, validation, gv, "demographic_parity", None, 64)["fairness"] == \
         pytest.approx(chosen["actual_F"], abs=1e-10)
     small = [p for p in result.curve if 0 < p["k"] <= 0.05 * n]
     assert all(p["actual_dF"] == pytest.approx(p["predicted_dF"], rel=0.1) for p in small)
@@ -143,7 +146,7 @@ def test_selection_respects_the_budget_and_max_fraction_on_the_validation_split(
 
     # the first-order rule, a tighter share and a zero budget
     predicted = _run(biased, mode="ij", selection="predicted", max_fraction=0.05, utility_budget=0.005)
-    assert predicted.rule == fairij_module.RULES["predicted"]
+    assert predicted.rule == selection.RULES["predicted"]
     assert predicted.chosen["predicted_dU"] <= 0.005 and predicted.chosen_k <= 0.05 * n
     assert all(p["k"] <= 0.05 * n for p in predicted.curve)
     zero = _run(biased, mode="ij", utility_budget=0.0)
@@ -152,7 +155,7 @@ def test_selection_respects_the_budget_and_max_fraction_on_the_validation_split(
     # graded weights: proportional to I_F on the chosen rows, scaled so the predicted utility change meets the budget
     graded = _run(biased, mode="ij", graded=True, selection="predicted", utility_budget=0.01)
     a = graded.alphas
-    assert graded.weighting == fairij_module.GRADED_RULE and ((a >= 0) & (a <= 1)).all() and 0 < (a > 0).sum() <= 0.2 * n
+    assert graded.weighting == selection.GRADED_RULE and ((a >= 0) & (a <= 1)).all() and 0 < (a > 0).sum() <= 0.2 * n
     assert graded.chosen["predicted_dU"] <= 0.01 + 1e-12
     top = np.argsort(graded.influence_fairness)[0]
     flagged = np.flatnonzero(a > 0)
@@ -163,7 +166,7 @@ def test_selection_respects_the_budget_and_max_fraction_on_the_validation_split(
 def test_ij_mode_returns_a_new_model_that_is_fairer_on_validation(biased, tmp_path) -> None:
     model, train, validation, gv, planted = biased
     backbone, task = _hashes(model)
-    result = _run(biased, mode="ij", verify_epochs=10, output_dir=tmp_path)
+    result = _run(biased, mode="ij", verify=True, verify_epochs=10, output_dir=tmp_path)
     repaired = result.repaired_model
     assert repaired is not model and repaired.encoder is model.encoder  # shared, never copied
     assert _hashes(model) == (backbone, task)  # the input model is untouched
@@ -241,11 +244,12 @@ def test_bad_input_is_refused(biased, tiny_backbone) -> None:
             validation_groups=[])
     refused("one group label per validation row", validation_groups=gv[:-1])
     refused("one id per training row", train_ids=np.arange(len(train) - 1))
-    refused("utility_budget", utility_budget=-0.1)
-    refused("max_fraction", max_fraction=1.5)
-    refused("unknown fairness measure", measure="parity")
-    refused("unknown fairij mode", mode="refit")
-    refused("append_tokens", append_tokens=0)
+    for match, changes in (("utility_budget", {"utility_budget": -0.1}), ("max_fraction", {"max_fraction": 1.5}),
+                           ("unknown fairness measure", {"measure": "parity"}), ("unknown fairij mode", {"mode": "refit"}),
+                           ("append_tokens", {"append_tokens": 0})):
+        with pytest.raises(FairpromptError, match=match):  # the settings are checked when the config is made
+            FairIJConfig(**changes)
+    refused("FairIJConfig", config={"mode": "ij"})
     refused("training split is empty", train_rows=TextRows([], np.zeros(0, np.int64), np.zeros(0, np.float32), 0))
     trained = FrozenTextClassifier.from_trained_classifier(path=tiny_backbone)
     refused("task_prompt: none", model=trained)
@@ -264,8 +268,8 @@ def test_reused_scores_give_the_same_selection_without_scoring_again(biased) -> 
         moved = model.adapter_copy()
         with torch.no_grad():
             moved.task_parameters()[0].add_(0.01)
-        fairij(model=moved, train_rows=train, validation_rows=validation, validation_groups=gv, l2=L2, mode="ij",
-               scores=first.scores)
+        fairij(model=moved, train_rows=train, validation_rows=validation, validation_groups=gv,
+               config=FairIJConfig(l2=L2, mode="ij"), scores=first.scores)
 
 
 def test_train_appended_prompt_with_any_weights_leaves_the_input_alone(biased) -> None:
@@ -273,13 +277,40 @@ def test_train_appended_prompt_with_any_weights_leaves_the_input_alone(biased) -
     before = _hashes(model)
     weights = np.where(np.arange(len(train)) % 2 == 0, 2.0, 0.5)
     repaired, prompt, history = train_appended_prompt(model=model, train_rows=train, validation_rows=validation,
-                                                      weights=weights, tokens=3, config=QUICK_APPEND, seed=1)
+                                                      weights=weights, tokens=3, config=QUICK_APPEND_TRAINING, seed=1)
     assert _hashes(model) == before and len(model.prompts) == 0          # the input model is untouched
     assert _hashes(repaired) == before and list(repaired.prompts) == [prompt] and prompt.n_tokens == 3
     assert 1 <= len(history.epochs) and history.train_rows == len(train)
     control, control_prompt, _ = train_appended_prompt(model=model, train_rows=train, validation_rows=validation,
-                                                       tokens=3, config=QUICK_APPEND, seed=1)
+                                                       tokens=3, config=QUICK_APPEND_TRAINING, seed=1)
     assert not torch.equal(control_prompt.weight, prompt.weight)          # the weights changed what was learned
     for bad in (weights[:-1], -weights, np.full(len(train), np.nan)):
         with pytest.raises(FairpromptError, match="one finite weight >= 0 per training row"):
             train_appended_prompt(model=model, train_rows=train, validation_rows=validation, weights=bad)
+
+
+def test_config_refuses_bad_settings_with_one_sentence_each() -> None:
+    for match, changes in (
+        ("unknown fairij selection 'best'", {"selection": "best"}),
+        ("unknown curvature solver 'lu'", {"solver": "lu"}),
+        ("damping must be a finite number >= 0", {"damping": -1.0}),
+        ("l2 must be a finite number >= 0", {"l2": float("nan")}),
+        ("temperature must be a finite number > 0", {"temperature": 0.0}),
+        ("append_init is 'zeros'", {"append_init": "zeros"}),
+        ("verify epochs must be an integer >= 1", {"verify_epochs": 0}),
+        ("batch_size must be an integer >= 1", {"batch_size": 2.5}),
+        ("append_training must be an AppendTraining", {"append_training": {"max_epochs": 2}}),
+    ):
+        with pytest.raises(FairpromptError, match=match):
+            FairIJConfig(**changes)
+    with pytest.raises(FairpromptError, match=r"append_training\.patience must be an integer >= 1"):
+        AppendTraining(patience=0)
+    with pytest.raises(FairpromptError, match=r"append_training\.lr must be a finite number > 0"):
+        AppendTraining(lr=0.0)
+    # the defaults are the documented ones, and the appended tokens train as the trainer's default says
+    config = FairIJConfig()
+    assert (config.mode, config.measure, config.damping, config.append_tokens, config.verify) == \
+        ("append", "demographic_parity", 1e-3, 4, False)
+    from fairprompt.mitigation.fairij_method.repair import DEFAULT_APPEND_TRAINING
+
+    assert config.append_training.train_config() == DEFAULT_APPEND_TRAINING

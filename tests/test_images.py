@@ -396,7 +396,7 @@ def test_pixel_prompt_training_through_the_shared_trainer_leaves_backbone_unchan
 
     from fairprompt.models import PromptedModel
     from fairprompt.models.training import TrainConfig, train
-    from fairprompt.prepare import ImageRows
+    from fairprompt.models.image import ImageRows
     from fairprompt.prompts import PixelBorder, PixelBorderConfig
 
     monkeypatch.setenv("FAIRPROMPT_CACHE", str(tmp_path))

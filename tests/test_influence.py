@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from fairprompt.errors import FairpromptError
-from fairprompt.mitigation.influence import (
+from fairprompt.mitigation.fairij_method.influence import (
     CURVATURE_NAME, MarginJacobian, fairness_surrogate, fit_logistic, gauss_newton, ij_update, influence_scores,
     logistic_margins, parameter_change, predicted_change, prompt_margins, score_prompt, validation_loss,
 )
@@ -175,7 +175,7 @@ def test_singular_curvature_raises_damping_and_reports_it() -> None:
 
 
 def test_conjugate_gradient_solve_matches_cholesky(logistic, monkeypatch: pytest.MonkeyPatch) -> None:
-    import fairprompt.mitigation.influence as influence
+    import fairprompt.mitigation.fairij_method.curvature as curvature
 
     X, y, Xv, yv, gv, w, b = logistic
     train = logistic_margins(features=X, weight=w, bias=b)
@@ -183,15 +183,15 @@ def test_conjugate_gradient_solve_matches_cholesky(logistic, monkeypatch: pytest
     common = dict(train=train, train_labels=y, validation=validation, validation_labels=yv, groups=gv, l2=L2, damping=1e-6)
     dense = influence_scores(**common, solver="cholesky")
     cg = influence_scores(**common, solver="cg")
-    assert dense.curvature == CURVATURE_NAME and cg.curvature == influence.CG_NAME and cg.eigen == {}
-    assert cg.solver_info["probe_residual"] <= influence.CG_TOLERANCE and cg.solver_info["probe_iterations"] >= 1
+    assert dense.curvature == CURVATURE_NAME and cg.curvature == curvature.CG_NAME and cg.eigen == {}
+    assert cg.solver_info["probe_residual"] <= curvature.CG_TOLERANCE and cg.solver_info["probe_iterations"] >= 1
     np.testing.assert_allclose(cg.influence_fairness, dense.influence_fairness, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(cg.influence_utility, dense.influence_utility, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(parameter_change(scores=cg, rows=[0, 3, 7]).numpy(),
                                parameter_change(scores=dense, rows=[0, 3, 7]).numpy(), rtol=1e-6, atol=1e-12)
     # "auto" picks the matrix-free solve above the dense limit
-    monkeypatch.setattr(influence, "DENSE_MAX_PARAMETERS", train.p - 1)
-    assert influence_scores(**common).curvature == influence.CG_NAME
+    monkeypatch.setattr(curvature, "DENSE_MAX_PARAMETERS", train.p - 1)
+    assert influence_scores(**common).curvature == curvature.CG_NAME
     # a singular GGN with zero damping: CG raises the damping and says so, no NaN
     Xs, ys, gs = _tabular(120, 3)
     Xs = np.column_stack([Xs, Xs[:, 0], np.zeros(len(ys))])  # a duplicated feature and a zero-variance one

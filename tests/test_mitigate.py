@@ -95,9 +95,9 @@ def tiny(mitigations: list | None = None, **changes) -> dict:
 
 
 def _train_rows(spec_path: Path) -> np.ndarray:
-    from fairprompt.prepare import text_task
+    from fairprompt.tasks import load_task
 
-    return text_task(load_spec(spec_path)).splits.train
+    return load_task(load_spec(spec_path)).splits.train
 
 
 def _positives_by_group(audit: dict) -> dict:
@@ -213,7 +213,7 @@ def test_a_failing_mitigation_keeps_the_before_audit(tmp_path: Path, monkeypatch
     def diverged(**_: object) -> None:
         raise FairpromptError("the one-step update diverged; raise fairij damping")
 
-    monkeypatch.setattr(importlib.import_module("fairprompt.mitigation.fairij"), "fairij", diverged)
+    monkeypatch.setattr(importlib.import_module("fairprompt.mitigation.fairij_method.repair"), "fairij", diverged)
     spec = write_spec(tmp_path, tiny(["fairij"]))
     out = tmp_path / "out"
     code, _, err = run("audit", str(spec), "--out", str(out))
@@ -276,7 +276,7 @@ REPROGRAM_QUICK = {"tokens": 2, "lambdas": [0, 2], "epochs": 1, "batch_size": 16
 def test_audit_with_reprogram_then_mitigate_reuses_the_before_audit(tmp_path: Path) -> None:
     from fairprompt.mitigation import load_trigger
     from fairprompt.models.text import FrozenTextClassifier
-    from fairprompt.prepare import text_model, text_task
+    from fairprompt.tasks import load_task
 
     spec = write_spec(tmp_path, tiny([{"reprogram": REPROGRAM_QUICK}]))
     out = tmp_path / "out"
@@ -309,8 +309,8 @@ def test_audit_with_reprogram_then_mitigate_reuses_the_before_audit(tmp_path: Pa
     assert saved["trigger_kind"] == "soft" and saved["chosen_lambda"] == 2.0 and saved["group"] == "sex"
     assert (out / "reprogram" / "trigger.safetensors").is_file()
     loaded = load_spec(spec)
-    task = text_task(loaded)
-    model, _ = text_model(loaded, task)
+    task = load_task(loaded)
+    model, _ = task.load_model()
     assert isinstance(model, FrozenTextClassifier) and not list(model.prompts)
     triggered = load_trigger(model, out / "reprogram" / "trigger.json")
     test = task.splits.test
@@ -448,8 +448,8 @@ def test_running_a_spec_again_reuses_the_audit_and_finished_mitigations(tmp_path
     def must_not_run(**_: object) -> None:
         raise AssertionError("a reused mitigation ran again")
 
-    fairij_module = importlib.import_module("fairprompt.mitigation.fairij")
-    reprogram_module = importlib.import_module("fairprompt.mitigation.reprogram")
+    fairij_module = importlib.import_module("fairprompt.mitigation.fairij_method.repair")
+    reprogram_module = importlib.import_module("fairprompt.mitigation.reprogram_method.repair")
     originals = fairij_module.fairij, reprogram_module.reprogram
     monkeypatch.setattr(fairij_module, "fairij", must_not_run)
     monkeypatch.setattr(reprogram_module, "reprogram", must_not_run)
@@ -490,7 +490,7 @@ def test_a_failed_mitigation_does_not_stop_the_next_one(tmp_path: Path, monkeypa
     def diverged(**_: object) -> None:
         raise FairpromptError("the one-step update diverged; raise fairij damping")
 
-    fairij_module = importlib.import_module("fairprompt.mitigation.fairij")
+    fairij_module = importlib.import_module("fairprompt.mitigation.fairij_method.repair")
     original = fairij_module.fairij
     monkeypatch.setattr(fairij_module, "fairij", diverged)
     spec = write_spec(tmp_path, tiny(BOTH))

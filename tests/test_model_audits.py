@@ -242,16 +242,16 @@ def test_reference_typo_is_caught_before_training(tmp_path: Path) -> None:
 def test_shipped_task_prompts_match_the_embedded_specs() -> None:
     """Each text spec in audits/ finds its shipped prompt by the key a run computes, so demos never retrain."""
     from fairprompt.models.adapt import SHIPPED
-    from fairprompt.prepare import text_task
+    from fairprompt.tasks import load_task
     from fairprompt.shipped import SHIPPED_FILE, prompt_specs
 
     specs = prompt_specs(Path("audits"))
     assert {p.stem for p in specs} == {"adult_income", "compas_recidivism", "identity_toxicity"}
     # adult_income_fairij tunes the same prompt as adult_income: it finds the same shipped prompt
-    fairij = text_task(load_spec(Path("audits/adult_income_fairij.yaml"))).task_prompt_key()
-    assert fairij == text_task(load_spec(Path("audits/adult_income.yaml"))).task_prompt_key()
+    fairij = load_task(load_spec(Path("audits/adult_income_fairij.yaml"))).task_prompt_key()
+    assert fairij == load_task(load_spec(Path("audits/adult_income.yaml"))).task_prompt_key()
     for path in specs:
-        key = text_task(load_spec(path)).task_prompt_key()
+        key = load_task(load_spec(path)).task_prompt_key()
         folder = SHIPPED / key
         assert (folder / SHIPPED_FILE).is_file(), f"{path.name}: no shipped prompt for key {key[:12]}; run make artifacts"
         assert json.loads((folder / SHIPPED_FILE).read_text())["spec"] == path.name

@@ -1,4 +1,4 @@
-"""FairReprogram (fairprompt.mitigation.reprogram): the gap, the selector's projection, the surrogate, the
+"""FairReprogram (fairprompt.mitigation.reprogram_method): the selector's projection, the surrogate, the
 operating-point rule, and triggers trained on real frozen models.
 
 Text: the embedded all-MiniLM-L6-v2 backbone with a 4-token task prompt and head (max_length 32, short
@@ -10,34 +10,29 @@ validation split (``tuning_split="validation"``).  One epoch per trigger, one or
 from __future__ import annotations
 
 import base64
-import importlib
 import io
 import json
 
 import numpy as np
 import pytest
 import torch
-from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+from fairlearn.metrics import demographic_parity_difference
 
 from fairprompt.errors import FairpromptError
-from fairprompt.mitigation.reprogram import (
-    ReprogramConfig,
-    _project_simplex,
+from fairprompt.mitigation import ReprogramConfig, load_trigger, reprogram
+from fairprompt.mitigation.reprogram_method import repair, selection, training
+from fairprompt.mitigation.reprogram_method.objective import surrogate_gap
+from fairprompt.mitigation.reprogram_method.selection import choose, pareto_flags
+from fairprompt.mitigation.reprogram_method.triggers import (
     check_image_trigger,
     check_text_trigger,
-    choose,
-    gap,
-    load_trigger,
-    pareto_flags,
-    reprogram,
-    surrogate_gap,
+    project_simplex,
     word_candidates,
 )
 from fairprompt.models.frozen import state_sha256
 from fairprompt.models.text import FrozenTextClassifier, TextRows
 from fairprompt.prompts import PixelBorder, PixelPatch, SoftPrompt, SoftPromptConfig, load_prompt
 
-rp = importlib.import_module("fairprompt.mitigation.reprogram")  # the submodule (the package's name is the function)
 IMAGE = 16
 GOOD = ["good", "great", "fine", "nice"]
 BAD = ["bad", "awful", "poor", "rude"]
@@ -77,7 +72,7 @@ def text():
 def image():
     from fairprompt.datasets.colored_digits import generate
     from fairprompt.models.image import fixture_classifier
-    from fairprompt.prepare import ImageRows
+    from fairprompt.models.image import ImageRows
 
     data = generate(image_size=IMAGE)
     model, _ = fixture_classifier(data=data, epochs=2, cache=False)
@@ -105,26 +100,6 @@ def _task_hashes(model: FrozenTextClassifier) -> list[str]:
     return [state_sha256({"p": p.detach()}) for p in model.task_parameters()]
 
 
-# ------------------------------------------------------------------------------------------ gap = fairlearn
-@pytest.mark.parametrize("n_groups", [2, 3])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_gap_equals_fairlearn(n_groups: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    n = 300
-    groups = np.array(["a", "b", "c"])[rng.integers(0, n_groups, n)]
-    y_true = rng.integers(0, 2, n)
-    y_pred = (rng.random(n) < np.where(groups == "a", 0.7, 0.4)).astype(int)  # a real gap for group a
-    dp = gap(y_true=y_true, y_pred=y_pred, groups=groups, measure="demographic_parity")
-    eo = gap(y_true=y_true, y_pred=y_pred, groups=groups, measure="equalized_odds")
-    assert dp == pytest.approx(demographic_parity_difference(y_true, y_pred, sensitive_features=groups), abs=1e-12)
-    assert eo == pytest.approx(equalized_odds_difference(y_true, y_pred, sensitive_features=groups), abs=1e-12)
-    assert dp > 0.1 and eo > 0.1
-    # one group: no gap
-    one = np.full(n, "a")
-    assert gap(y_true=y_true, y_pred=y_pred, groups=one, measure="demographic_parity") == 0.0
-    assert gap(y_true=y_true, y_pred=y_pred, groups=one, measure="equalized_odds") == 0.0
-
-
 # ----------------------------------------------------------------------------------------- simplex projection
 def _reference_projection(v: np.ndarray) -> np.ndarray:
     """Bisection on theta with sum(max(v - theta, 0)) = 1 (independent of the sort-based algorithm)."""
@@ -145,7 +120,7 @@ def test_project_simplex_matches_a_reference_and_keeps_simplex_points() -> None:
     rng = np.random.default_rng(0)
     rows = np.concatenate([rng.normal(0, 1, (20, 7)), rng.normal(0, 10, (5, 7)), rng.uniform(-5, -1, (3, 7)),
                            np.zeros((1, 7)), np.full((1, 7), 3.0), np.eye(7)[:1] * 4.0])
-    projected = _project_simplex(torch.from_numpy(rows)).numpy()
+    projected = project_simplex(torch.from_numpy(rows)).numpy()
     assert (projected >= 0).all()
     np.testing.assert_allclose(projected.sum(axis=1), 1.0, atol=1e-12)
     np.testing.assert_allclose(projected, _reference_projection(rows), atol=1e-9)
@@ -158,7 +133,7 @@ def test_project_simplex_matches_a_reference_and_keeps_simplex_points() -> None:
     # points already on the simplex (vertices, the centre, random interior and face points) are left alone
     on = np.concatenate([np.eye(7), np.full((1, 7), 1 / 7), rng.dirichlet(np.ones(7), size=10),
                          np.array([[0.5, 0.5, 0, 0, 0, 0, 0]])])
-    np.testing.assert_allclose(_project_simplex(torch.from_numpy(on)).numpy(), on, atol=1e-12)
+    np.testing.assert_allclose(project_simplex(torch.from_numpy(on)).numpy(), on, atol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------ surrogate
@@ -248,7 +223,7 @@ def test_image_trigger_on_colored_digits(image, kind: str, tmp_path) -> None:
     # the trigger trained (zeros init: a grey 0.5 frame or patch before training)
     assert any(p.abs().max() > 0 for p in result.trigger.parameters())
     # tuning on halves of the validation split, stratified by (group, label); the test split is not involved
-    fit, select = rp._stratified_half(vg, validation.labels, 0)
+    fit, select = selection.stratified_half(vg, validation.labels, 0)
     assert not set(fit) & set(select) and len(fit) + len(select) == len(validation)
     assert result.tuning["fit_rows"] == len(fit) and result.tuning["selection_rows"] == len(select)
     for group in np.unique(vg):
@@ -417,13 +392,13 @@ class _Stop(Exception):
 
 
 def test_a_loss_that_is_not_finite_stops_training_at_the_last_good_trigger(image, monkeypatch) -> None:
-    original = rp._task_loss
+    original = training._task_loss
     settings = {"trigger": "border", "lambdas": (1.0,), "batch_size": 32}
 
     # the trigger after two steps: stop the run at the third loss and read the trigger being trained
     built = []
-    build = rp._build
-    monkeypatch.setattr(rp, "_build", lambda *a, **k: built.append(build(*a, **k)) or built[-1])
+    build = repair.build
+    monkeypatch.setattr(repair, "build", lambda *a, **k: built.append(build(*a, **k)) or built[-1])
     calls = {"n": 0}
 
     def stop(logits, labels):
@@ -432,7 +407,7 @@ def test_a_loss_that_is_not_finite_stops_training_at_the_last_good_trigger(image
             raise _Stop
         return original(logits, labels)
 
-    monkeypatch.setattr(rp, "_task_loss", stop)
+    monkeypatch.setattr(training, "_task_loss", stop)
     with pytest.raises(_Stop):
         _run_image(image, **settings)
     after_two = [p.detach().clone() for p in built[-1].trigger.parameters()]
@@ -446,7 +421,7 @@ def test_a_loss_that_is_not_finite_stops_training_at_the_last_good_trigger(image
         loss = original(logits, labels)
         return loss * float("nan") if calls["n"] >= 3 else loss
 
-    monkeypatch.setattr(rp, "_task_loss", nan_from_third)
+    monkeypatch.setattr(training, "_task_loss", nan_from_third)
     result = _run_image(image, **settings)
     assert calls["n"] == 3  # training stopped at the bad step
     (point,) = result.points
@@ -479,23 +454,22 @@ def test_adversary_objective(image, projection: bool, measure: str) -> None:
 
 
 def test_subsample_is_stratified_and_keeps_every_group_and_label() -> None:
-    from fairprompt.mitigation.reprogram import _subsample
+    from fairprompt.mitigation.reprogram_method.selection import subsample
 
     rng = np.random.default_rng(0)
     groups = np.array(["a"] * 900 + ["b"] * 90 + ["c"] * 10)
     labels = rng.integers(0, 2, groups.size)
     labels[-10:] = [0, 1] * 5  # the small group has both labels, at the very end of the rows
-    picked = _subsample(groups, labels, 100, seed=3)
+    picked = subsample(groups, labels, 100, seed=3)
     assert picked.size == 100 and np.unique(picked).size == 100 and (np.diff(picked) > 0).all()
     kept = {(g, int(y)) for g, y in zip(groups[picked], labels[picked])}
     assert kept == {(g, int(y)) for g, y in zip(groups, labels)}, "every (group, label) keeps a row"
     assert 80 <= (groups[picked] == "a").sum() <= 92  # about its 90% share
-    assert np.array_equal(picked, _subsample(groups, labels, 100, seed=3))  # seeded
-    assert np.array_equal(_subsample(groups, labels, 5000, seed=0), np.arange(groups.size))
+    assert np.array_equal(picked, subsample(groups, labels, 100, seed=3))  # seeded
+    assert np.array_equal(subsample(groups, labels, 5000, seed=0), np.arange(groups.size))
 
 
 def test_temperature_one_is_the_favourable_probability_and_smaller_sharpens() -> None:
-    from fairprompt.mitigation.reprogram import ReprogramConfig
     from fairprompt.spec import ReprogramSpec
 
     logits = torch.tensor([[0.3, 1.5], [2.0, -1.0], [0.0, 0.1]])

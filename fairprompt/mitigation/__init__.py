@@ -1,16 +1,20 @@
-"""Mitigations that repair a frozen model through prompts only.
+"""Repairs of a frozen model through prompts only; one package per method.
 
-``influence``: the influence core of FairIJ (per-row influence of training rows on a fairness
-surrogate through the task prompt and head; the one-step infinitesimal-jackknife update).
-``fairij``: FairIJ's selection (on the validation split) and repair (appended soft prompt, or the
-one-step update of the task prompt and head), with an optional paired-refit check (``verify_fairij``), and
-``train_appended_prompt`` (the append repair with any row weights).
-``reprogram``: FairReprogram, a fairness trigger (text tokens, a pixel border or patch) trained per lambda
-against an adversary or a gap penalty, with the Pareto front and a stated operating-point rule; ``load_trigger``
-attaches a saved trigger to a frozen model.
+``fairij_method``: FairIJ, which scores every training row by its influence on a validation fairness gap
+through the task prompt and head (the infinitesimal-jackknife core: ``influence``, ``curvature``,
+``objective``), chooses on the validation split which rows to down-weight, and repairs the task prompt
+(appended soft tokens, or the one-step update); :func:`fairij` with a :class:`FairIJConfig`,
+:func:`train_appended_prompt` (the append repair with any row weights) and :func:`verify_fairij` (paired
+refits).
+``reprogram_method``: FairReprogram, a fairness trigger (text tokens, a pixel border or patch) trained per
+lambda against an adversary or a gap penalty, with the Pareto front and a stated operating-point rule:
+:func:`reprogram` with a :class:`ReprogramConfig`; :func:`load_trigger` attaches a saved trigger to a frozen
+model.
 ``baselines``: the reference mitigations they are compared with (reweighing weights, fairlearn's
 ``ThresholdOptimizer`` on scores).
-Imported lazily so that ``import fairprompt.mitigation`` does not load torch.
+``registry``: the methods a spec can name, and what each provides to the pipeline.
+
+The names below are imported on first use, so that ``import fairprompt.mitigation`` does not load torch.
 """
 
 from __future__ import annotations
@@ -18,32 +22,38 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_INFLUENCE = (
-    "InfluenceScores", "MarginJacobian", "Curvature", "Surrogate", "fairness_surrogate", "fit_logistic", "gauss_newton",
-    "ij_update", "influence_scores", "logistic_margins", "parameter_change", "predicted_change", "prompt_margins",
-    "score_prompt", "validation_loss",
-)
-_FAIRIJ = {"fairij": "fairij", "FairIJResult": "FairIJResult", "FairIJVerification": "FairIJVerification",
-           "verify_fairij": "verify", "train_appended_prompt": "train_appended_prompt"}
-_BASELINES = ("reweighing_weights", "threshold_optimizer")
-_REPROGRAM = {"reprogram": "reprogram", "ReprogramConfig": "ReprogramConfig", "ReprogramResult": "ReprogramResult",
-              "load_trigger": "load_trigger"}
+_INFLUENCE = "fairprompt.mitigation.fairij_method.influence"
+_EXPORTS: dict[str, tuple[str, str]] = {
+    **{name: (_INFLUENCE, name) for name in (
+        "InfluenceScores", "MarginJacobian", "Curvature", "Surrogate", "fairness_surrogate", "fit_logistic",
+        "gauss_newton", "ij_update", "influence_scores", "logistic_margins", "parameter_change", "predicted_change",
+        "prompt_margins", "score_prompt", "validation_loss")},
+    "fairij": ("fairprompt.mitigation.fairij_method.repair", "fairij"),
+    "train_appended_prompt": ("fairprompt.mitigation.fairij_method.repair", "train_appended_prompt"),
+    "FairIJConfig": ("fairprompt.mitigation.fairij_method.config", "FairIJConfig"),
+    "AppendTraining": ("fairprompt.mitigation.fairij_method.config", "AppendTraining"),
+    "FairIJResult": ("fairprompt.mitigation.fairij_method.result", "FairIJResult"),
+    "FairIJVerification": ("fairprompt.mitigation.fairij_method.result", "FairIJVerification"),
+    "verify_fairij": ("fairprompt.mitigation.fairij_method.verify", "verify"),
+    "reprogram": ("fairprompt.mitigation.reprogram_method.repair", "reprogram"),
+    "ReprogramConfig": ("fairprompt.mitigation.reprogram_method.config", "ReprogramConfig"),
+    "ReprogramResult": ("fairprompt.mitigation.reprogram_method.result", "ReprogramResult"),
+    "load_trigger": ("fairprompt.mitigation.reprogram_method.artifact", "load_trigger"),
+    "reweighing_weights": ("fairprompt.mitigation.baselines", "reweighing_weights"),
+    "threshold_optimizer": ("fairprompt.mitigation.baselines", "threshold_optimizer"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _INFLUENCE:
-        return getattr(importlib.import_module("fairprompt.mitigation.influence"), name)
-    if name in _BASELINES:
-        return getattr(importlib.import_module("fairprompt.mitigation.baselines"), name)
-    if name in _FAIRIJ:
-        module = importlib.import_module("fairprompt.mitigation.fairij")
-        globals()["fairij"] = module.fairij  # importing the submodule bound its name here; the public name is the function
-        return getattr(module, _FAIRIJ[name])
-    if name in _REPROGRAM:
-        module = importlib.import_module("fairprompt.mitigation.reprogram")
-        globals()["reprogram"] = module.reprogram  # as for fairij: the public name is the function
-        return getattr(module, _REPROGRAM[name])
-    raise AttributeError(f"module 'fairprompt.mitigation' has no attribute {name!r}")
+    """PEP 562: the public names, imported from their module on first use."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fairprompt.mitigation' has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    return getattr(importlib.import_module(module), attribute)
 
 
-__all__ = [*_INFLUENCE, *_FAIRIJ, *_BASELINES, *_REPROGRAM]
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = sorted(_EXPORTS)

@@ -3,7 +3,7 @@
 - :func:`reweighing_weights`: the pre-processing weights of Kamiran and Calders (AIF360 ``Reweighing``),
   ``w(g, y) = P(g) P(y) / P(g, y)``, which make the group and the label independent in the weighted
   training data.  Used to re-tune a prompt (for example with
-  :func:`fairprompt.mitigation.fairij.train_appended_prompt`).  Computed here for any number of groups;
+  :func:`fairprompt.mitigation.train_appended_prompt`).  Computed here for any number of groups;
   for two groups the values equal AIF360's (``tests/test_baselines.py`` checks it).
 - :func:`threshold_optimizer`: fairlearn's ``ThresholdOptimizer`` (Hardt, Price and Srebro post-processing)
   fitted on one split's scores and applied to another's.  It needs the group at prediction time, which the

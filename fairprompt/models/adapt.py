@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -27,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fairprompt.atomic import write_text
+from fairprompt.atomic import replace_dir, write_text
 from fairprompt.cache import cache_dir, cache_key
 from fairprompt.errors import FairpromptError
 from fairprompt.models.backbones import backbone_fingerprint, resolve_backbone
@@ -86,7 +83,9 @@ def task_prompt_key(*, settings: TaskPromptSettings, train_texts: Sequence[str],
     })
 
 
-def _find(key: str, *, shipped: bool = True) -> Path | None:
+def find_task_prompt(key: str, *, shipped: bool = True) -> Path | None:
+    """The folder of the task prompt with cache key ``key``: in the cache, else (``shipped``) among the prompts
+    shipped with fairprompt; None when neither has it."""
     for root in (cache_dir("task_prompts"), SHIPPED) if shipped else (cache_dir("task_prompts"),):
         candidate = root / key
         if (candidate / HISTORY_FILE).is_file():
@@ -95,22 +94,14 @@ def _find(key: str, *, shipped: bool = True) -> Path | None:
 
 
 def _store(model: FrozenTextClassifier, history: dict[str, Any], key: str) -> Path:
-    """Save into the cache atomically: a temporary directory beside the target, then one rename."""
-    root = cache_dir("task_prompts")
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / key
-    staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=root))
-    try:
+    """Save into the cache atomically (:func:`fairprompt.atomic.replace_dir`); a prompt another run stored under
+    the same key first is kept."""
+
+    def fill(staging: Path) -> None:
         model.save(staging)
         write_text(staging / HISTORY_FILE, json.dumps(history, indent=2, default=float) + "\n")
-        try:
-            os.replace(staging, target)
-        except OSError:  # another run stored the same key first
-            shutil.rmtree(staging, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    return replace_dir(cache_dir("task_prompts"), key, fill, overwrite=False)
 
 
 def task_text_classifier(
@@ -127,7 +118,7 @@ def task_text_classifier(
     """
     key = task_prompt_key(settings=settings, train_texts=train_texts, train_labels=train_labels,
                           validation_texts=validation_texts, validation_labels=validation_labels)
-    found = _find(key, shipped=use_shipped) if use_cache else None
+    found = find_task_prompt(key, shipped=use_shipped) if use_cache else None
     if found is not None:
         try:
             record = json.loads((found / HISTORY_FILE).read_text(encoding="utf-8"))

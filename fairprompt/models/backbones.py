@@ -23,7 +23,6 @@ from urllib.parse import urlparse
 
 from fairprompt.errors import FairpromptError
 
-DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
 
 

@@ -49,3 +49,9 @@ def state_sha256(module: nn.Module | dict[str, torch.Tensor]) -> str:
         digest.update(str(tuple(tensor.shape)).encode("ascii"))
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def adapter_sha256(model: nn.Module) -> str | None:
+    """sha256 of a model's task adapter (the task prompt and head of a text model), or None when it has none."""
+    parameters = model.task_parameters() if hasattr(model, "task_parameters") else []
+    return state_sha256({str(i): p for i, p in enumerate(parameters)}) if parameters else None

@@ -60,7 +60,7 @@ from fairprompt.errors import FairpromptError, did_you_mean
 from fairprompt.models.frozen import freeze, state_sha256, total_parameters
 
 __all__ = [
-    "FIXTURE_ARCHITECTURE", "IMAGENET_MEAN", "IMAGENET_STD", "FrozenImageClassifier", "build_backbone",
+    "FIXTURE_ARCHITECTURE", "IMAGENET_MEAN", "IMAGENET_STD", "FrozenImageClassifier", "ImageRows", "build_backbone",
     "fixture_classifier", "fixture_cnn", "from_torchvision", "images_to_tensor", "load_classifier", "save_classifier",
 ]
 
@@ -168,6 +168,25 @@ def _device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+class ImageRows:
+    """uint8 images [N, H, W, C] with labels, as a ``BatchSource`` for Accelerate training and prediction."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def lengths(self) -> np.ndarray:
+        return np.zeros(len(self), dtype=np.int64)
+
+    def collate(self, indices: Sequence[int]) -> dict[str, Any]:
+        index = np.asarray(indices, dtype=np.int64)
+        return {"images": images_to_tensor(self.images[index]), "labels": torch.as_tensor(self.labels[index]),
+                "weights": torch.ones(index.size), "index": torch.as_tensor(index)}
 
 
 class FrozenImageClassifier(nn.Module):

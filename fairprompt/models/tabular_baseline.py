@@ -35,7 +35,8 @@ class BaselinePredictions:
     description: dict[str, object] = field(default_factory=dict)
 
 
-def _design(frame: pd.DataFrame, features: Sequence[str]) -> ColumnTransformer:
+def design(frame: pd.DataFrame, features: Sequence[str]) -> ColumnTransformer:
+    """The feature transform of the baseline: numeric columns standardised, the others one-hot encoded."""
     numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
     categorical = [c for c in features if c not in numeric]
     return ColumnTransformer([
@@ -71,7 +72,7 @@ def train_and_predict(
         raise FairpromptError("the model has no feature columns; list some in model.features")
     index = np.arange(len(frame))
     train, test = train_test_split(index, test_size=test_size, random_state=seed, stratify=y)
-    model = Pipeline([("design", _design(frame, features)), ("classifier", LogisticRegression(max_iter=2000))])
+    model = Pipeline([("design", design(frame, features)), ("classifier", LogisticRegression(max_iter=2000))])
     model.fit(frame.iloc[train][list(features)], y[train])
     score = model.predict_proba(frame.iloc[test][list(features)])[:, 1]
     return BaselinePredictions(
@@ -105,7 +106,7 @@ def reference_scores(
     """
     from sklearn.metrics import roc_auc_score
 
-    model = Pipeline([("design", _design(frame, features)), ("classifier", LogisticRegression(max_iter=2000))])
+    model = Pipeline([("design", design(frame, features)), ("classifier", LogisticRegression(max_iter=2000))])
     model.fit(frame.iloc[train][list(features)], y[train])
     score = model.predict_proba(frame.iloc[test][list(features)])[:, 1]
     return {

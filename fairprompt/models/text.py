@@ -427,19 +427,20 @@ class FrozenTextClassifier(nn.Module):
         head = list(self.head().parameters())
         groups = [{"params": [self.task_prompt_embedding()], "lr": config.lr},
                   {"params": head, "lr": config.head_lr or config.lr}]
-        return train(model=self, forward=_forward, param_groups=groups, train_data=train_rows, validation_data=validation_rows,
+        return train(model=self, forward=text_forward, param_groups=groups, train_data=train_rows, validation_data=validation_rows,
                      config=config, progress=progress)
 
     def predict_proba(self, rows: TextRows | Sequence[str], *, batch_size: int = 64, progress: Progress | None = None,
                       shard_log: list[int] | None = None) -> np.ndarray:
         """Class probabilities [n, num_labels], in row order."""
         data = rows if isinstance(rows, TextRows) else self.encode(rows)
-        logits = predict_logits(model=self, forward=_forward, data=data, batch_size=batch_size, progress=progress,
+        logits = predict_logits(model=self, forward=text_forward, data=data, batch_size=batch_size, progress=progress,
                                 shard_log=shard_log)
         return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
 
-def _forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def text_forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits of a text model for a collated batch of :class:`TextRows` (the ``forward`` the trainer takes)."""
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
 
 
@@ -468,4 +469,4 @@ def fingerprint(model: FrozenTextClassifier) -> str:
     return backbone_fingerprint(model.backbone_path)
 
 
-__all__ = ["FrozenTextClassifier", "MeanPoolClassifier", "TextRows", "fingerprint", "trainable_parameters"]
+__all__ = ["FrozenTextClassifier", "MeanPoolClassifier", "TextRows", "fingerprint", "text_forward", "trainable_parameters"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -134,7 +134,8 @@ def shuffled_batches(n: int, batch_size: int, *, generator: np.random.Generator,
     return [batches[i] for i in generator.permutation(len(batches))]
 
 
-def _accelerator():
+def make_accelerator():
+    """The Accelerate accelerator every training and prediction loop runs under (CPU unless CUDA is there)."""
     from accelerate import Accelerator
 
     return Accelerator(cpu=not torch.cuda.is_available())
@@ -170,7 +171,7 @@ def train(
     cross-entropy over a batch (weights come with the data, all 1 unless a
     mitigation re-weights rows).
     """
-    accelerator = _accelerator()
+    accelerator = make_accelerator()
     params = [p for group in param_groups for p in group["params"]]
     for p in params:
         if not p.requires_grad:
@@ -289,7 +290,7 @@ def predict_logits(
     """
     from accelerate.utils import gather_object
 
-    accelerator = _accelerator()
+    accelerator = make_accelerator()
     loader = _prepare_unpadded(accelerator, _loader(data, length_sorted_batches(data.lengths(), batch_size)))
     model = model.to(accelerator.device)
     model.eval()
@@ -315,9 +316,3 @@ def predict_logits(
     result = np.empty_like(logits)
     result[index] = logits
     return result
-
-
-def iterate(data: BatchSource, batch_size: int) -> Iterator[Batch]:
-    """Plain in-order batches (no Accelerate): for tests and single-process tools."""
-    for start in range(0, len(data), batch_size):
-        yield data.collate(list(range(start, min(start + batch_size, len(data)))))

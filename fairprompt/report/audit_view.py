@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from fairprompt.metrics.comparison import HEADLINE
+from fairprompt.metrics.compare import HEADLINE
 from fairprompt.report.format import Estimate, label
 from fairprompt.results.audit import Compliance as ComplianceRecord
 from fairprompt.results.audit import DisparityRow as DisparityRecord

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fairprompt.metrics.comparison import HEADLINE
+from fairprompt.metrics.compare import HEADLINE
 from fairprompt.report.audit_view import SliceView
 from fairprompt.report.format import DASH, Fact, as_text, fmt_int, fmt_num, fmt_pct, label
 from fairprompt.report.model_view import ModelView

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fairprompt.metrics.comparison import HEADLINE
+from fairprompt.metrics.compare import HEADLINE
 from fairprompt.report.audit_view import (
     GROUP_METRICS, MORE_METRICS, SCORE_COLUMNS, SliceView, disparity_estimate, slice_view,
 )
@@ -68,7 +68,7 @@ class Overview:
     more_metrics: tuple[str, ...]
     descriptions: Mapping[str, str]
     headline_metrics: tuple[str, ...]
-    """The between-groups disparities of each slice's verdict (:data:`fairprompt.metrics.comparison.HEADLINE`)."""
+    """The between-groups disparities of each slice's verdict (:data:`fairprompt.metrics.compare.HEADLINE`)."""
     mitigations: tuple[MitigationView, ...]
     """The before/after sections, one per ``mitigations[]`` entry (empty without mitigations)."""
     summary: SummaryView

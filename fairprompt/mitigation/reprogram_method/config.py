@@ -1,0 +1,107 @@
+"""FairReprogram's settings: one frozen dataclass, each field with its help text (the spec's ``reprogram``
+block is derived from it, see :mod:`fairprompt.spec`), checked in ``__post_init__``.
+
+Field metadata: ``help`` (one line) and the bounds a spec accepts (``ge``, ``gt``, ``le``); ``check`` names a
+function that refuses a bad value of that field alone (the spec runs it on the key).  No torch here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fairprompt.errors import FairpromptError
+
+TriggerKind = Literal["soft", "hard", "border", "patch"]
+Objective = Literal["adversary", "surrogate"]
+Measure = Literal["demographic_parity", "equalized_odds"]
+TuningSplit = Literal["train", "validation"]
+Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
+TEXT_TRIGGERS: tuple[str, ...] = ("soft", "hard")
+IMAGE_TRIGGERS: tuple[str, ...] = ("border", "patch")
+TRIGGERS: tuple[str, ...] = (*TEXT_TRIGGERS, *IMAGE_TRIGGERS)
+OBJECTIVES: tuple[str, ...] = ("adversary", "surrogate")
+MEASURES: tuple[str, ...] = ("demographic_parity", "equalized_odds")
+DEFAULT_LR: dict[str, float] = {"soft": 0.03, "hard": 0.05, "border": 0.1, "patch": 0.1}
+
+
+def check_lambdas(lambdas: Sequence[float]) -> None:
+    """Refuse an empty lambda grid, or one with a negative or non-finite value."""
+    values = list(lambdas)
+    if not values:
+        raise FairpromptError("reprogram.lambdas is empty; give one or more lambdas >= 0, e.g. [0, 1, 4, 16] "
+                              "(0 is the control)")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise FairpromptError(f"reprogram.lambdas holds {value!r}; every lambda must be a finite number >= 0")
+
+
+@dataclass(frozen=True)
+class ReprogramConfig:
+    """How a fairness trigger is trained and chosen (see :mod:`fairprompt.mitigation.reprogram_method.repair`)."""
+
+    trigger: TriggerKind | None = field(default=None, metadata={
+        "help": "soft or hard tokens (text models), border or patch (image models); default soft / border"})
+    tokens: int = field(default=5, metadata={"help": "trigger tokens (soft, hard)", "ge": 1})
+    width: int = field(default=4, metadata={"help": "border width in pixels", "ge": 1})
+    patch_size: int = field(default=8, metadata={"help": "side of the patch in pixels", "ge": 1})
+    corner: Corner = field(default="bottom_right", metadata={"help": "corner of the patch"})
+    measure: Measure = field(default="demographic_parity", metadata={"help": "the gap the trigger removes"})
+    objective: Objective = field(default="surrogate", metadata={
+        "help": "adversary (min-max against a group predictor) or surrogate (a squared-gap penalty)"})
+    projection: bool = field(default=False, metadata={
+        "help": "adversary: project the task gradient (Zhang et al. 2018)"})
+    lambdas: tuple[float, ...] = field(default=(0.0, 1.0, 4.0, 16.0), metadata={
+        "help": "the grid of fairness weights, one trigger each (0 is the control)", "check": check_lambdas})
+    max_accuracy_drop: float = field(default=0.02, metadata={
+        "help": "operating point: the smallest validation gap with at most this much validation accuracy lost",
+        "ge": 0.0, "le": 1.0})
+    epochs: int = field(default=3, metadata={"help": "epochs per lambda", "ge": 1})
+    batch_size: int = field(default=64, metadata={"help": "training batch size", "ge": 2})
+    lr: float | None = field(default=None, metadata={
+        "help": "learning rate (default 0.03 soft, 0.05 hard, 0.1 pixels)", "gt": 0.0})
+    adversary_lr: float = field(default=1e-2, metadata={"help": "learning rate of the adversary", "gt": 0.0})
+    adversary_hidden: int = field(default=32, metadata={"help": "hidden units of the adversary", "ge": 1})
+    temperature: float = field(default=1.0, metadata={
+        "help": "surrogate: the gap is taken on sigmoid((margin - logit(threshold)) / temperature); 1 is the "
+                "favourable probability, smaller is closer to the decision", "gt": 0.0})
+    tuning_split: TuningSplit = field(default="train", metadata={
+        "help": "train triggers on the training split (choose on validation), or on half the validation split"})
+    max_rows: int | None = field(default=None, metadata={
+        "help": "train triggers on at most this many rows (seeded draw)", "ge": 10})
+    seed: int = field(default=0, metadata={"help": "seed of the trigger's initialisation and batch order"})
+
+    def __post_init__(self) -> None:
+        if self.trigger is not None and self.trigger not in TRIGGERS:
+            raise FairpromptError(f"reprogram.trigger is {self.trigger!r}; use one of {', '.join(TRIGGERS)}")
+        if self.measure not in MEASURES:
+            raise FairpromptError(f"reprogram.measure is {self.measure!r}; use demographic_parity or equalized_odds")
+        if self.objective not in OBJECTIVES:
+            raise FairpromptError(f"reprogram.objective is {self.objective!r}; use adversary or surrogate")
+        if self.projection and self.objective != "adversary":
+            raise FairpromptError("reprogram.projection needs objective: adversary (it projects the adversary's gradient)")
+        check_lambdas(self.lambdas)
+        for key in ("tokens", "width", "patch_size", "epochs", "batch_size", "adversary_hidden"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise FairpromptError(f"reprogram.{key} must be an integer >= 1 but is {value!r}")
+        if self.max_rows is not None and (not isinstance(self.max_rows, int) or self.max_rows < 10):
+            raise FairpromptError(f"reprogram.max_rows must be an integer >= 10 or null but is {self.max_rows!r}")
+        if not 0.0 <= self.max_accuracy_drop <= 1.0:
+            raise FairpromptError(f"reprogram.max_accuracy_drop is {self.max_accuracy_drop!r}; use a share in [0, 1] (0.02 = 2 points)")
+        for key in ("lr", "adversary_lr", "temperature"):
+            value = getattr(self, key)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise FairpromptError(f"reprogram.{key} must be a finite number > 0 but is {value!r}")
+        if self.tuning_split not in ("train", "validation"):
+            raise FairpromptError(f"reprogram.tuning_split is {self.tuning_split!r}; use train or validation")
+
+    def learning_rate(self, kind: str) -> float:
+        """The trigger's learning rate: ``lr``, else the default for the trigger ``kind``."""
+        return float(self.lr) if self.lr is not None else DEFAULT_LR[kind]
+
+
+__all__ = ["DEFAULT_LR", "IMAGE_TRIGGERS", "MEASURES", "OBJECTIVES", "TEXT_TRIGGERS", "TRIGGERS", "Corner", "Measure",
+           "Objective", "ReprogramConfig", "TriggerKind", "TuningSplit", "check_lambdas"]

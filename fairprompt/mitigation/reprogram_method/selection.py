@@ -1,0 +1,111 @@
+"""FairReprogram's rows and choice: the tuning and selection rows (a seeded, stratified half or subsample),
+each trigger's accuracy and gaps on the selection rows, the Pareto front and the operating-point rule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from fairprompt.errors import FairpromptError
+from fairprompt.metrics.point import group_gap
+from fairprompt.mitigation.reprogram_method.triggers import Target
+from fairprompt.models.training import predict_logits
+
+RULE = ("the lambda > 0 with the smallest selection-split gap among those whose selection accuracy is at most "
+        "max_accuracy_drop below the untriggered model's (ties: the smaller lambda); if none qualifies, the most "
+        "accurate lambda of the grid, usually the lambda = 0 control (rule_met: false)")
+
+
+def probabilities(target: Target, rows: Any, batch_size: int) -> np.ndarray:
+    """Class probabilities of the (triggered) model for ``rows``, in row order."""
+    logits = predict_logits(model=target.model, forward=target.forward, data=rows, batch_size=batch_size)
+    return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+
+
+def evaluate(target: Target, rows: Any, *, groups: np.ndarray, threshold: float, measure: str,
+              batch_size: int) -> dict[str, float]:
+    """Accuracy and the between-groups gaps (:func:`fairprompt.metrics.group_gap`; NaN where undefined) on ``rows``."""
+    p = probabilities(target, rows, batch_size)[:, 1]
+    y = np.asarray(rows.labels)
+    pred = (p >= threshold).astype(np.int8)
+    return {"accuracy": float((pred == y).mean()), "gap": group_gap(y_true=y, y_pred=pred, groups=groups, measure=measure),
+            "demographic_parity_difference": group_gap(y_true=y, y_pred=pred, groups=groups, measure="demographic_parity"),
+            "equalized_odds_difference": group_gap(y_true=y, y_pred=pred, groups=groups, measure="equalized_odds")}
+
+
+def pareto_flags(points: Sequence[dict[str, Any]]) -> list[bool]:
+    """True for points no other point beats on both selection accuracy (higher) and gap (lower)."""
+    flags = []
+    for p in points:
+        dominated = any(q is not p and q["accuracy"] >= p["accuracy"] and q["gap"] <= p["gap"]
+                        and (q["accuracy"] > p["accuracy"] or q["gap"] < p["gap"]) for q in points)
+        flags.append(not dominated)
+    return flags
+
+
+def choose(points: Sequence[dict[str, Any]], *, base_accuracy: float, max_accuracy_drop: float) -> tuple[int, bool]:
+    """Index of the operating point by :data:`RULE`, and whether the rule was met."""
+    candidates = [i for i, p in enumerate(points) if p["lambda"] > 0] or list(range(len(points)))
+    eligible = [i for i in candidates if points[i]["accuracy"] >= base_accuracy - max_accuracy_drop - 1e-12]
+    if eligible:
+        return min(eligible, key=lambda i: (points[i]["gap"], points[i]["lambda"])), True
+    return max(range(len(points)), key=lambda i: (points[i]["accuracy"], -points[i]["lambda"])), False
+
+
+def stratified_half(groups: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split row positions into two seeded halves, stratified by (group, label)."""
+    rng = np.random.default_rng(seed)
+    first, second = [], []
+    keys = np.char.add(groups.astype(str), np.char.add("\x1f", labels.astype(str)))
+    for key in np.unique(keys):
+        members = rng.permutation(np.flatnonzero(keys == key))
+        cut = (members.size + 1) // 2
+        first.append(members[:cut])
+        second.append(members[cut:])
+    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+
+
+def subsample(groups: np.ndarray, labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` row positions, a seeded draw stratified by (group, label)."""
+    if groups.size <= limit:
+        return np.arange(groups.size)
+    rng = np.random.default_rng(seed)
+    keys = np.char.add(groups.astype(str), np.char.add("\x1f", labels.astype(str)))
+    chosen, spare = [], []
+    for key in np.unique(keys):
+        members = rng.permutation(np.flatnonzero(keys == key))
+        take = min(max(1, round(limit * members.size / groups.size)), members.size)
+        chosen.append(members[:1])          # every (group, label) keeps at least one row
+        spare.append(members[1:take])
+    first = np.concatenate(chosen)
+    rest = rng.permutation(np.concatenate(spare))[: max(limit - first.size, 0)]
+    return np.sort(np.concatenate([first, rest]))
+
+
+def text_group_array(values: Sequence[Any], *, where: str) -> np.ndarray:
+    """The groups as text; a missing one is refused (naming ``where``)."""
+    array = np.asarray([None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values],
+                       dtype=object)
+    if any(v is None for v in array):
+        raise FairpromptError(f"the group of some rows in {where} is missing; reprogram needs a group for every row: "
+                              "fill them, or choose another group column")
+    return array.astype(str)
+
+
+def take(rows: Any, positions: np.ndarray) -> Any:
+    """The rows at ``positions`` (TextRows or ImageRows), as the same type."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if hasattr(rows, "input_ids"):
+        from fairprompt.models.text import TextRows
+
+        return TextRows([rows.input_ids[i] for i in positions], np.asarray(rows.labels)[positions],
+                        np.asarray(rows.weights)[positions], rows.pad_id)
+    return type(rows)(rows.images[positions], np.asarray(rows.labels)[positions])
+
+
+__all__ = ["RULE", "choose", "evaluate", "pareto_flags", "probabilities", "stratified_half", "subsample", "take",
+           "text_group_array"]

@@ -1,0 +1,150 @@
+"""Running the spec's repairs after the audit: what every repair shares, whatever the method.
+
+For each :class:`~fairprompt.tasks.Repair`, :func:`run_repairs` asks its method to repair the frozen model
+(:meth:`~fairprompt.mitigation.registry.RepairMethod.run`), then, the same way for every method: predicts the
+test split with the repaired model, audits it with the before-audit's settings (the after-audit), checks that
+the backbone (and, for methods that promise it, the task prompt and head) did not change, writes the
+method's files, and assembles the record (name, status, settings, group, when, command, where the
+before-audit came from; the test scores beside the before-audit's, and the before/after comparison).
+results.json is rewritten after each repair through the ``write`` callback (this module renders nothing).  A
+failing repair is recorded as ``status: failed`` with its message, the next one still runs, and the first
+failure is raised again at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fairprompt.errors import FairpromptError
+from fairprompt.metrics import Audit
+from fairprompt.metrics.compare import compare_audits
+from fairprompt.metrics.point import auc_or_none
+from fairprompt.mitigation.registry import Progress, RepairContext, TestSplit
+from fairprompt.results import to_jsonable
+from fairprompt.tasks import AuditInputs, Repair
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def not_run(repair: Repair) -> dict[str, Any]:
+    """The record of a repair that has not run (yet)."""
+    return {"name": repair.name, "status": "not_run", "config": repair.settings, "group": repair.group}
+
+
+def repair_seeds(repairs: Sequence[Repair]) -> dict[str, int]:
+    """Every repair's seed, by ``mitigation_NAME``."""
+    return {f"mitigation_{r.name}": r.seed for r in repairs}
+
+
+def _difference(after: float | None, before: Any) -> float | None:
+    return None if after is None or not isinstance(before, int | float) else after - float(before)
+
+
+def test_scores(before_model: Mapping[str, Any], *, y_test: np.ndarray, y_pred: np.ndarray, score: np.ndarray,
+                threshold: float) -> dict[str, Any]:
+    """The repaired model's test accuracy and AUC beside the before-audit's (the shared part of ``after_model``)."""
+    accuracy, auc = float((y_pred == y_test).mean()), auc_or_none(y_test, score)
+    return {"test_rows": int(y_test.size), "threshold": threshold, "test_accuracy": accuracy, "test_auc": auc,
+            "before_test_accuracy": before_model.get("test_accuracy"), "before_test_auc": before_model.get("test_auc"),
+            "accuracy_change": _difference(accuracy, before_model.get("test_accuracy")),
+            "auc_change": _difference(auc, before_model.get("test_auc"))}
+
+
+def run_repair(repair: Repair, *, context: RepairContext, results: Mapping[str, Any], target: Path,
+               audit: Callable[[AuditInputs], Audit], progress: Progress | None = None,
+               write_files: bool = True) -> dict[str, Any]:
+    """One repair, its after-audit on the test split (never seen by the method's selection), the frozen-model check,
+    its files, and its record (without the envelope that :func:`run_repairs` adds)."""
+    from fairprompt.models.frozen import adapter_sha256
+
+    start = time.perf_counter()
+    task, model = context.task, context.model
+    backbone = model.backbone_sha256
+    adapter = adapter_sha256(model) if repair.method.frozen_adapter else None
+    run = repair.method.run(context, config=repair.config, group=repair.group, settings=repair.settings,
+                            progress=progress)
+
+    test = task.splits.test
+    y_test = task.y[test]
+    test_rows = task.split_rows(model, test)
+    score = task.predict(run.predictor, test_rows, progress=progress)
+    y_pred = (score >= task.threshold).astype(np.int8)
+    sensitive = task.dataset.frame[task.sensitive].iloc[test].reset_index(drop=True)
+    after = audit(AuditInputs(y_true=y_test, y_pred=y_pred, y_score=score, sample_weight=None, sensitive=sensitive,
+                              data={}, inputs=[])).to_dict()
+    unchanged = (run.predictor is not model and model.backbone_sha256 == backbone
+                 and run.predictor.backbone_sha256 == backbone)
+    adapter_unchanged = None if adapter is None else adapter_sha256(model) == adapter == adapter_sha256(run.predictor)
+    if not unchanged or adapter_unchanged is False:  # the guarantee, checked on every run
+        what = "the backbone or the task adapter" if repair.method.frozen_adapter else "the backbone"
+        raise RuntimeError(f"{what} changed during the {repair.name} repair")
+    after_model = test_scores(results.get("model") or {}, y_test=y_test, y_pred=y_pred, score=score,
+                              threshold=task.threshold) | {
+        "changed": run.changed, "backbone_sha256": backbone, "backbone_unchanged": unchanged}
+    if repair.method.frozen_adapter:
+        after_model["adapter_unchanged"] = adapter_unchanged
+
+    outputs = run.write(target, write=write_files)
+
+    def before_score() -> np.ndarray:
+        if context.test_scores is not None:
+            return context.test_scores
+        return task.predict(model, test_rows, progress=progress)
+
+    head, tail = run.record(TestSplit(y_true=y_test, y_pred=y_pred, score=score, before_score=before_score))
+    return {
+        "task_prompt": {k: context.training.get(k) for k in ("source", "cache_key")},
+        **head,
+        "after": after,
+        "after_model": after_model,
+        "comparison": compare_audits(before=results.get("audit") or {}, after=after),
+        **tail,
+        "outputs": outputs,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def run_repairs(repairs: Sequence[Repair], *, context: RepairContext, results: dict[str, Any], target: Path,
+                audit: Callable[[AuditInputs], Audit], write: Callable[[dict[str, Any]], Any],
+                command: Sequence[str] | None, before: str, progress: Progress | None = None, offset: int = 0,
+                only: Sequence[int] | None = None, write_files: bool = True) -> list[dict[str, Any]]:
+    """Run each repair (those at positions ``only``, else all) into ``results["mitigations"][offset + index]``,
+    calling ``write(results)`` after each.  A failure is recorded (status ``failed`` with its message) and the
+    next repair still runs; the first failure is raised again at the end.  Returns the records of those that ran."""
+    records = []
+    failure: BaseException | None = None
+    for index, repair in enumerate(repairs):
+        if only is not None and index not in only:
+            continue
+        slot = offset + index
+        envelope = {"name": repair.name, "status": "ok", "config": repair.settings, "group": repair.group}
+        try:
+            record = run_repair(repair, context=context, results=results, target=target, audit=audit,
+                                progress=progress, write_files=write_files)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, FairpromptError) else f"{type(exc).__name__}: {exc}"
+            results["mitigations"][slot] = envelope | {"status": "failed", "error": message, "created": now(),
+                                                       "command": list(command) if command is not None else None}
+            write(results)
+            failure = failure or exc
+            continue
+        record = envelope | {"created": now(), "command": list(command) if command is not None else None,
+                             "before_audit": before} | record
+        results["mitigations"][slot] = to_jsonable(record)
+        write(results)
+        records.append(results["mitigations"][slot])
+    if failure is not None:
+        raise failure
+    return records
+
+
+__all__ = ["not_run", "now", "repair_seeds", "run_repair", "run_repairs", "test_scores"]
