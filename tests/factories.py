@@ -1,4 +1,6 @@
-"""Helpers shared by the test modules (import them as ``from factories import ...``; pytest puts tests/ on the path).
+"""Helpers shared by the test modules (import them as ``from factories import ...``; pytest puts tests/ on the path):
+the command line run in-process, spec files, the one-line user-error check, solvers that reach their tolerance,
+and the round trip of a written results.json.  The report tests' records live in ``report_factories``.
 
 Solvers in tests must reach their tolerance on any machine of this kind: CPU floating-point kernels differ
 between machines, and a fixed iteration count that converges on one can stall just short on another (an
@@ -9,10 +11,41 @@ below the tolerance, within a bounded number of rounds, and says how far it got 
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
+from click.testing import CliRunner
+
+from fairprompt.cli import cli
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """``fairprompt ARGS`` in-process: (exit code, stdout, stderr); an unexpected exception comes back as its
+    traceback on stderr (exit code 1), so a failing assertion shows it."""
+    result = CliRunner().invoke(cli, list(args), obj={})
+    if result.exit_code == 1 and result.exc_info is not None and not isinstance(result.exc_info[1], SystemExit):
+        return 1, result.stdout, "".join(traceback.format_exception(*result.exc_info))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def write_spec(tmp_path: Path, spec: dict[str, Any] | str, name: str = "spec.yaml") -> Path:
+    """Write a spec (a mapping, dumped as YAML, or YAML text as it is) to ``tmp_path/name``."""
+    path = tmp_path / name
+    path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def assert_user_error(code: int, err: str, *fragments: str) -> None:
+    """A user mistake: exit status 2 and exactly one line on stderr, ``error: ...`` with every fragment, no traceback."""
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
 
 
 def gradient_norm(objective: Callable[[], torch.Tensor], params: Sequence[torch.Tensor]) -> float:

@@ -30,9 +30,8 @@ from fairprompt.errors import FairpromptError
 from fairprompt.metrics import audit
 from fairprompt.report.pdf import find_chromium
 from fairprompt.results import dumps
+from report_factories import comparison_rows, fairij_entry, reprogram_entry
 
-from test_report_fairij import _comparison, _mitigation
-from test_report_reprogram import _reprogram
 
 SCRIPT = "<script>window.__pwned=1</script>"
 ATTRIBUTE = '"><img src=x onerror="window.__pwned=2">'
@@ -117,10 +116,10 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert {g["group"] for s in results["audit"]["slices"] if s["name"] == "group" for g in s["groups"]} >= set(HOSTILE)
     mitigations = []
-    for seed, entry in ((1, _mitigation(results)), (2, _reprogram(results, kind="border"))):
+    for seed, entry in ((1, fairij_entry(results)), (2, reprogram_entry(results, kind="border"))):
         entry = copy.deepcopy(entry)
         entry["after"] = _after(frame, seed)
-        entry["comparison"] = _comparison(results["audit"], entry["after"])
+        entry["comparison"] = comparison_rows(results["audit"], entry["after"])
         mitigations.append(entry)
     results["mitigations"] = mitigations
     (out / "results.json").write_text(dumps(results), encoding="utf-8")

@@ -11,14 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from fairprompt.cli import cli
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), obj={})
-    return result.exit_code, result.stdout, result.stderr
+from factories import assert_user_error, run_cli, write_spec
 
 
 @pytest.fixture()
@@ -41,26 +35,16 @@ def predictions(tmp_path: Path) -> Path:
 BASE = ["--label", "outcome", "--prediction", "decision", "--positive-label", "hired"]
 
 
-def assert_user_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
 @pytest.mark.parametrize("command", [[], ["audit"], ["datasets"], ["datasets", "list"], ["report"]])
 def test_every_command_has_help(command: list[str]) -> None:
-    code, out, _ = run(*command, "--help")
+    code, out, _ = run_cli(*command, "--help")
     assert code == 0
     assert "Usage:" in out
 
 
 def test_predictions_audit_end_to_end(predictions: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    code, stdout, err = run("--quiet", "audit", "--predictions", str(predictions), *BASE, "--score", "score",
+    code, stdout, err = run_cli("--quiet", "audit", "--predictions", str(predictions), *BASE, "--score", "score",
                             "--sensitive", "gender,ethnicity", "--reference", "gender=M", "--n-boot", "50", "--out", str(out))
     assert code == 0, err
     assert stdout == "" and err == ""
@@ -79,14 +63,14 @@ def test_predictions_audit_end_to_end(predictions: Path, tmp_path: Path) -> None
     assert {"slice", "group", "n", "selection_rate", "selection_rate_ci_low", "auc"} <= set(csv.columns)
     # Re-render from results.json alone.
     (out / "report.html").unlink()
-    code, _, err = run("--quiet", "report", str(out))
+    code, _, err = run_cli("--quiet", "report", str(out))
     assert code == 0, err
     assert (out / "report.html").stat().st_size > 1000
 
 
 def test_score_threshold_and_weights(predictions: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
-    code, _, err = run("-q", "audit", "--predictions", str(predictions), "--label", "outcome", "--positive-label", "hired",
+    code, _, err = run_cli("-q", "audit", "--predictions", str(predictions), "--label", "outcome", "--positive-label", "hired",
                        "--score", "score", "--score-threshold", "0.5", "--weight", "w", "--sensitive", "gender",
                        "--n-boot", "20", "--out", str(out))
     assert code == 0, err
@@ -100,7 +84,7 @@ def test_missing_sensitive_values_are_excluded_and_counted(predictions: Path, tm
     frame.loc[:9, "ethnicity"] = np.nan
     frame.to_csv(predictions, index=False)
     out = tmp_path / "r"
-    code, _, err = run("-q", "audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender,ethnicity",
+    code, _, err = run_cli("-q", "audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender,ethnicity",
                        "--n-boot", "0", "--out", str(out))
     assert code == 0, err
     slices = {s["name"]: s for s in json.loads((out / "results.json").read_text())["audit"]["slices"]}
@@ -112,31 +96,31 @@ def test_missing_sensitive_values_are_excluded_and_counted(predictions: Path, tm
 
 def test_missing_file(tmp_path: Path) -> None:
     out = tmp_path / "r"
-    code, _, err = run("audit", "--predictions", str(tmp_path / "nope.csv"), *BASE, "--sensitive", "gender", "--out", str(out))
+    code, _, err = run_cli("audit", "--predictions", str(tmp_path / "nope.csv"), *BASE, "--sensitive", "gender", "--out", str(out))
     assert_user_error(code, err, "nope.csv")
     assert not out.exists()
 
 
 def test_misspelled_column_suggests_closest(predictions: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
-    code, _, err = run("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gendr", "--out", str(out))
+    code, _, err = run_cli("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gendr", "--out", str(out))
     assert_user_error(code, err, "'gendr'", "did you mean 'gender'")
     assert not out.exists()
-    code, _, err = run("audit", "--predictions", str(predictions), "--label", "outcom", "--prediction", "decision",
+    code, _, err = run_cli("audit", "--predictions", str(predictions), "--label", "outcom", "--prediction", "decision",
                        "--positive-label", "hired", "--sensitive", "gender", "--out", str(out))
     assert_user_error(code, err, "'outcom'", "'outcome'")
 
 
 def test_non_binary_label_without_positive_label(predictions: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
-    code, _, err = run("audit", "--predictions", str(predictions), "--label", "outcome", "--prediction", "decision",
+    code, _, err = run_cli("audit", "--predictions", str(predictions), "--label", "outcome", "--prediction", "decision",
                        "--sensitive", "gender", "--out", str(out))
     assert_user_error(code, err, "'outcome'", "positive")
     assert not out.exists()
 
 
 def test_positive_label_absent(predictions: Path, tmp_path: Path) -> None:
-    code, _, err = run("audit", "--predictions", str(predictions), "--label", "outcome", "--prediction", "decision",
+    code, _, err = run_cli("audit", "--predictions", str(predictions), "--label", "outcome", "--prediction", "decision",
                        "--positive-label", "hird", "--sensitive", "gender", "--out", str(tmp_path / "r"))
     assert_user_error(code, err, "'hird'", "'outcome'")
 
@@ -146,7 +130,7 @@ def test_single_valued_sensitive_column(predictions: Path, tmp_path: Path) -> No
     frame["site"] = "north"
     frame.to_csv(predictions, index=False)
     out = tmp_path / "r"
-    code, _, err = run("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender,site", "--out", str(out))
+    code, _, err = run_cli("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender,site", "--out", str(out))
     assert_user_error(code, err, "'site'", "single value")
     assert not out.exists()
 
@@ -157,7 +141,7 @@ def test_nan_in_label_or_prediction(predictions: Path, tmp_path: Path, column: s
     frame.loc[[3, 7], column] = np.nan
     frame.to_csv(predictions, index=False)
     out = tmp_path / "r"
-    code, _, err = run("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender", "--out", str(out))
+    code, _, err = run_cli("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender", "--out", str(out))
     assert_user_error(code, err, f"'{column}'", "2 missing")
     assert not out.exists()
 
@@ -166,42 +150,36 @@ def test_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
     path.write_text("")
     out = tmp_path / "r"
-    code, _, err = run("audit", "--predictions", str(path), *BASE, "--sensitive", "gender", "--out", str(out))
+    code, _, err = run_cli("audit", "--predictions", str(path), *BASE, "--sensitive", "gender", "--out", str(out))
     assert_user_error(code, err, "empty.csv")
     assert not out.exists()
     path.write_text("outcome,decision,gender\n")
-    code, _, err = run("audit", "--predictions", str(path), *BASE, "--sensitive", "gender", "--out", str(out))
+    code, _, err = run_cli("audit", "--predictions", str(path), *BASE, "--sensitive", "gender", "--out", str(out))
     assert_user_error(code, err, "empty.csv")
     assert not out.exists()
 
 
 def test_bad_reference_value(predictions: Path, tmp_path: Path) -> None:
-    code, _, err = run("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender", "--reference", "gender=Male",
+    code, _, err = run_cli("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender", "--reference", "gender=Male",
                        "--out", str(tmp_path / "r"))
     assert_user_error(code, err, "'Male'", "'gender'")
-    code, _, err = run("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender", "--reference", "gender",
+    code, _, err = run_cli("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender", "--reference", "gender",
                        "--out", str(tmp_path / "r"))
     assert_user_error(code, err, "COLUMN=VALUE")
 
 
 def test_predictions_need_out_and_columns(predictions: Path) -> None:
-    code, _, err = run("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender")
+    code, _, err = run_cli("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender")
     assert_user_error(code, err, "--out")
-    code, _, err = run("audit", "--predictions", str(predictions), "--prediction", "decision", "--out", "x")
+    code, _, err = run_cli("audit", "--predictions", str(predictions), "--prediction", "decision", "--out", "x")
     assert_user_error(code, err, "--label", "--sensitive")
-    code, _, err = run("audit")
+    code, _, err = run_cli("audit")
     assert_user_error(code, err, "SPEC")
-
-
-def write_spec(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "spec.yaml"
-    path.write_text(text)
-    return path
 
 
 def test_malformed_yaml_spec(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, "name: x\naudit: [unclosed\n")
-    code, _, err = run("audit", str(spec), "--out", str(tmp_path / "r"))
+    code, _, err = run_cli("audit", str(spec), "--out", str(tmp_path / "r"))
     assert_user_error(code, err, "spec.yaml", "line")
     assert not (tmp_path / "r").exists()
 
@@ -209,19 +187,19 @@ def test_malformed_yaml_spec(tmp_path: Path) -> None:
 def test_spec_unknown_key_and_wrong_type(tmp_path: Path, predictions: Path) -> None:
     good = f"name: t\npredictions: {{path: {predictions}, label: outcome, prediction: decision, positive_label: hired}}\n"
     spec = write_spec(tmp_path, good + "audit: {sensitive: [gender], n_bot: 10}\n")
-    code, _, err = run("audit", str(spec), "--out", str(tmp_path / "r"))
+    code, _, err = run_cli("audit", str(spec), "--out", str(tmp_path / "r"))
     assert_user_error(code, err, "audit.n_bot", "did you mean 'n_boot'")
     spec = write_spec(tmp_path, good + "audit: {sensitive: [gender], n_boot: many}\n")
-    code, _, err = run("audit", str(spec), "--out", str(tmp_path / "r"))
+    code, _, err = run_cli("audit", str(spec), "--out", str(tmp_path / "r"))
     assert_user_error(code, err, "audit.n_boot", "'many'")
     spec = write_spec(tmp_path, "name: t\naudit: {sensitive: [gender]}\n")
-    code, _, err = run("audit", str(spec), "--out", str(tmp_path / "r"))
+    code, _, err = run_cli("audit", str(spec), "--out", str(tmp_path / "r"))
     assert_user_error(code, err, "exactly one of 'predictions'")
     assert not (tmp_path / "r").exists()
 
 
 def test_missing_spec_file(tmp_path: Path) -> None:
-    code, _, err = run("audit", str(tmp_path / "absent.yaml"))
+    code, _, err = run_cli("audit", str(tmp_path / "absent.yaml"))
     assert_user_error(code, err, "absent.yaml")
 
 
@@ -229,14 +207,14 @@ def test_spec_runs_and_writes_to_its_output(tmp_path: Path, predictions: Path) -
     out = tmp_path / "from_spec"
     spec = write_spec(tmp_path, f"name: t\noutput: {out}\npredictions: {{path: {predictions}, label: outcome, "
                                 f"prediction: decision, positive_label: hired}}\naudit: {{sensitive: [gender], n_boot: 10}}\n")
-    code, stdout, err = run("audit", str(spec))
+    code, stdout, err = run_cli("audit", str(spec))
     assert code == 0, err
     assert str(out / "report.html") in stdout
     assert (out / "results.json").is_file()
 
 
 def test_report_on_missing_results(tmp_path: Path) -> None:
-    code, _, err = run("report", str(tmp_path))
+    code, _, err = run_cli("report", str(tmp_path))
     assert_user_error(code, err, "results.json")
 
 
@@ -250,7 +228,7 @@ def test_real_process_prints_one_line_without_traceback(tmp_path: Path) -> None:
 
 
 def test_datasets_list() -> None:
-    code, out, err = run("datasets", "list")
+    code, out, err = run_cli("datasets", "list")
     assert code == 0, err
     for name in ("adult", "compas", "compas_violent", "german"):
         assert name in out

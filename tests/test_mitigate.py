@@ -16,24 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from fairprompt.cli import cli
 from fairprompt.errors import FairpromptError
 from fairprompt.spec import load_spec
-from factories import assert_record_round_trips
+from factories import assert_record_round_trips, assert_user_error, run_cli, write_spec
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tiny models run fastest on one thread (and do not fight other work on a small machine)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -45,29 +35,6 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _scratch_cache(shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAIRPROMPT_CACHE", str(shared_cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["--quiet", *args], obj={})
-    if result.exit_code == 1 and result.exc_info is not None:  # an unexpected exception: show it, not an empty stderr
-        import traceback
-
-        return 1, result.stdout, "".join(traceback.format_exception(*result.exc_info))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
-    return path
-
-
-def assert_user_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 QUICK = {"selection": "predicted", "utility_budget": 1.0, "max_fraction": 0.1}
@@ -109,7 +76,7 @@ def _positives_by_group(audit: dict) -> dict:
 def test_audit_with_fairij_ij_then_mitigate_reuses_the_before_audit(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, tiny([{"fairij": {"mode": "ij", **QUICK}}]))
     out = tmp_path / "out"
-    code, stdout, err = run("audit", str(spec), "--out", str(out))
+    code, stdout, err = run_cli("--quiet", "audit", str(spec), "--out", str(out))
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     assert results["schema_version"] == 1 and results["spec"]["mitigations"][0]["mode"] == "ij"
@@ -165,7 +132,7 @@ def test_audit_with_fairij_ij_then_mitigate_reuses_the_before_audit(tmp_path: Pa
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staging left behind"
 
     # `mitigate fairij` reuses the before-audit in results.json and the cached task prompt
-    code, _, err = run("mitigate", "fairij", str(spec), "--out", str(out))
+    code, _, err = run_cli("--quiet", "mitigate", "fairij", str(spec), "--out", str(out))
     assert code == 0, err
     again = json.loads((out / "results.json").read_text())
     assert again["created"] == results["created"] and again["audit"] == results["audit"]
@@ -189,7 +156,7 @@ def test_mitigate_fairij_append_computes_a_missing_before_audit(tmp_path: Path) 
     spec = write_spec(tmp_path, tiny([{"fairij": {"mode": "append", "append_tokens": 2, "group": "race", "solver": "cg",
                                                   "append_training": {"max_epochs": 1}, **QUICK}}]))
     out = tmp_path / "out"
-    code, _, err = run("mitigate", "fairij", str(spec), "--out", str(out))
+    code, _, err = run_cli("--quiet", "mitigate", "fairij", str(spec), "--out", str(out))
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     assert results["audit"]["n_rows"] == 96 and (out / "metrics_by_group.csv").is_file()
@@ -216,7 +183,7 @@ def test_a_failing_mitigation_keeps_the_before_audit(tmp_path: Path, monkeypatch
     monkeypatch.setattr(importlib.import_module("fairprompt.mitigation.fairij_method.repair"), "fairij", diverged)
     spec = write_spec(tmp_path, tiny(["fairij"]))
     out = tmp_path / "out"
-    code, _, err = run("audit", str(spec), "--out", str(out))
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(out))
     assert_user_error(code, err, "diverged")
     results = json.loads((out / "results.json").read_text())
     assert results["audit"]["n_rows"] == 96 and (out / "report.html").is_file()
@@ -231,7 +198,7 @@ def test_a_failing_mitigation_keeps_the_before_audit(tmp_path: Path, monkeypatch
 
 def test_help_on_every_mitigate_command() -> None:
     for args in (["mitigate", "--help"], ["mitigate", "fairij", "--help"], ["mitigate", "reprogram", "--help"]):
-        code, stdout, err = run(*args)
+        code, stdout, err = run_cli("--quiet", *args)
         assert code == 0 and "Usage:" in stdout, err
 
 
@@ -241,7 +208,7 @@ def test_help_on_every_mitigate_command() -> None:
 def _bad(tmp_path: Path, spec: dict, *fragments: str, command: tuple[str, ...] = ("audit",)) -> None:
     path = write_spec(tmp_path, spec)
     out = tmp_path / "out"
-    code, _, err = run(*command, str(path), "--out", str(out))
+    code, _, err = run_cli("--quiet", *command, str(path), "--out", str(out))
     assert_user_error(code, err, *fragments)
     assert not out.exists()
 
@@ -280,7 +247,7 @@ def test_audit_with_reprogram_then_mitigate_reuses_the_before_audit(tmp_path: Pa
 
     spec = write_spec(tmp_path, tiny([{"reprogram": REPROGRAM_QUICK}]))
     out = tmp_path / "out"
-    code, stdout, err = run("audit", str(spec), "--out", str(out))
+    code, stdout, err = run_cli("--quiet", "audit", str(spec), "--out", str(out))
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     [record] = results["mitigations"]
@@ -321,7 +288,7 @@ def test_audit_with_reprogram_then_mitigate_reuses_the_before_audit(tmp_path: Pa
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staging left behind"
 
     # `mitigate reprogram` reuses the before-audit and gives the same trigger (same seed)
-    code, stdout, err = run("mitigate", "reprogram", str(spec), "--out", str(out))
+    code, stdout, err = run_cli("--quiet", "mitigate", "reprogram", str(spec), "--out", str(out))
     assert code == 0, err
     again = json.loads((out / "results.json").read_text())
     assert again["created"] == results["created"] and again["audit"] == results["audit"]
@@ -339,7 +306,7 @@ def test_reprogram_on_an_image_model(tmp_path: Path) -> None:
                                        "tuning_split": "validation", "measure": "equalized_odds"}}],
     })
     out = tmp_path / "out"
-    code, stdout, err = run("audit", str(spec), "--out", str(out))
+    code, stdout, err = run_cli("--quiet", "audit", str(spec), "--out", str(out))
     assert code == 0, err
     [record] = json.loads((out / "results.json").read_text())["mitigations"]
     assert record["status"] == "ok" and record["reprogram"]["trigger_kind"] == "patch"
@@ -422,7 +389,7 @@ def test_two_fresh_runs_with_the_same_seeds_write_the_same_results_json(tmp_path
     spec = write_spec(tmp_path, tiny(BOTH))
     texts = []
     for name in ("a", "b"):
-        code, _, err = run("audit", str(spec), "--out", str(tmp_path / name), "--fresh")
+        code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(tmp_path / name), "--fresh")
         assert code == 0, err
         texts.append((tmp_path / name / "results.json").read_text(encoding="utf-8"))
     first, second = (json.loads(t) for t in texts)
@@ -440,7 +407,7 @@ def test_running_a_spec_again_reuses_the_audit_and_finished_mitigations(tmp_path
     spec_dict = tiny(BOTH)
     spec = write_spec(tmp_path, spec_dict)
     out = tmp_path / "out"
-    code, _, err = run("audit", str(spec), "--out", str(out))
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(out))
     assert code == 0, err
     first = json.loads((out / "results.json").read_text())
 
@@ -464,7 +431,7 @@ def test_running_a_spec_again_reuses_the_audit_and_finished_mitigations(tmp_path
     monkeypatch.setattr(reprogram_module, "reprogram", originals[1])
     spec_dict["mitigations"][1]["reprogram"] = {**REPROGRAM_QUICK, "lambdas": [0, 3]}
     write_spec(tmp_path, spec_dict)
-    code, _, err = run("audit", str(spec), "--out", str(out))
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(out))
     assert code == 0, err
     third = json.loads((out / "results.json").read_text())
     assert third["created"] == first["created"] and third["audit"] == first["audit"]
@@ -473,13 +440,13 @@ def test_running_a_spec_again_reuses_the_audit_and_finished_mitigations(tmp_path
     assert [p["lambda"] for p in third["mitigations"][1]["reprogram"]["points"]] == [0.0, 3.0]
 
     # a changed audit setting (or --fresh) recomputes the before-audit and every mitigation
-    code, _, err = run("audit", str(spec), "--out", str(out), "--fresh")
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(out), "--fresh")
     assert code == 0, err
     fresh = json.loads((out / "results.json").read_text())
     assert all(m["before_audit"] == "computed in this run" for m in fresh["mitigations"])
     spec_dict["audit"]["n_boot"] = 10
     write_spec(tmp_path, spec_dict)
-    code, _, err = run("audit", str(spec), "--out", str(out))
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(out))
     assert code == 0, err
     changed = json.loads((out / "results.json").read_text())
     assert changed["audit"]["bootstrap"]["n_boot"] == 10
@@ -495,7 +462,7 @@ def test_a_failed_mitigation_does_not_stop_the_next_one(tmp_path: Path, monkeypa
     monkeypatch.setattr(fairij_module, "fairij", diverged)
     spec = write_spec(tmp_path, tiny(BOTH))
     out = tmp_path / "out"
-    code, _, err = run("audit", str(spec), "--out", str(out))
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(out))
     assert_user_error(code, err, "diverged")
     results = json.loads((out / "results.json").read_text())
     assert [m["status"] for m in results["mitigations"]] == ["failed", "ok"]
@@ -505,7 +472,7 @@ def test_a_failed_mitigation_does_not_stop_the_next_one(tmp_path: Path, monkeypa
 
     # the next run retries only the failed one
     monkeypatch.setattr(fairij_module, "fairij", original)
-    code, _, err = run("audit", str(spec), "--out", str(out))
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(out))
     assert code == 0, err
     again = json.loads((out / "results.json").read_text())
     assert [m["status"] for m in again["mitigations"]] == ["ok", "ok"]
@@ -528,7 +495,7 @@ def test_rerunning_a_trained_classifier_spec_reuses_its_audit(tmp_path: Path) ->
     spec_dict["model"] |= {"backbone": str(directory), "task_prompt": "none"}
     spec = write_spec(tmp_path, spec_dict)
     out = tmp_path / "out"
-    code, _, err = run("audit", str(spec), "--out", str(out))
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(out))
     assert code == 0, err
     first = json.loads((out / "results.json").read_text())
     result = CliRunner().invoke(cli, ["audit", str(spec), "--out", str(out)], obj={})

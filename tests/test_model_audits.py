@@ -14,36 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from click.testing import CliRunner
 
-from fairprompt.cli import cli
 from fairprompt.spec import load_spec
+from factories import assert_user_error, run_cli, write_spec
 
 
 @pytest.fixture(autouse=True)
 def _scratch_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAIRPROMPT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["--quiet", *args], obj={})
-    return result.exit_code, result.stdout, result.stderr
-
-
-def write_spec(tmp_path: Path, spec: dict, name: str = "spec.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
-    return path
-
-
-def assert_user_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 TINY_ADULT = {
@@ -62,7 +41,7 @@ TINY_ADULT = {
 
 def test_frozen_text_audit_end_to_end_with_cache(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, TINY_ADULT)
-    code, _, err = run("audit", str(spec), "--out", str(tmp_path / "out"))
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(tmp_path / "out"))
     assert code == 0, err
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     model = results["model"]
@@ -78,14 +57,14 @@ def test_frozen_text_audit_end_to_end_with_cache(tmp_path: Path) -> None:
     assert {s["name"] for s in results["audit"]["slices"]} == {"sex", "race", "sex × race"}
     assert (tmp_path / "out" / "report.html").stat().st_size > 1000
 
-    code, _, err = run("audit", str(spec), "--out", str(tmp_path / "again"))
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(tmp_path / "again"))
     assert code == 0, err
     again = json.loads((tmp_path / "again" / "results.json").read_text())
     assert again["model"]["training"]["source"] == "cache"
     assert again["model"]["training"]["cache_key"] == model["training"]["cache_key"]
     assert again["audit"]["overall"] == results["audit"]["overall"]
 
-    code, _, err = run("audit", str(spec), "--out", str(tmp_path / "fresh"), "--fresh")
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(tmp_path / "fresh"), "--fresh")
     assert code == 0, err
     fresh = json.loads((tmp_path / "fresh" / "results.json").read_text())
     assert fresh["model"]["training"]["source"] == "trained in this run"
@@ -100,7 +79,7 @@ def test_identity_toxicity_text_column_and_split_column(tmp_path: Path) -> None:
                   "training": {"max_epochs": 1, "batch_size": 16}},
         "audit": {"sensitive": ["identity_category"], "n_boot": 20},
     })
-    code, _, err = run("audit", str(spec), "--out", str(tmp_path / "out"))
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(tmp_path / "out"))
     assert code == 0, err
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["model"]["splits"]["train"] == 64 and results["model"]["text"]["text_column"] == "text"
@@ -114,7 +93,7 @@ def test_colored_digits_fixture_audit(tmp_path: Path) -> None:
         "model": {"kind": "frozen_image", "backbone": "fixture", "epochs": 2},
         "audit": {"sensitive": ["group"], "n_boot": 50},
     })
-    code, _, err = run("audit", str(spec), "--out", str(tmp_path / "out"))
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(tmp_path / "out"))
     assert code == 0, err
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["model"]["kind"] == "frozen_image" and results["audit"]["n_rows"] == 360
@@ -133,7 +112,7 @@ def test_embedded_specs_are_valid() -> None:
 def _bad(tmp_path: Path, spec: dict, *fragments: str) -> None:
     path = write_spec(tmp_path, spec)
     out = tmp_path / "out"
-    code, _, err = run("audit", str(path), "--out", str(out))
+    code, _, err = run_cli("--quiet", "audit", str(path), "--out", str(out))
     assert_user_error(code, err, *fragments)
     assert not out.exists()
 
@@ -216,7 +195,7 @@ def test_users_images_with_a_saved_classifier(tmp_path: Path) -> None:
     model = from_torchvision(name="resnet18", num_classes=2, input_size=16)
     save_classifier(model=model, directory=tmp_path / "clf")
     spec = write_spec(tmp_path, _image_spec(meta, str(tmp_path / "clf")))
-    code, _, err = run("audit", str(spec), "--out", str(tmp_path / "out"))
+    code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(tmp_path / "out"))
     assert code == 0, err
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["audit"]["n_rows"] == 4

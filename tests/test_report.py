@@ -6,81 +6,17 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from fairprompt.errors import FairpromptError
-from fairprompt.metrics import audit
 from fairprompt.report import Report, render_html, render_markdown, write_report
-from fairprompt.results import build_results, dumps
-
-SCRIPT = "<script>alert(1)</script>"
-ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
-TITLE = 'Hiring <img src=x onerror="alert(2)"> & co'
-
-
-def _text_model(*, backbone: str = "all-MiniLM-L6-v2", example: str = "age: 39. workclass: State-gov.") -> dict:
-    """A ``frozen_text`` model block as the pipeline writes it (from a real tiny run)."""
-    return {
-        "kind": "frozen_text", "backbone": backbone, "backbone_sha256": "92e037d4" + "0" * 56,
-        "backbone_parameters": 22713216, "task_prompt": "peft", "prompt_tokens": 8, "task_adapter_parameters": 3842,
-        "extra_prompt_parameters": 0, "trainable_share": 3842 / 22717058, "pooling": "mean over attended positions",
-        "max_length": 128,
-        "text": {"text_columns": ["age", "workclass", SCRIPT], "sensitive_in_text": False, "example": example},
-        "splits": {"train": 96, "validation": 48, "test": 300, "rule": "seeded draw stratified by label (seed 0)", "seed": 0},
-        "training": {
-            "history": {
-                "epochs": [
-                    {"epoch": 1, "train_loss": 0.5634, "val_loss": 0.5713, "val_accuracy": 0.75, "mean_batch_grad_norm": 0.53},
-                    {"epoch": 2, "train_loss": 0.5679, "val_loss": 0.5493, "val_accuracy": 0.75, "mean_batch_grad_norm": 0.59},
-                    {"epoch": 3, "train_loss": 0.5402, "val_loss": 0.5511, "val_accuracy": 0.77, "mean_batch_grad_norm": 0.41},
-                ],
-                "stopped_by": "patience", "stopping_rule": "validation loss not improved by more than 0.0001 for 1 epochs, or 5 epochs",
-                "best_epoch": 2, "best_val_loss": 0.5493, "final_mean_gradient_norm": 0.0895, "seconds": 7.61,
-                "train_rows": 96, "validation_rows": 48, "world_size": 1,
-            },
-            "source": "cache", "cache_key": "5d322a2b" * 8, "path": f"/cache/{SCRIPT}",
-        },
-        "threshold": 0.5, "test_accuracy": 0.76, "test_auc": 0.7689,
-        "reference": {"kind": "logistic_regression (scikit-learn), same training rows and columns", "train_rows": 96,
-                      "test_rows": 300, "test_accuracy": 0.8, "test_auc": 0.8289},
-    }
-
-
-BASELINE_MODEL = {"kind": "logistic_regression", "library": "scikit-learn", "features": ["age", "education"],
-                  "sensitive_in_features": False, "train_rows": 900, "test_rows": 300, "threshold": 0.5, "seed": 0,
-                  "train_accuracy": 0.8123}
-
-
-def _results(*, scores: bool, n_boot: int = 40, degenerate: bool = False, seed: int = 0, model: dict | None = None) -> dict:
-    rng = np.random.default_rng(seed)
-    n = 1200
-    sex = rng.choice(["Female", "Male"], n, p=[0.35, 0.65])
-    race = rng.choice(["White", "Black", SCRIPT, "$x$"], n, p=[0.6, 0.25, 0.1, 0.05]).astype(object)
-    race[rng.random(n) < 0.02] = None  # missing attribute: excluded from the race slices, counted
-    y = rng.integers(0, 2, n)
-    s = np.clip(rng.random(n) * 0.6 + 0.3 * y + 0.15 * (sex == "Male"), 0, 1)
-    p = (s > 0.5).astype(int)
-    if degenerate:
-        y[race == "$x$"] = 1  # no negatives: FPR, TNR, balanced accuracy undefined
-        p[race == SCRIPT] = 0  # nobody selected: PPV undefined
-    result = audit(y_true=y, y_pred=p, y_score=s if scores else None,
-                   sensitive=pd.DataFrame({"sex": sex, "race": race}), n_boot=n_boot, seed=seed)
-    return build_results(
-        name="t", title=TITLE, audit=result.to_dict(),
-        data={"source": f"data/{SCRIPT}.csv", "label": "y", "positive_label": "1", "prediction": "yhat",
-              "score": "p" if scores else None, "sensitive": ["sex", "race"], "rows_audited": n, "split": None},
-        inputs=[{"role": "predictions", "path": f"data/{SCRIPT}.csv", "sha256": "ab" * 32, "rows": n}],
-        seeds={"bootstrap": seed}, command=["fairprompt", "audit", "--name", SCRIPT], created="2025-01-01T00:00:00+00:00",
-        model=model if model is not None else _text_model(backbone=f"{SCRIPT}-encoder", example=f"name: {SCRIPT}.") if scores else None,
-        spec={"name": SCRIPT, "audit": {"n_boot": n_boot}} if scores else None,
-    )
+from fairprompt.results import dumps
+from report_factories import BASELINE_MODEL, ESCAPED, IMAGE_MODEL, SCRIPT, audit_results, html_section, inline_svgs, text_model
 
 
 @pytest.fixture(scope="module")
 def scored() -> dict:
-    return _results(scores=True)
+    return audit_results(scores=True)
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +26,7 @@ def scored_html(scored: dict) -> str:
 
 @pytest.fixture(scope="module")
 def unscored_html() -> str:
-    return render_html(_results(scores=False, degenerate=True))
-
-
-def _svgs(html: str) -> list[str]:
-    return re.findall(r"<svg\b.*?</svg>", html, flags=re.S)
+    return render_html(audit_results(scores=False, degenerate=True))
 
 
 def test_user_strings_are_escaped_everywhere(scored_html: str) -> None:
@@ -107,8 +39,8 @@ def test_user_strings_are_escaped_everywhere(scored_html: str) -> None:
     assert f"Frozen {ESCAPED}-encoder + 8-token soft prompt" in model
     assert f"name: {ESCAPED}." in model and f"<code>{ESCAPED}</code>" in model and f"/cache/{ESCAPED}" in model
     # Plot labels: matplotlib's SVG text carries the group name escaped, too.
-    assert any(ESCAPED in svg for svg in _svgs(scored_html))
-    assert any(">$x$<" in svg or "$x$" in svg for svg in _svgs(scored_html))  # no mathtext from user '$'
+    assert any(ESCAPED in svg for svg in inline_svgs(scored_html))
+    assert any(">$x$<" in svg or "$x$" in svg for svg in inline_svgs(scored_html))  # no mathtext from user '$'
 
 
 def test_self_contained_no_external_resources(scored_html: str) -> None:
@@ -168,7 +100,7 @@ def test_without_scores_and_with_undefined_metrics(unscored_html: str) -> None:
 
 
 def test_no_bootstrap() -> None:
-    html = render_html(_results(scores=False, n_boot=0))
+    html = render_html(audit_results(scores=False, n_boot=0))
     assert "bootstrap disabled" in html and 'class="ci"' not in html
 
 
@@ -200,7 +132,7 @@ def test_write_report_is_atomic(scored: dict, scored_html: str, tmp_path: Path, 
 
 
 def test_minimal_results_render(tmp_path: Path) -> None:
-    results = _results(scores=False, n_boot=0)
+    results = audit_results(scores=False, n_boot=0)
     for key in ("inputs", "packages", "seeds", "command", "model", "spec", "created", "data"):
         results.pop(key)
     for key in ("bootstrap", "config", "metric_descriptions"):
@@ -218,16 +150,12 @@ def test_rejects_non_results() -> None:
         render_html({"schema": "fairprompt.results", "schema_version": 99, "audit": {}})
 
 
-def _section(html: str, anchor: str) -> str:
-    return html.split(f'id="{anchor}"', 1)[1].split("</section>", 1)[0]
-
-
 def test_model_section_shows_facts_curve_and_reference() -> None:
-    results = _results(scores=False, n_boot=0, model=_text_model())
+    results = audit_results(scores=False, n_boot=0, model=text_model())
     html = render_html(results)
     assert '<a href="#model">Model</a>' in html  # contents
-    assert "Frozen all-MiniLM-L6-v2 + 8-token soft prompt" in _section(html, "summary")
-    model = _section(html, "model")
+    assert "Frozen all-MiniLM-L6-v2 + 8-token soft prompt" in html_section(html, "summary")
+    model = html_section(html, "model")
     assert html.index('id="model"') < html.index('id="slice-0"')  # after the summary, before the group tables
     for fact in ("Backbone", "weights sha256 92e037d40000…", "22,713,216", "3,842 of 22,717,058 (0.017%)",
                  "The backbone&#39;s weights never change", "8-token soft prompt", "mean over attended positions",
@@ -244,7 +172,7 @@ def test_model_section_shows_facts_curve_and_reference() -> None:
     assert "logistic_regression (scikit-learn), same training rows and columns" in scores
     assert "−0.040" in scores and "−0.060" in scores
     # The training curve: one inline SVG with axis labels, the best epoch, and ids of its own.
-    svgs = _svgs(model)
+    svgs = inline_svgs(model)
     assert len(svgs) == 1 and 'id="model-training"' in model
     assert all(text in svgs[0] for text in (">epoch<", ">loss<", ">accuracy<", ">training<", ">validation<", ">best epoch (2)<"))
     assert "stroke-dasharray" in svgs[0]  # validation is dashed: reads in black and white
@@ -256,7 +184,7 @@ def test_model_section_shows_facts_curve_and_reference() -> None:
 
 
 def test_model_section_in_markdown() -> None:
-    md = render_markdown(_results(scores=False, n_boot=0, model=_text_model(backbone="enc_<b>")))
+    md = render_markdown(audit_results(scores=False, n_boot=0, model=text_model(backbone="enc_<b>")))
     section = md.split("## Model", 1)[1]
     assert "**Frozen enc\\_\\<b\\> + 8-token soft prompt**" in section
     assert "- Trainable parameters: 3,842 of 22,717,058 (0.017%)" in section
@@ -267,10 +195,10 @@ def test_model_section_in_markdown() -> None:
 
 
 def test_baseline_model_keeps_the_key_value_display() -> None:
-    results = _results(scores=False, n_boot=0, model=BASELINE_MODEL)
+    results = audit_results(scores=False, n_boot=0, model=BASELINE_MODEL)
     html = render_html(results)
     assert 'id="model"' not in html and "#model" not in html
-    summary = _section(html, "summary")
+    summary = html_section(html, "summary")
     assert '<span class="mono">train_accuracy</span>: 0.8123' in summary
     assert '<span class="mono">features</span>: [&#34;age&#34;, &#34;education&#34;]' in summary
     assert html.count("<svg") == 6
@@ -279,20 +207,9 @@ def test_baseline_model_keeps_the_key_value_display() -> None:
 
 
 def test_no_model_renders() -> None:
-    html = render_html(_results(scores=False, n_boot=0))
+    html = render_html(audit_results(scores=False, n_boot=0))
     assert 'id="model"' not in html and "not recorded (predictions were supplied)" in html
-    assert "## Model" not in render_markdown(_results(scores=False, n_boot=0))
-
-
-IMAGE_MODEL = {
-    "kind": "frozen_image", "architecture": {"name": "fixture-cnn", "widths": [16, 32], "hidden": 64, "num_classes": 2},
-    "backbone_parameters": 30000, "trainable_parameters": 300, "input_size": [28, 28], "test_accuracy": 0.9,
-    "splits": {"train": 1000, "test": 500},
-    "training": {"source": "trained in this run",
-                 "curve": [{"epoch": 1, "loss": 0.6, "train_accuracy": 0.7, "validation_accuracy": 0.65},
-                           {"epoch": 2, "loss": 0.4, "train_accuracy": 0.8, "validation_accuracy": 0.75}],
-                 "time_s": 125.0, "cache_key": "ab" * 32},
-}
+    assert "## Model" not in render_markdown(audit_results(scores=False, n_boot=0))
 
 
 @pytest.mark.parametrize("model", [
@@ -306,9 +223,9 @@ IMAGE_MODEL = {
     {"kind": "frozen_image", "training": {"epochs": 1, "curve": [{"epoch": 1, "validation_accuracy": 0.5}], "from_cache": True}},
 ])
 def test_partial_model_blocks_render(model: dict) -> None:
-    results = _results(scores=False, n_boot=0, model=model)
+    results = audit_results(scores=False, n_boot=0, model=model)
     html = render_html(results)
-    assert 'id="model"' in html and "Frozen " in _section(html, "model")
+    assert 'id="model"' in html and "Frozen " in html_section(html, "model")
     assert "## Model" in render_markdown(results)
     assert html.count("<svg") in (6, 7)
 
@@ -324,14 +241,14 @@ def test_partial_model_blocks_render(model: dict) -> None:
 def test_malformed_model_blocks_are_one_line_errors_naming_the_key(model: dict, key: str) -> None:
     """A model block of the wrong shape (once rendered as best it could) is refused as a whole, naming the key."""
     with pytest.raises(FairpromptError, match=rf"key '{key}'") as caught:
-        _results(scores=False, n_boot=0, model=model)
+        audit_results(scores=False, n_boot=0, model=model)
     assert "\n" not in str(caught.value)
 
 
 def test_image_model_section() -> None:
-    html = render_html(_results(scores=False, n_boot=0, model=IMAGE_MODEL))
-    section = _section(html, "model")
+    html = render_html(audit_results(scores=False, n_boot=0, model=IMAGE_MODEL))
+    section = html_section(html, "model")
     assert "Frozen fixture-cnn classifier" in section and "300 of 30,300 (0.99%)" in section
     assert "2 min 05 s" in section and "trained in this run" in section and "1,000 train · 500 test" in section
     assert "28 × 28 pixels" in section and "0.900" in section
-    assert ">accuracy<" in _svgs(section)[0] and ">loss<" in _svgs(section)[0]
+    assert ">accuracy<" in inline_svgs(section)[0] and ">loss<" in inline_svgs(section)[0]

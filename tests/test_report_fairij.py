@@ -6,138 +6,26 @@ import copy
 import json
 import re
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from fairprompt.errors import FairpromptError
-from fairprompt.metrics import audit
 from fairprompt.report import Report, render_html, render_markdown
 from fairprompt.results import dumps
 from fairprompt.report.view import repair_views
 from fairprompt.results import parse_results
+from report_factories import ESCAPED, SCRIPT, audit_results, fairij_entry, html_section, inline_svgs, text_model
 
-from test_report import ESCAPED, SCRIPT, _results, _svgs, _text_model
-
-HEADLINE = ("demographic_parity_difference", "disparate_impact", "equal_opportunity_difference",
-            "equalized_odds_difference", "accuracy_difference")
-
-
-def _after_audit(before: dict, seed: int = 1) -> dict:
-    """An after-audit of the same rows (different predictions), as the pipeline writes it."""
-    rng = np.random.default_rng(seed)
-    n = before["n_rows"]
-    sex = rng.choice(["Female", "Male"], n, p=[0.35, 0.65])
-    race = rng.choice(["White", "Black", SCRIPT, "$x$"], n, p=[0.6, 0.25, 0.1, 0.05]).astype(object)
-    y = rng.integers(0, 2, n)
-    p = (rng.random(n) * 0.6 + 0.3 * y > 0.45).astype(int)
-    return audit(y_true=y, y_pred=p, sensitive=pd.DataFrame({"sex": sex, "race": race}), n_boot=20, seed=seed).to_dict()
-
-
-def _comparison(before: dict, after: dict) -> list[dict]:
-    """The ``comparison`` rows of a mitigation entry (the layout of docs/results-schema.md)."""
-    def index(a: dict) -> dict:
-        out = {(s["name"], d["metric"]): d for s in a["slices"] for d in s["disparities"]
-               if d["convention"] == "between_groups" and d["metric"] in HEADLINE}
-        out |= {("overall", "accuracy"): o for o in a["overall"] if o["metric"] == "accuracy"}
-        return out
-
-    b, a = index(before), index(after)
-    return [{"slice": key[0], "metric": key[1], "ideal": a[key].get("ideal", 1.0), "before": b[key]["value"],
-             "before_ci_low": b[key]["ci_low"], "before_ci_high": b[key]["ci_high"], "after": a[key]["value"],
-             "after_ci_low": a[key]["ci_low"], "after_ci_high": a[key]["ci_high"],
-             "change": None if b[key]["value"] is None or a[key]["value"] is None else a[key]["value"] - b[key]["value"]}
-            for key in a if key in b]
-
-
-CURVE = [  # k, predicted dF, predicted dU, actual F, actual U (F0 = 0.21, U0 = 0.52; budget 0.01)
-    (0, 0.0, 0.0, 0.21, 0.52), (2, -0.012, 0.001, 0.197, 0.5215), (4, -0.025, 0.003, 0.183, 0.524),
-    (7, -0.04, 0.006, 0.171, 0.527), (10, -0.05, 0.009, 0.166, 0.5295), (14, -0.066, 0.014, 0.158, 0.535),
-    (20, -0.08, 0.02, None, None),  # a diverged step: no actual values
-]
-
-
-def _fairij(*, chosen_k: int = 10, mode: str = "ij", top: int = 25) -> dict:
-    n = 200
-    curve = [{"k": k, "fraction": k / n, "weight_removed": float(k), "predicted_dF": dF, "predicted_dU": dU,
-              "actual_F": F, "actual_U": U, "actual_dF": None if F is None else F - 0.21,
-              "actual_dU": None if U is None else U - 0.52, "feasible_predicted": dU <= 0.01,
-              "feasible_actual": U is not None and U - 0.52 <= 0.01, "chosen": k == chosen_k}
-             for k, dF, dU, F, U in CURVE]
-    chosen = next(p for p in curve if p["chosen"])
-    top_flagged = [{
-        "rank": i + 1, "row_id": 1000 + i, "I_F": -0.01 + i * 0.0003, "I_U": 0.0004 * (i % 3), "weight": 0.0,
-        "group": SCRIPT if i == 0 else "Female", "groups": {"sex": SCRIPT if i == 0 else "Female", "race": "White"},
-        "label": ">50K" if i % 2 else "<=50K", "favourable": bool(i % 2),
-        "features": {"age": str(30 + i), "workclass": SCRIPT if i == 0 else "Private", "occupation": None},
-    } for i in range(top)]
-    return {
-        "method": "fairij", "mode": mode, "measure": "demographic_parity", "selection": "actual",
-        "rule": "lowest actual validation F after the one-step IJ update among grid points whose actual validation U "
-                "rose by at most utility_budget (k = 0 always qualifies; ties go to the smaller k)",
-        "weighting": "alpha_i = 1 (row removed) on the top-k rows with I_F < 0, 0 elsewhere", "graded": False,
-        "utility_budget": 0.01, "max_fraction": 0.1, "seed": 0, "n_train": n, "chosen_k": chosen_k,
-        "chosen_fraction": chosen_k / n, "flagged_rows": chosen_k, "removed_weight": float(chosen_k),
-        "predicted_change": {"fairness": chosen["predicted_dF"], "utility": chosen["predicted_dU"]},
-        "one_step_change": {"fairness": chosen["actual_dF"], "utility": chosen["actual_dU"]},
-        "before": {"fairness": 0.21, "utility": 0.52}, "after": {"fairness": chosen["actual_F"], "utility": chosen["actual_U"]},
-        "curve": curve,
-        "influence": {"measure": "demographic_parity", "fairness": 0.21, "utility": 0.52,
-                      "curvature": "generalised Gauss-Newton (damped Cholesky)", "damping": 0.01,
-                      "damping_requested": 0.001, "damping_raised": True, "l2": 0.0, "n": n, "p": 3842,
-                      "eigen": {"largest": 2.5, "smallest": 1e-12, "effective_rank": 180, "rank_threshold": 1e-6,
-                                "above_damping": 95},
-                      "mean_gradient_norm": 0.046, "seconds": 3.2, "jacobian_seconds": 2.9,
-                      "fairness_detail": {"gaps": [{"rows": "(all rows)", "group_means": {"Female": 0.11, SCRIPT: 0.32},
-                                                    "pair": [SCRIPT, "Female"]}], "smooth": False, "favourable_class": 1}},
-        "top_flagged": top_flagged,
-        "append": None, "artifacts": {"adapter": "fairij/fairij_adapter", "record": "fairij/fairij.json"},
-        "timings": {"scoring_seconds": 3.4, "jacobian_seconds": 2.9, "selection_seconds": 1.25, "repair_seconds": 0.01,
-                    "total_seconds": 4.66},
-        "verification": None, "split_used_for_selection": "validation",
-    }
-
-
-def _mitigation(results: dict, **fairij) -> dict:
-    after = _after_audit(results["audit"])
-    f = _fairij(**fairij)
-    return {
-        "name": "fairij", "status": "ok",
-        "config": {"measure": "demographic_parity", "mode": f["mode"], "utility_budget": 0.01, "max_fraction": 0.1,
-                   "group": None, "damping": 0.001, "graded": False, "selection": "actual", "append_tokens": 4,
-                   "append_training": {"max_epochs": 10, "patience": 3, "batch_size": 32, "lr": 0.03}, "seed": 0,
-                   "verify": False, "verify_epochs": 3},
-        "group": "sex", "created": "2025-01-01T00:10:00+00:00", "command": ["fairprompt", "mitigate", "fairij", SCRIPT],
-        "before_audit": f"reused from reports/{SCRIPT}/results.json (created 2025-01-01T00:00:00+00:00)",
-        "task_prompt": {"source": "cache", "cache_key": "5d322a2b" * 8},
-        "fairij": f,
-        "flagged_by_group": [
-            {"column": "race", "group": "White", "label": 1, "train_rows": 60, "flagged_rows": 3, "removed_weight": 3.0},
-            {"column": "sex", "group": "Female", "label": 0, "train_rows": 50, "flagged_rows": 1, "removed_weight": 1.0},
-            {"column": "sex", "group": "Female", "label": 1, "train_rows": 20, "flagged_rows": 0, "removed_weight": 0.0},
-            {"column": "sex", "group": SCRIPT, "label": 1, "train_rows": 40, "flagged_rows": 9, "removed_weight": 9.0},
-        ],
-        "after": after,
-        "after_model": {"test_rows": 1200, "threshold": 0.5, "test_accuracy": 0.7512, "test_auc": 0.77,
-                        "before_test_accuracy": 0.76, "before_test_auc": 0.7689, "accuracy_change": 0.7512 - 0.76,
-                        "auc_change": 0.77 - 0.7689, "changed": "task prompt and head (one-step IJ update); backbone frozen",
-                        "backbone_sha256": "92e037d4" + "0" * 56, "backbone_unchanged": True},
-        "comparison": _comparison(results["audit"], after),
-        "outputs": {"influence_csv": "influence.csv", "artifact_dir": "fairij",
-                    "artifacts": {"adapter": "fairij/fairij_adapter", "record": "fairij/fairij.json"}},
-        "seconds": 7.5,
-    }
 
 
 @pytest.fixture(scope="module")
 def before() -> dict:
-    return _results(scores=False, n_boot=20, model=_text_model())
+    return audit_results(scores=False, n_boot=20, model=text_model())
 
 
 @pytest.fixture(scope="module")
 def repaired(before: dict) -> dict:
     results = copy.deepcopy(before)
-    results["mitigations"] = [_mitigation(before)]
+    results["mitigations"] = [fairij_entry(before)]
     return results
 
 
@@ -146,15 +34,13 @@ def repaired_html(repaired: dict) -> str:
     return render_html(repaired)
 
 
-def _section(html: str, anchor: str) -> str:
-    return html.split(f'id="{anchor}"', 1)[1].split("</section>", 1)[0]
 
 
 def test_fairij_section_shows_what_ran_and_the_before_after(repaired: dict, repaired_html: str) -> None:
     html = repaired_html
     assert '<a href="#mitigation-0">FairIJ repair of sex</a>' in html  # contents
     assert html.index('id="compliance"') < html.index('id="mitigation-0"') < html.index('id="provenance"')
-    section = _section(html, "mitigation-0")
+    section = html_section(html, "mitigation-0")
     assert section.startswith('>\n<h2>FairIJ repair of <code>sex</code></h2>')
     assert "Chosen k = 10 (5.0% of the training rows)" in section
     for fact in ("Mode</th>\n      <td>ij", "one-step IJ update of the task prompt and head", "demographic parity",
@@ -190,8 +76,8 @@ def test_fairij_section_shows_what_ran_and_the_before_after(repaired: dict, repa
 
 
 def test_fairij_curve_figure(repaired_html: str) -> None:
-    section = _section(repaired_html, "mitigation-0")
-    svgs = _svgs(section)
+    section = html_section(repaired_html, "mitigation-0")
+    svgs = inline_svgs(section)
     assert len(svgs) == 1 and 'id="mitigation-0-curve"' in section
     svg = svgs[0]
     for text in (">training rows down-weighted (k)<", ">F: demographic parity gap of sex<", ">U: validation loss<",
@@ -208,7 +94,7 @@ def test_fairij_curve_figure(repaired_html: str) -> None:
 def test_fairij_user_strings_are_escaped(repaired_html: str) -> None:
     html = repaired_html
     assert SCRIPT not in html and "<script" not in html.lower()
-    section = _section(html, "mitigation-0")
+    section = html_section(html, "mitigation-0")
     top = section.split('<table class="groups flagged">')[1].split("</table>")[0]
     assert f"<td>{ESCAPED}</td>" in top  # a group value of a flagged row
     assert f'<td class="feature">{ESCAPED}</td>' in top  # a feature value
@@ -219,7 +105,7 @@ def test_fairij_user_strings_are_escaped(repaired_html: str) -> None:
 
 
 def test_top_flagged_rows_are_capped(repaired_html: str) -> None:
-    section = _section(repaired_html, "mitigation-0")
+    section = html_section(repaired_html, "mitigation-0")
     top = section.split('<table class="groups flagged">')[1].split("</table>")[0]
     assert top.count("<tr>") == 21  # header + 20 rows of the 25 recorded
     assert "The 20 flagged rows" in section and "of 25 recorded" in section
@@ -238,21 +124,21 @@ def test_failed_mitigation_keeps_the_before_audit(before: dict) -> None:
                                "group": "sex", "error": f"the one-step update diverged; raise fairij damping {SCRIPT}",
                                "created": "2025-01-01T00:10:00+00:00", "command": None}]
     html = render_html(results)
-    section = _section(html, "mitigation-0")
+    section = html_section(html, "mitigation-0")
     assert "FAILED" in section and f"the one-step update diverged; raise fairij damping {ESCAPED}" in section
     assert "Nothing was repaired" in section and "<svg" not in section and 'class="comparison"' not in section
-    assert "(failed)</a>" in html and "<strong>failed</strong>" in _section(html, "summary")
+    assert "(failed)</a>" in html and "<strong>failed</strong>" in html_section(html, "summary")
     # the before-audit is all there: the same sections and figures as without the mitigation
     plain = render_html(before)
     assert html.count("<svg") == plain.count("<svg") == 7
-    assert _section(html, "slice-0") == _section(plain, "slice-0") and _section(html, "model") == _section(plain, "model")
+    assert html_section(html, "slice-0") == html_section(plain, "slice-0") and html_section(html, "model") == html_section(plain, "model")
     md = render_markdown(results)
     assert "## FairIJ repair of sex" in md and "**FAILED**: the one-step update diverged" in md and SCRIPT not in md
 
 
 def test_not_run_and_partial_entries_render(before: dict) -> None:
     results = copy.deepcopy(before)
-    partial = _mitigation(before)
+    partial = fairij_entry(before)
     for key in ("comparison", "after_model", "flagged_by_group", "outputs"):
         partial.pop(key)
     f = partial["fairij"]
@@ -274,13 +160,13 @@ def test_not_run_and_partial_entries_render(before: dict) -> None:
         {"name": "something_else", "status": "not_run"},
     ]
     html = render_html(results)
-    assert "NOT RUN" in _section(html, "mitigation-0") and "has no result" in _section(html, "mitigation-0")
-    section = _section(html, "mitigation-1")
+    assert "NOT RUN" in html_section(html, "mitigation-0") and "has no result" in html_section(html, "mitigation-0")
+    section = html_section(html, "mitigation-1")
     assert "Chosen k = 10" in section and "No training row was flagged" in section
     assert "2 tokens, init random, up to 2 epochs" in section and "the repaired model instead trains appended tokens" in section.lower()
     assert section.count("<svg") == 1 and "Appended tokens: training curve" in section  # no curve points: no curve figure
     assert "Verification by paired fine-tuning" in section and "0.930" in section and "−0.0120" in section
-    assert "records no chosen k" in _section(html, "mitigation-2")
+    assert "records no chosen k" in html_section(html, "mitigation-2")
     assert 'id="mitigation-3"' in html and "Something else" in html
     assert render_markdown(results).count("## ") >= 5
     assert render_html(json.loads(dumps(results))) == html
@@ -296,7 +182,7 @@ def test_not_run_and_partial_entries_render(before: dict) -> None:
 def test_malformed_entries_are_one_line_errors_naming_the_key(before: dict, change, key: str) -> None:
     """Values of the wrong type (once rendered as best they could) are refused as a whole, naming the key."""
     results = copy.deepcopy(before)
-    entry = _mitigation(before)
+    entry = fairij_entry(before)
     change(entry["fairij"], entry)
     results["mitigations"] = [entry]
     with pytest.raises(FairpromptError, match=rf"key '{key}'") as caught:

@@ -5,120 +5,28 @@ from __future__ import annotations
 
 import base64
 import copy
-import io
 import json
 import re
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from fairprompt.errors import FairpromptError
 from fairprompt.report import Report, render_html, render_markdown
 from fairprompt.report.reprogram_view import png_data_uri
 from fairprompt.results import dumps
+from report_factories import ESCAPED, LAMBDAS, PNG, SCRIPT, audit_results, fairij_entry, html_section, inline_svgs, reprogram_entry, text_model
 
-from test_report import ESCAPED, SCRIPT, _results, _svgs, _text_model
-from test_report_fairij import _after_audit, _comparison, _mitigation, _section
-
-LAMBDAS = (0.0, 1.0, 4.0, 16.0)
-POINTS = {  # lambda: selection accuracy, gap, DP, EO, pareto, diverged
-    0.0: (0.851, 0.214, 0.214, 0.188, True, None),
-    1.0: (0.846, 0.142, 0.142, 0.131, True, None),
-    4.0: (0.838, 0.061, 0.061, 0.072, True, None),
-    16.0: (0.791, 0.083, 0.083, 0.094, False, f"lambda 16: the loss is not finite at epoch 2 {SCRIPT}"),
-}
-
-
-def _png_uri(size: int = 8) -> str:
-    """A real tiny PNG: a blue frame around a grey centre, as a data URI."""
-    pixels = np.full((size, size, 3), 128, dtype=np.uint8)
-    pixels[:2], pixels[-2:], pixels[:, :2], pixels[:, -2:] = (0, 0, 255), (0, 0, 255), (0, 0, 255), (0, 0, 255)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-PNG = _png_uri()
-
-
-def _trigger(kind: str) -> dict:
-    if kind == "hard":
-        return {"kind": "hard", "words": ["equal", "fair", SCRIPT, "##ness", "$x$"], "token_ids": [5020, 4189, 100, 2791, 1002],
-                "text": f"equal fair {SCRIPT} ##ness $x$"}
-    if kind == "soft":
-        return {"kind": "soft", "tokens": 3, "dim": 384, "nearest_words": ["neutral", SCRIPT, "[unused7]"],
-                "norms": [0.912, 1.204, None]}
-    return {"kind": kind, "image_png": PNG, "image_size": [32, 32],
-            "config": {"image_size": 32, "width": 4} if kind == "border" else {"patch_size": 8, "corner": "bottom_right"}}
-
-
-def _reprogram(results: dict, *, kind: str = "border", chosen: float = 4.0, rule_met: bool = True) -> dict:
-    """A FairReprogram entry as the pipeline writes it (the shape of the mitigation's results record)."""
-    after = _after_audit(results["audit"], seed=3)
-    modality = "image" if kind in ("border", "patch") else "text"
-    config = {"trigger": kind, "tokens": 5, "width": 4, "patch_size": 8, "corner": "bottom_right",
-              "measure": "demographic_parity", "objective": "adversary", "projection": True, "lambdas": list(LAMBDAS),
-              "max_accuracy_drop": 0.02, "epochs": 3, "batch_size": 64, "lr": 0.05, "adversary_lr": 0.01,
-              "adversary_hidden": 16, "tuning_split": "train", "max_rows": 2000, "seed": 7}
-    points = [{"lambda": lam, "accuracy": a, "gap": g, "demographic_parity_difference": dp, "equalized_odds_difference": eo,
-               "history": [{"epoch": e + 1, "task_loss": 0.33 - 0.01 * e, "fairness_loss": 0.02, "seconds": 20.0 + e}
-                           for e in range(3 if diverged is None else 1)],
-               "diverged": diverged, "epoch_seconds": 21.0 if diverged is None else 20.0, "pareto": pareto,
-               "chosen": lam == chosen}
-              for lam, (a, g, dp, eo, pareto, diverged) in POINTS.items()]
-    parameters = {"trigger_trainable": 1920, "backbone": 22713216, "model_total": 22717828,
-                  "trainable_share_of_model": 1920 / 22717828}
-    if kind == "hard":
-        parameters |= {"deployed_trigger_tokens": 5, "note": "the selector over the candidate words is what trains"}
-    warnings = [points[-1]["diverged"]] + ([] if rule_met else ["no lambda > 0 kept the selection accuracy within 0.02"])
-    return {
-        "name": "reprogram", "status": "ok", "config": config, "group": "sex", "created": "2025-01-01T00:20:00+00:00",
-        "command": ["fairprompt", "mitigate", "reprogram", SCRIPT], "before_audit": "computed in this run",
-        "task_prompt": {"source": "cache", "cache_key": "5d322a2b" * 8},
-        "reprogram": {
-            "trigger_kind": kind, "modality": modality, "config": config,
-            "rule": "the lambda > 0 with the smallest selection gap among those whose selection accuracy is at most "
-                    "max_accuracy_drop below the untriggered model's",
-            "rule_met": rule_met, "chosen_lambda": chosen, "points": points,
-            "before": {"accuracy": 0.845, "gap": 0.209, "demographic_parity_difference": 0.209,
-                       "equalized_odds_difference": 0.167},
-            "tuning": {"how": "trained on the training split, chosen on the validation split", "fit_rows": 2000,
-                       "selection_rows": 1000, "groups": ["Female", SCRIPT]},
-            "parameters": parameters, "trigger": _trigger(kind), "warnings": warnings, "seconds": 310.2,
-            "artifacts": {"trigger": "reprogram/trigger.json"},
-        },
-        "after": after,
-        "after_model": {"test_rows": 1200, "threshold": 0.5, "test_accuracy": 0.842, "test_auc": 0.9,
-                        "before_test_accuracy": 0.86, "before_test_auc": 0.91, "accuracy_change": 0.842 - 0.86,
-                        "auc_change": -0.01, "changed": "a border trigger added to every input; backbone and adapter frozen",
-                        "backbone_sha256": "92e037d4" + "0" * 56, "backbone_unchanged": True, "adapter_unchanged": True},
-        "comparison": _comparison(results["audit"], after),
-        "baselines": [
-            {"method": "untriggered model", "description": "the model as audited above", "test_accuracy": 0.86,
-             "demographic_parity_difference": 0.19, "equalized_odds_difference": 0.17, "accuracy_change": 0.0},
-            {"method": "ThresholdOptimizer (demographic_parity)", "description": f"fairlearn, fitted on the validation scores {SCRIPT}",
-             "test_accuracy": 0.83, "demographic_parity_difference": 0.04, "equalized_odds_difference": 0.12,
-             "accuracy_change": -0.03},
-            {"method": f"FairReprogram (lambda {chosen:g})", "description": "the chosen trigger", "test_accuracy": 0.842,
-             "demographic_parity_difference": 0.061, "equalized_odds_difference": None, "accuracy_change": -0.018},
-        ],
-        "outputs": {"artifact_dir": "reprogram", "artifacts": {"trigger": "reprogram/trigger.json",
-                                                               "trigger_tensors": "reprogram/trigger.safetensors",
-                                                               "record": "reprogram/reprogram.json"}},
-        "seconds": 400.0,
-    }
 
 
 @pytest.fixture(scope="module")
 def before() -> dict:
-    return _results(scores=False, n_boot=20, model=_text_model())
+    return audit_results(scores=False, n_boot=20, model=text_model())
 
 
 @pytest.fixture(scope="module")
 def border(before: dict) -> dict:
     results = copy.deepcopy(before)
-    results["mitigations"] = [_reprogram(before, kind="border")]
+    results["mitigations"] = [reprogram_entry(before, kind="border")]
     return results
 
 
@@ -130,9 +38,9 @@ def border_html(border: dict) -> str:
 def test_reprogram_section_shows_what_ran(border: dict, border_html: str) -> None:
     html = border_html
     assert '<a href="#mitigation-0">FairReprogram of sex</a>' in html  # contents
-    assert "<a href=\"#mitigation-0\">FairReprogram</a> of <code>sex</code>: chosen λ = 4;" in _section(html, "summary")
+    assert "<a href=\"#mitigation-0\">FairReprogram</a> of <code>sex</code>: chosen λ = 4;" in html_section(html, "summary")
     assert html.index('id="compliance"') < html.index('id="mitigation-0"') < html.index('id="provenance"')
-    section = _section(html, "mitigation-0")
+    section = html_section(html, "mitigation-0")
     assert section.startswith('>\n<h2>FairReprogram of <code>sex</code></h2>')
     assert "Chosen λ = 4: a border trigger, to reduce the gap between groups of <code>sex</code>." in section
     for fact in ("Trigger</th>\n      <td>border (4 pixels wide)", "pixel border: a learned frame around every image; image model",
@@ -168,7 +76,7 @@ def test_reprogram_view(border: dict) -> None:
 
 
 def test_reprogram_before_after_and_baselines(border: dict, border_html: str) -> None:
-    section = _section(border_html, "mitigation-0")
+    section = html_section(border_html, "mitigation-0")
     table = section.split('<table class="comparison">')[1].split("</table>")[0]
     rows = border["mitigations"][0]["comparison"]
     dp = next(r for r in rows if r["slice"] == "sex" and r["metric"] == "demographic_parity_difference")
@@ -187,7 +95,7 @@ def test_reprogram_before_after_and_baselines(border: dict, border_html: str) ->
 
 
 def test_reprogram_lambda_table_and_warnings(border_html: str) -> None:
-    section = _section(border_html, "mitigation-0")
+    section = html_section(border_html, "mitigation-0")
     table = section.split('<table class="groups lambdas">')[1].split("</table>")[0]
     assert table.count("<tr") == 6  # header, the untriggered model, 4 lambdas
     assert ('<tr class="untriggered"><th scope="row">untriggered model</th><td class="num">0.845</td>'
@@ -210,8 +118,8 @@ def test_reprogram_lambda_table_and_warnings(border_html: str) -> None:
 
 
 def test_reprogram_pareto_figure(border_html: str) -> None:
-    section = _section(border_html, "mitigation-0")
-    svgs = _svgs(section)
+    section = html_section(border_html, "mitigation-0")
+    svgs = inline_svgs(section)
     assert len(svgs) == 1 and 'id="mitigation-0-pareto"' in section
     assert "Accuracy–fairness trade-off over λ (selection rows)" in section
     svg = svgs[0]
@@ -229,7 +137,7 @@ def test_reprogram_pareto_figure(border_html: str) -> None:
 
 
 def test_border_trigger_is_inlined_as_png(border_html: str) -> None:
-    section = _section(border_html, "mitigation-0")
+    section = html_section(border_html, "mitigation-0")
     assert f'<img class="trigger" src="{PNG}" alt="The chosen border trigger, 32 × 32 pixels">' in section
     assert "Trigger settings: <span class=\"mono\">image_size</span> = 32, <span class=\"mono\">width</span> = 4" in section
     # self-contained: the only src is the inline PNG; no external resources
@@ -249,11 +157,11 @@ def test_border_trigger_is_inlined_as_png(border_html: str) -> None:
 ])
 def test_invalid_image_uri_is_not_inlined(before: dict, uri: object) -> None:
     results = copy.deepcopy(before)
-    entry = _reprogram(before, kind="patch")
+    entry = reprogram_entry(before, kind="patch")
     entry["reprogram"]["trigger"]["image_png"] = uri
     results["mitigations"] = [entry]
     html = render_html(results)
-    section = _section(html, "mitigation-0")
+    section = html_section(html, "mitigation-0")
     assert "<img" not in html and "image not shown" in section
     assert 'onerror="' not in html and "javascript:" not in html and "example.com" not in html
     assert png_data_uri(uri) is None and png_data_uri(PNG) == PNG
@@ -261,8 +169,8 @@ def test_invalid_image_uri_is_not_inlined(before: dict, uri: object) -> None:
 
 def test_patch_trigger(before: dict) -> None:
     results = copy.deepcopy(before)
-    results["mitigations"] = [_reprogram(before, kind="patch")]
-    section = _section(render_html(results), "mitigation-0")
+    results["mitigations"] = [reprogram_entry(before, kind="patch")]
+    section = html_section(render_html(results), "mitigation-0")
     assert "Trigger</th>\n      <td>patch (8 × 8 pixels, bottom right corner)" in section
     assert f'<img class="trigger" src="{PNG}" alt="The chosen patch trigger, 32 × 32 pixels">' in section
     assert "a square over one corner" in section
@@ -270,9 +178,9 @@ def test_patch_trigger(before: dict) -> None:
 
 def test_hard_trigger_shows_its_words(before: dict) -> None:
     results = copy.deepcopy(before)
-    results["mitigations"] = [_reprogram(before, kind="hard", chosen=1.0)]
+    results["mitigations"] = [reprogram_entry(before, kind="hard", chosen=1.0)]
     html = render_html(results)
-    section = _section(html, "mitigation-0")
+    section = html_section(html, "mitigation-0")
     assert "Chosen λ = 1: a hard trigger" in section
     assert "Trigger</th>\n      <td>hard (5 words)" in section and "hard prompt: vocabulary words added to every input; text model" in section
     assert "The trigger is these 5 vocabulary words" in section
@@ -282,14 +190,14 @@ def test_hard_trigger_shows_its_words(before: dict) -> None:
     assert "Token ids: 5020, 4189, 100, 2791, 1002" in section
     assert "the selector over the candidate words is what trains" in section
     assert "<img" not in html and "nearest words" not in section.lower()
-    assert '<tr class="chosen"><th scope="row">λ = 1</th>' in section and "chosen λ = 1<" in _svgs(section)[0]
+    assert '<tr class="chosen"><th scope="row">λ = 1</th>' in section and "chosen λ = 1<" in inline_svgs(section)[0]
 
 
 def test_soft_trigger_shows_nearest_words_not_as_the_trigger(before: dict) -> None:
     results = copy.deepcopy(before)
-    results["mitigations"] = [_reprogram(before, kind="soft", chosen=16.0, rule_met=False)]
+    results["mitigations"] = [reprogram_entry(before, kind="soft", chosen=16.0, rule_met=False)]
     html = render_html(results)
-    section = _section(html, "mitigation-0")
+    section = html_section(html, "mitigation-0")
     assert "RULE NOT MET" in section and "Rule met</th>\n      <td>no" in section
     assert "The star marks the chosen λ = 16: no λ &gt; 0 stayed within the accuracy budget, so the most accurate λ of the grid was taken." in section
     assert "Trigger</th>\n      <td>soft (3 tokens of dimension 384)" in section
@@ -307,7 +215,7 @@ def test_soft_trigger_shows_nearest_words_not_as_the_trigger(before: dict) -> No
 
 def test_user_strings_are_escaped(before: dict) -> None:
     results = copy.deepcopy(before)
-    entries = [_reprogram(before, kind=kind) for kind in ("border", "hard", "soft")]
+    entries = [reprogram_entry(before, kind=kind) for kind in ("border", "hard", "soft")]
     entries[0]["group"] = SCRIPT
     entries[0]["reprogram"]["warnings"].append(f"a warning {SCRIPT}")
     entries[1]["reprogram"]["tuning"]["how"] = f"how {SCRIPT}"
@@ -315,14 +223,14 @@ def test_user_strings_are_escaped(before: dict) -> None:
     results["mitigations"] = entries
     html = render_html(results)
     assert SCRIPT not in html and "<script" not in html.lower()
-    first = _section(html, "mitigation-0")
+    first = html_section(html, "mitigation-0")
     assert f"<h2>FairReprogram of <code>{ESCAPED}</code></h2>" in first
     assert f"<li>a warning {ESCAPED}</li>" in first
     assert f"demographic parity gap of {ESCAPED}" in first  # the group in the gap's name
     assert f"reprogram &#39;{ESCAPED}&#39;" in first  # the command, shell-quoted
-    assert f"<code>{ESCAPED}</code>" in _section(html, "mitigation-1")  # a word of the hard trigger
-    assert f"how {ESCAPED}" in _section(html, "mitigation-1") and f"rule {ESCAPED}" in _section(html, "mitigation-2")
-    assert any(ESCAPED in svg for svg in _svgs(first))  # the group in the plot's axis label, escaped by matplotlib
+    assert f"<code>{ESCAPED}</code>" in html_section(html, "mitigation-1")  # a word of the hard trigger
+    assert f"how {ESCAPED}" in html_section(html, "mitigation-1") and f"rule {ESCAPED}" in html_section(html, "mitigation-2")
+    assert any(ESCAPED in svg for svg in inline_svgs(first))  # the group in the plot's axis label, escaped by matplotlib
     md = render_markdown(results)
     assert SCRIPT not in md and "a warning \\<script\\>" in md
 
@@ -336,7 +244,7 @@ def test_failed_and_not_run(before: dict) -> None:
         {"name": "reprogram", "status": "not_run", "config": {"trigger": "soft"}, "group": "race"},
     ]
     html = render_html(results)
-    failed, not_run = _section(html, "mitigation-0"), _section(html, "mitigation-1")
+    failed, not_run = html_section(html, "mitigation-0"), html_section(html, "mitigation-1")
     assert "<h2>FairReprogram of <code>sex</code> <span class=\"badge review\">FAILED</span></h2>" in failed
     assert f"reprogram.lambdas must be non-negative {ESCAPED}" in failed and "Nothing was repaired" in failed
     assert "<svg" not in failed and "<img" not in failed and 'class="comparison"' not in failed
@@ -351,7 +259,7 @@ def test_failed_and_not_run(before: dict) -> None:
 
 def test_partial_entry_with_nulls_renders(before: dict) -> None:
     results = copy.deepcopy(before)
-    partial = _reprogram(before, kind="border", rule_met=False)
+    partial = reprogram_entry(before, kind="border", rule_met=False)
     r = partial["reprogram"]
     for key in ("tuning", "parameters", "before", "artifacts"):
         r.pop(key)
@@ -368,14 +276,14 @@ def test_partial_entry_with_nulls_renders(before: dict) -> None:
                                                             "chosen_lambda": None, "warnings": ["3"]}},
     ]
     html = render_html(results)
-    first = _section(html, "mitigation-0")
+    first = html_section(html, "mitigation-0")
     assert "RULE NOT MET" in first and "Rule met</th>\n      <td>no" in first
     assert "No λ &gt; 0 kept the selection accuracy within the accuracy budget, so no fairness trigger met the rule; λ = 4, the most accurate λ of the grid, was taken." in first
     assert "No picture of the trigger was recorded." in first and "<svg" not in first  # nothing to plot
     assert "No before/after comparison was recorded." in first and "No baselines were recorded." in first
     assert '<th scope="row">λ = 1</th><td class="num">—</td><td class="num">—</td>' in first
-    assert "records no chosen λ" in _section(html, "mitigation-1") and "No λ points were recorded." in _section(html, "mitigation-1")
-    third = _section(html, "mitigation-2")
+    assert "records no chosen λ" in html_section(html, "mitigation-1") and "No λ points were recorded." in html_section(html, "mitigation-1")
+    third = html_section(html, "mitigation-2")
     assert "The trigger's words were not recorded." in third and "<li>3</li>" in third
     assert render_html(json.loads(dumps(results))) == html
     assert render_markdown(results).count("## FairReprogram") == 3
@@ -391,7 +299,7 @@ def test_partial_entry_with_nulls_renders(before: dict) -> None:
 def test_malformed_entries_are_one_line_errors_naming_the_key(before: dict, change, key: str) -> None:
     """Values of the wrong type (once rendered as best they could) are refused as a whole, naming the key."""
     results = copy.deepcopy(before)
-    entry = _reprogram(before, kind="patch")
+    entry = reprogram_entry(before, kind="patch")
     change(entry["reprogram"])
     results["mitigations"] = [entry]
     with pytest.raises(FairpromptError, match=rf"key '{key}'") as caught:
@@ -406,14 +314,14 @@ def test_render_is_deterministic_and_from_json_alone(border: dict, border_html: 
 
 def test_fairij_and_reprogram_side_by_side(before: dict) -> None:
     fairij_only = copy.deepcopy(before)
-    fairij_only["mitigations"] = [_mitigation(before)]
+    fairij_only["mitigations"] = [fairij_entry(before)]
     both = copy.deepcopy(before)
-    both["mitigations"] = [_mitigation(before), _reprogram(before, kind="hard")]
+    both["mitigations"] = [fairij_entry(before), reprogram_entry(before, kind="hard")]
     html, fairij_html = render_html(both), render_html(fairij_only)
     # the FairIJ section is the same as without the FairReprogram entry beside it
-    assert _section(html, "mitigation-0") == _section(fairij_html, "mitigation-0")
-    assert "FairIJ repair of <code>sex</code>" in _section(html, "mitigation-0") and "Chosen k = 10" in html
-    assert "FairReprogram of <code>sex</code>" in _section(html, "mitigation-1")
+    assert html_section(html, "mitigation-0") == html_section(fairij_html, "mitigation-0")
+    assert "FairIJ repair of <code>sex</code>" in html_section(html, "mitigation-0") and "Chosen k = 10" in html
+    assert "FairReprogram of <code>sex</code>" in html_section(html, "mitigation-1")
     assert html.count("<svg") == 10  # 3 slices × 2, training curve, FairIJ curve, Pareto plot, first-screen trade-off
     # a report with FairIJ alone carries no FairReprogram CSS or markup
     assert "img.trigger" not in fairij_html and "FairReprogram" not in fairij_html and "img.trigger" in html

@@ -14,10 +14,8 @@ from fairprompt.report.repair_plots import accuracy_fairness_figure
 from fairprompt.results import dumps
 from fairprompt.report.format import fmt_points
 from fairprompt.report.summary_view import TradeoffPoint
+from report_factories import ESCAPED, SCRIPT, audit_results, fairij_entry, html_section, inline_svgs, reprogram_entry, text_model
 
-from test_report import ESCAPED, SCRIPT, _results, _svgs, _text_model
-from test_report_fairij import _mitigation, _section
-from test_report_reprogram import _reprogram
 
 
 def _between(audit: dict, slice_name: str, metric: str) -> dict:
@@ -31,13 +29,13 @@ def _text(value: float | None, low: float | None, high: float | None) -> str:
 
 @pytest.fixture(scope="module")
 def before() -> dict:
-    return _results(scores=False, n_boot=20, model=_text_model())
+    return audit_results(scores=False, n_boot=20, model=text_model())
 
 
 @pytest.fixture(scope="module")
 def repaired(before: dict) -> dict:
     results = copy.deepcopy(before)
-    results["mitigations"] = [_reprogram(before, kind="border")]
+    results["mitigations"] = [reprogram_entry(before, kind="border")]
     return results
 
 
@@ -50,7 +48,7 @@ def test_first_screen_comes_first_and_says_before_and_after(repaired: dict, repa
     html = repaired_html
     # At the very top: after the title, before the contents and every other section.
     assert html.index('id="at-a-glance"') < html.index('class="toc"') < html.index('id="summary"')
-    glance = _section(html, "at-a-glance")
+    glance = html_section(html, "at-a-glance")
     assert "<dt>Model</dt>" in glance and "Frozen all-MiniLM-L6-v2 + 8-token soft prompt" in glance
     assert "<dt>Data</dt>" in glance and f"data/{ESCAPED}.csv" in glance and "1,200 rows audited" in glance
     race = next(s for s in repaired["audit"]["slices"] if s["name"] == "race")
@@ -75,8 +73,8 @@ def test_first_screen_comes_first_and_says_before_and_after(repaired: dict, repa
 
 
 def test_tradeoff_plot_has_one_point_per_method(repaired: dict, repaired_html: str) -> None:
-    glance = _section(repaired_html, "at-a-glance")
-    svgs = _svgs(glance)
+    glance = html_section(repaired_html, "at-a-glance")
+    svgs = inline_svgs(glance)
     assert len(svgs) == 1 and 'id="at-a-glance-tradeoff"' in glance
     svg = svgs[0]
     # The model before, the repaired model and the ThresholdOptimizer baseline, each named; the untriggered model
@@ -100,7 +98,7 @@ def test_failed_and_not_run_mitigations_are_on_the_first_screen(before: dict) ->
         {"name": "reprogram", "status": "not_run", "config": {"trigger": "soft"}, "group": "sex"},
     ]
     html = render_html(results)
-    glance = _section(html, "at-a-glance")
+    glance = html_section(html, "at-a-glance")
     # The failed entry's configured measure and group pick the headline even though it never ran.
     assert "Equal opportunity difference by race" in glance
     assert '<span class="badge review">FAILED</span>' in glance
@@ -109,14 +107,14 @@ def test_failed_and_not_run_mitigations_are_on_the_first_screen(before: dict) ->
     assert '<span class="badge neutral">NOT RUN</span>' in glance and "FairReprogram of sex was not run." in glance
     assert "<svg" not in glance  # no repaired model: nothing to plot
     assert html.count("<svg") == render_html(before).count("<svg")
-    card = _section(html, "card")
+    card = html_section(html, "card")
     assert f"FairIJ repair of race failed: the one-step update diverged; raise fairij damping {ESCAPED}." in card
     assert "FairReprogram of sex was not run." in card and "Fix the cause of the failed FairIJ repair of race" in card
 
 
 def test_without_mitigations_the_largest_gap_is_the_headline(before: dict) -> None:
     html = render_html(before)
-    glance = _section(html, "at-a-glance")
+    glance = html_section(html, "at-a-glance")
     candidates = [(abs(d["value"]), s["name"], d["metric"]) for s in before["audit"]["slices"] if len(s["columns"]) == 1
                   for d in s["disparities"] if d["convention"] == "between_groups" and d["value"] is not None
                   and d["metric"] in ("demographic_parity_difference", "equalized_odds_difference")]
@@ -133,7 +131,7 @@ def test_without_mitigations_the_largest_gap_is_the_headline(before: dict) -> No
 
 def test_fairij_headline_and_repaired_point(before: dict) -> None:
     results = copy.deepcopy(before)
-    results["mitigations"] = [_mitigation(before)]
+    results["mitigations"] = [fairij_entry(before)]
     summary = Report(results).view.summary
     assert summary.headline.metric == "demographic_parity_difference" and summary.headline.slice == "sex"
     after = summary.rows_table[1]
@@ -144,18 +142,18 @@ def test_fairij_headline_and_repaired_point(before: dict) -> None:
 
 def test_rule_not_met_is_a_note_and_a_caveat(before: dict) -> None:
     results = copy.deepcopy(before)
-    results["mitigations"] = [_reprogram(before, kind="soft", rule_met=False)]
+    results["mitigations"] = [reprogram_entry(before, kind="soft", rule_met=False)]
     html = render_html(results)
-    glance = _section(html, "at-a-glance")
+    glance = html_section(html, "at-a-glance")
     assert "rule not met: no λ &gt; 0 kept the accuracy within the budget" in glance
-    card = _section(html, "card")
+    card = html_section(html, "card")
     assert "FairReprogram of sex: the operating-point rule was not met" in card
     assert "widen the λ grid or the accuracy budget" in card
     assert f"FairReprogram of sex: lambda 16: the loss is not finite at epoch 2 {ESCAPED}" in card  # its warnings
 
 
 def test_model_card_headings_and_contents(repaired: dict, repaired_html: str) -> None:
-    card = _section(repaired_html, "card")
+    card = html_section(repaired_html, "card")
     for heading in ("Model details", "Intended use", "Factors", "Metrics and thresholds",
                     "Evaluation, training and tuning data", "Quantitative analyses", "Ethical considerations",
                     "Caveats and recommendations"):
@@ -178,16 +176,16 @@ def test_model_card_headings_and_contents(repaired: dict, repaired_html: str) ->
 
 
 def test_model_card_without_a_model_says_so_and_flags_undefined_rates() -> None:
-    results = _results(scores=False, degenerate=True)
+    results = audit_results(scores=False, degenerate=True)
     html = render_html(results)
-    card = _section(html, "card")
+    card = html_section(html, "card")
     assert "the predictions were supplied to fairprompt, which knows nothing of how they were made" in card
     assert "The model is not recorded: the audit covers these predictions only." in card
     assert "no spec with a title or description was recorded" in card
     # NaN metrics with their reasons, and the groups they concern, escaped.
     assert "undefined (no rows with a negative true label)" in card and "undefined (no rows predicted positive)" in card
     assert f"of {ESCAPED}" in card and SCRIPT not in html
-    glance = _section(html, "at-a-glance")
+    glance = html_section(html, "at-a-glance")
     assert "not recorded: the predictions were supplied" in glance
 
 
@@ -196,26 +194,26 @@ def test_small_groups_are_caveats(before: dict) -> None:
     slices = results["audit"]["slices"]
     group = slices[1]["groups"][0]
     group["small_group"], group["n"] = True, 7
-    card = _section(render_html(results), "card")
+    card = html_section(render_html(results), "card")
     assert f"race: 1 group with fewer than 30 rows ({group['group'].replace('<', '&lt;').replace('>', '&gt;')}, n=7)" in card
     assert "Collect more rows for the small groups" in card and "SMALL" in card
 
 
 def test_provenance_has_inputs_packages_seeds_spec_and_command(repaired: dict, repaired_html: str) -> None:
-    prov = _section(repaired_html, "provenance")
+    prov = html_section(repaired_html, "provenance")
     assert "ab" * 32 in prov and f"data/{ESCAPED}.csv" in prov
     assert all(f'<td class="mono">{name}</td>' in prov for name in repaired["packages"])
     assert '<span class="mono">bootstrap</span> = 0' in prov
     assert f"fairprompt audit --name &#39;{ESCAPED}&#39;" in prov
     assert "2025-01-01T00:00:00+00:00" in prov and repaired["fairprompt_version"] in prov
-    scored = _results(scores=True)
+    scored = audit_results(scores=True)
     scored["spec"]["title"] = f"Hiring {SCRIPT}"
     html = render_html(scored)
-    spec = _section(html, "provenance").split('<pre class="spec">')[1].split("</pre>")[0]
+    spec = html_section(html, "provenance").split('<pre class="spec">')[1].split("</pre>")[0]
     assert spec == f"name: {ESCAPED}\naudit:\n  n_boot: 40\ntitle: Hiring {ESCAPED}\n"  # YAML, escaped
     # The model card's placeholder for the intended use quotes the spec's title, plainly labelled.
     assert (f"[To be completed by the model owner] Intended use of “Hiring {ESCAPED}” (from the spec&#39;s title)"
-            in _section(html, "card"))
+            in html_section(html, "card"))
 
 
 def test_new_sections_are_offline_unique_and_deterministic(repaired: dict, repaired_html: str) -> None:

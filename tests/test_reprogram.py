@@ -33,18 +33,11 @@ from fairprompt.models.frozen import state_sha256
 from fairprompt.models.text import FrozenTextClassifier, TextRows
 from fairprompt.prompts import PixelBorder, PixelPatch, SoftPrompt, SoftPromptConfig, load_prompt
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (tests/conftest.py)
+
 IMAGE = 16
 GOOD = ["good", "great", "fine", "nice"]
 BAD = ["bad", "awful", "poor", "rude"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small models run fastest on one thread (and do not fight other work on a small machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
