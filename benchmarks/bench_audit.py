@@ -41,8 +41,8 @@ def _model_and_texts(rows: int):
 
     from fairprompt.models.adapt import find_task_prompt
     from fairprompt.models.text import FrozenTextClassifier
-    from fairprompt.tasks import load_task
     from fairprompt.spec import parse_spec
+    from fairprompt.tasks import load_task
 
     raw = yaml.safe_load((ROOT / "audits" / "adult_income.yaml").read_text())
     raw["model"]["splits"]["test"] = rows  # the test size does not move the training rows, so the key is unchanged

@@ -74,8 +74,8 @@ class Setup:
     def __init__(self, quick: bool) -> None:
         import yaml
 
-        from fairprompt.tasks import load_task
         from fairprompt.spec import parse_spec
+        from fairprompt.tasks import load_task
 
         raw = yaml.safe_load((ROOT / "audits" / "adult_income.yaml").read_text())
         self.spec = spec = parse_spec(raw, source="adult_income.yaml")
@@ -155,8 +155,8 @@ def paired_table(y: np.ndarray, groups: np.ndarray, predictions: dict[str, np.nd
 
 
 def part_effect(setup: Setup, state: dict[str, Any]) -> dict[str, Any]:
-    from fairprompt.mitigation.baselines import reweighing_weights, threshold_optimizer
     from fairprompt.mitigation import AppendTraining, FairIJConfig, fairij, train_appended_prompt
+    from fairprompt.mitigation.baselines import reweighing_weights, threshold_optimizer
 
     model, rows, groups = setup.model, setup.rows, setup.groups
     base_test = setup.scores(model, "test")
@@ -284,7 +284,11 @@ def _pearson(a: list[float], b: list[float]) -> float:
 def head_only(setup: Setup, scores: Any, sets: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
     """IJ against exact convex refits of the head alone (logistic regression on the pooled features at theta_hat)."""
     from fairprompt.mitigation.fairij_method.influence import (
-        fairness_surrogate, fit_logistic, influence_scores, logistic_margins, prompt_margins,
+        fairness_surrogate,
+        fit_logistic,
+        influence_scores,
+        logistic_margins,
+        prompt_margins,
     )
 
     d = setup.model.head().in_features

@@ -68,8 +68,14 @@ def peak_mb(fn) -> float:
 
 
 def fairlearn_frame(df: pd.DataFrame, n_boot: int | None):
-    from fairlearn.metrics import (MetricFrame, false_negative_rate, false_positive_rate, selection_rate,
-                                   true_negative_rate, true_positive_rate)
+    from fairlearn.metrics import (
+        MetricFrame,
+        false_negative_rate,
+        false_positive_rate,
+        selection_rate,
+        true_negative_rate,
+        true_positive_rate,
+    )
     from sklearn.metrics import accuracy_score, precision_score
 
     metrics = {

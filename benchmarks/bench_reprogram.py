@@ -156,8 +156,8 @@ def _config(setup: Setup, case: str, quick: bool) -> Any:
 
 
 def run_case(setup: Setup, case: str, *, quick: bool) -> dict[str, Any]:
-    from fairprompt.mitigation.baselines import threshold_optimizer
     from fairprompt.mitigation import reprogram
+    from fairprompt.mitigation.baselines import threshold_optimizer
 
     config = _config(setup, case, quick)
     _log(f"{case}: {config}")

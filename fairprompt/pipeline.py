@@ -38,8 +38,8 @@ from fairprompt.atomic import write_text
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics import Audit, audit
 from fairprompt.mitigation.registry import RepairContext
-from fairprompt.report import render_html
 from fairprompt.repairs import not_run, repair_seeds, run_repairs
+from fairprompt.report import render_html
 from fairprompt.results import build_results, dumps, parse_results
 from fairprompt.resume import resume_results, reusable_results, same_model, single_process
 from fairprompt.spec import AuditSpec, Spec

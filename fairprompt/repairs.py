@@ -32,7 +32,7 @@ from fairprompt.tasks import AuditInputs, Repair
 
 def now() -> str:
     """The current UTC time, ISO 8601 to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def not_run(repair: Repair) -> dict[str, Any]:

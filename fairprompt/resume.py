@@ -17,8 +17,8 @@ from typing import Any
 
 from fairprompt import __version__
 from fairprompt.errors import FairpromptError
-from fairprompt.results import load_results, to_jsonable
 from fairprompt.repairs import not_run
+from fairprompt.results import load_results, to_jsonable
 from fairprompt.tasks import ModelTask, Repair, TextTask
 
 

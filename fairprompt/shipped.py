@@ -36,8 +36,8 @@ COMPARED = ("test_accuracy", "test_auc", "demographic_parity_difference")
 def prompt_specs(audits: Path) -> list[Path]:
     """The specs in ``audits`` whose model tunes a task prompt, one per prompt: a spec that tunes the same prompt
     as an earlier one (same task-prompt key, e.g. the audit with a mitigation added) is left out."""
-    from fairprompt.tasks import load_task
     from fairprompt.spec import load_spec
+    from fairprompt.tasks import load_task
 
     found, keys = [], set()
     for path in sorted(audits.glob("*.yaml")):

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from fairprompt.mitigation.registry import RepairMethod
     from fairprompt.models.adapt import TaskPromptSettings
     from fairprompt.models.image import ImageRows
-    from fairprompt.spec import FrozenImageSpec, FrozenTextSpec, SplitSpec, Spec, TextSpec
+    from fairprompt.spec import FrozenImageSpec, FrozenTextSpec, Spec, SplitSpec, TextSpec
 
 Progress = Callable[[str, int, int], None]
 

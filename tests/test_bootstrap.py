@@ -69,7 +69,7 @@ def test_same_seed_same_cis_different_seed_different(method, weighted):
 # ---------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _counts_and_rows(weighted: bool):
     y, p, _, g, w = make_rows(1, 20_000, weights=weighted)
     kw = dict(y_true=y, y_pred=p, sensitive=g, sample_weight=w, n_boot=2000)

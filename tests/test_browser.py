@@ -16,8 +16,9 @@ import copy
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,6 @@ from fairprompt.metrics import audit
 from fairprompt.report.pdf import find_chromium
 from fairprompt.results import dumps
 from report_factories import comparison_rows, fairij_entry, reprogram_entry
-
 
 SCRIPT = "<script>window.__pwned=1</script>"
 ATTRIBUTE = '"><img src=x onerror="window.__pwned=2">'

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factories import assert_user_error, run_cli
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics import audit
 from fairprompt.report import pdf as pdf_module
 from fairprompt.report.compliance import build_compliance_view, render_compliance
-from fairprompt.results import build_results, write_results
 from fairprompt.report.format import fmt_num
-from factories import assert_user_error, run_cli
+from fairprompt.results import build_results, write_results
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"

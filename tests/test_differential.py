@@ -151,7 +151,7 @@ def make_data(scenario: str, weighting: str, seed: int, *, n: int | None = None,
     return y, p, s, g, h, w
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def case(scenario: str, weighting: str, seed: int) -> Case:
     y, p, s, g, h, w = make_data(scenario, weighting, seed)
     result = audit(y_true=y, y_pred=p, sensitive=pd.DataFrame({"g": g, "h": h}), y_score=s, sample_weight=w, n_boot=0)
@@ -252,7 +252,7 @@ SCORE_METRICS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def label_frame(scenario: str, weighting: str, seed: int, slice_name: str) -> MetricFrame:
     c = case(scenario, weighting, seed)
     metrics = {name: fn for name, (fn, _, _) in LABEL_METRICS.items()}
@@ -260,7 +260,7 @@ def label_frame(scenario: str, weighting: str, seed: int, slice_name: str) -> Me
                        **sample_params(metrics, c.w))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def score_frame(scenario: str, weighting: str, seed: int, slice_name: str) -> MetricFrame:
     c = case(scenario, weighting, seed)
     metrics = {name: fn for name, (fn, _) in SCORE_METRICS.items()}
@@ -456,7 +456,7 @@ class AifData:
     codes: dict[str, dict[str, float]]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def aif_data(scenario: str, weighting: str, seed: int, repeat: bool = False) -> AifData:
     c = case(scenario, weighting, seed) if not repeat else integer_weight_case(scenario, seed)
     codes = {col: {v: float(i) for i, v in enumerate(sorted(set(vals)))} for col, vals in (("g", c.g), ("h", c.h))}
@@ -650,7 +650,7 @@ def test_aif360_entropy_indices(scenario, weighting, seed):
     _check_entropy(case(scenario, weighting, seed).result, aif_data(scenario, weighting, seed), "")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def integer_weight_case(scenario: str, seed: int) -> Case:
     y, p, s, g, h, w = make_data(scenario, "weighted", seed, integer_weights=True)
     result = audit(y_true=y, y_pred=p, sensitive=pd.DataFrame({"g": g, "h": h}), y_score=s, sample_weight=w, n_boot=0)

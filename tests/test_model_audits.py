@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairprompt.spec import load_spec
 from factories import assert_user_error, run_cli, write_spec
+from fairprompt.spec import load_spec
 
 
 @pytest.fixture(autouse=True)
@@ -221,8 +221,8 @@ def test_reference_typo_is_caught_before_training(tmp_path: Path) -> None:
 def test_shipped_task_prompts_match_the_embedded_specs() -> None:
     """Each text spec in audits/ finds its shipped prompt by the key a run computes, so demos never retrain."""
     from fairprompt.models.adapt import SHIPPED
-    from fairprompt.tasks import load_task
     from fairprompt.shipped import SHIPPED_FILE, prompt_specs
+    from fairprompt.tasks import load_task
 
     specs = prompt_specs(Path("audits"))
     assert {p.stem for p in specs} == {"adult_income", "compas_recidivism", "identity_toxicity"}

@@ -10,11 +10,9 @@ import pytest
 
 from fairprompt.errors import FairpromptError
 from fairprompt.report import Report, render_html, render_markdown
-from fairprompt.results import dumps
 from fairprompt.report.view import repair_views
-from fairprompt.results import parse_results
+from fairprompt.results import dumps, parse_results
 from report_factories import ESCAPED, SCRIPT, audit_results, fairij_entry, html_section, inline_svgs, text_model
-
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,18 @@ from fairprompt.errors import FairpromptError
 from fairprompt.report import Report, render_html, render_markdown
 from fairprompt.report.reprogram_view import png_data_uri
 from fairprompt.results import dumps
-from report_factories import ESCAPED, LAMBDAS, PNG, SCRIPT, audit_results, fairij_entry, html_section, inline_svgs, reprogram_entry, text_model
-
+from report_factories import (
+    ESCAPED,
+    LAMBDAS,
+    PNG,
+    SCRIPT,
+    audit_results,
+    fairij_entry,
+    html_section,
+    inline_svgs,
+    reprogram_entry,
+    text_model,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,11 @@ import re
 import pytest
 
 from fairprompt.report import Report, render_html
-from fairprompt.report.repair_plots import accuracy_fairness_figure
-from fairprompt.results import dumps
 from fairprompt.report.format import fmt_points
+from fairprompt.report.repair_plots import accuracy_fairness_figure
 from fairprompt.report.summary_view import TradeoffPoint
+from fairprompt.results import dumps
 from report_factories import ESCAPED, SCRIPT, audit_results, fairij_entry, html_section, inline_svgs, reprogram_entry, text_model
-
 
 
 def _between(audit: dict, slice_name: str, metric: str) -> dict:

@@ -12,7 +12,14 @@ import pytest
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics import audit
 from fairprompt.results import (
-    MODEL_KINDS, SCHEMA_VERSION, Results, build_results, dumps, load_results, model_in_words, parse_results,
+    MODEL_KINDS,
+    SCHEMA_VERSION,
+    Results,
+    build_results,
+    dumps,
+    load_results,
+    model_in_words,
+    parse_results,
     write_results,
 )
 from fairprompt.results.model import ImageModel, TabularModel, TextModel

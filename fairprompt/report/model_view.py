@@ -6,10 +6,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fairprompt.report.format import (
-    DASH, Fact, as_text, fmt_int, fmt_num, fmt_seconds, fmt_share, fmt_signed, plural, short_hash, source_text,
+    DASH,
+    Fact,
+    as_text,
+    fmt_int,
+    fmt_num,
+    fmt_seconds,
+    fmt_share,
+    fmt_signed,
+    plural,
+    short_hash,
+    source_text,
 )
 from fairprompt.results.model import (
-    ImageModel, ImageTraining, TextModel, TextTraining, TrainHistoryRecord, model_in_words, prompt_in_words,
+    ImageModel,
+    ImageTraining,
+    TextModel,
+    TextTraining,
+    TrainHistoryRecord,
+    model_in_words,
+    prompt_in_words,
 )
 
 STOPPED_BY: dict[str, str] = {

@@ -24,7 +24,15 @@ import jinja2
 
 from fairprompt.atomic import write_text
 from fairprompt.report.format import (
-    Estimate, fmt_change, fmt_int, fmt_num, fmt_pct, fmt_seconds, fmt_share, fmt_weight, label,
+    Estimate,
+    fmt_change,
+    fmt_int,
+    fmt_num,
+    fmt_pct,
+    fmt_seconds,
+    fmt_share,
+    fmt_weight,
+    label,
 )
 from fairprompt.report.view import Overview, build_view
 from fairprompt.results import Results, dumps, load_results, parse_results

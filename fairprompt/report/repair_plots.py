@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from fairprompt.report.figure import COLORS, Figure, new_figure, plain, render
 from fairprompt.report.plots import model_figures
 
+
 def _nan(values: Sequence[float | None]) -> list[float]:
     return [float("nan") if v is None else float(v) for v in values]
 

@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fairprompt.report.format import (
-    DASH, Estimate, Fact, command_line, fmt_change, fmt_num, label, settings, short_hash,
+    DASH,
+    Estimate,
+    Fact,
+    command_line,
+    fmt_change,
+    fmt_num,
+    label,
+    settings,
+    short_hash,
 )
 from fairprompt.results.repairs import AfterModel, FailedRepair, NotRunRepair
 from fairprompt.results.repairs import ComparisonRow as ComparisonRecord

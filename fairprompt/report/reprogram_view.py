@@ -23,8 +23,20 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from fairprompt.report.format import (
-    DASH, MEASURES, Fact, command_line, fairness_name, fmt_change, fmt_int, fmt_lambda, fmt_num, fmt_seconds, fmt_share,
-    settings, short_hash, source_text,
+    DASH,
+    MEASURES,
+    Fact,
+    command_line,
+    fairness_name,
+    fmt_change,
+    fmt_int,
+    fmt_lambda,
+    fmt_num,
+    fmt_seconds,
+    fmt_share,
+    settings,
+    short_hash,
+    source_text,
 )
 from fairprompt.report.repair_view import MitigationView, after_facts, comparison_rows, repair_title, test_scores
 from fairprompt.results.repairs import AfterModel, FailedRepair, NotRunRepair, ReprogramRepair

@@ -19,7 +19,12 @@ from typing import Any, Literal
 
 from fairprompt.metrics.compare import HEADLINE
 from fairprompt.report.audit_view import (
-    GROUP_METRICS, MORE_METRICS, SCORE_COLUMNS, SliceView, disparity_estimate, slice_view,
+    GROUP_METRICS,
+    MORE_METRICS,
+    SCORE_COLUMNS,
+    SliceView,
+    disparity_estimate,
+    slice_view,
 )
 from fairprompt.report.fairij_view import fairij_view
 from fairprompt.report.format import Estimate, as_text, command_line

@@ -18,7 +18,14 @@ from fairprompt.results.base import VOLATILE_KEYS, Record, dumps, stable, stable
 from fairprompt.results.model import MODEL_KINDS, ImageModel, TabularModel, TextModel, model_in_words
 from fairprompt.results.repairs import FailedRepair, FairIJRepair, NotRunRepair, ReprogramRepair
 from fairprompt.results.run import (
-    SCHEMA, SCHEMA_VERSION, Results, build_results, load_results, package_versions, parse_results, write_results,
+    SCHEMA,
+    SCHEMA_VERSION,
+    Results,
+    build_results,
+    load_results,
+    package_versions,
+    parse_results,
+    write_results,
 )
 
 __all__ = [

@@ -118,7 +118,7 @@ def build_results(
         "schema_version": SCHEMA_VERSION,
         "name": name,
         "title": title or name,
-        "created": created or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "created": created or _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
         "fairprompt_version": __version__,
         "command": list(command) if command is not None else None,
         "packages": package_versions(),

@@ -113,13 +113,26 @@ from torch import Tensor
 from fairprompt.errors import FairpromptError
 from fairprompt.mitigation.fairij_method.config import MEASURES, Measure, Solver
 from fairprompt.mitigation.fairij_method.curvature import (
-    CG_NAME, CURVATURE_NAME, DENSE_MAX_PARAMETERS, ConjugateGradientCurvature, Curvature, gauss_newton, training_weights,
+    CG_NAME,
+    CURVATURE_NAME,
+    DENSE_MAX_PARAMETERS,
+    ConjugateGradientCurvature,
+    Curvature,
+    gauss_newton,
+    training_weights,
 )
 from fairprompt.mitigation.fairij_method.margins import (
-    MarginJacobian, as_float64, fit_logistic, logistic_margins, prompt_margins,
+    MarginJacobian,
+    as_float64,
+    fit_logistic,
+    logistic_margins,
+    prompt_margins,
 )
 from fairprompt.mitigation.fairij_method.objective import (
-    Surrogate, binary_labels, fairness_surrogate, validation_loss,
+    Surrogate,
+    binary_labels,
+    fairness_surrogate,
+    validation_loss,
 )
 
 if TYPE_CHECKING:

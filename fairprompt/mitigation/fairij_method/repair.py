@@ -67,7 +67,12 @@ from fairprompt.mitigation.fairij_method.config import FairIJConfig
 from fairprompt.mitigation.fairij_method.influence import InfluenceScores, ij_update, score_prompt
 from fairprompt.mitigation.fairij_method.result import FairIJResult
 from fairprompt.mitigation.fairij_method.selection import (
-    BINARY_RULE, GRADED_RULE, RULES, evaluate, select, set_task_parameters,
+    BINARY_RULE,
+    GRADED_RULE,
+    RULES,
+    evaluate,
+    select,
+    set_task_parameters,
 )
 from fairprompt.models.text import text_forward
 from fairprompt.models.training import Progress, TrainConfig, TrainHistory, train

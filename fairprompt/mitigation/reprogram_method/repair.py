@@ -81,11 +81,25 @@ from fairprompt.errors import FairpromptError
 from fairprompt.mitigation.reprogram_method.config import IMAGE_TRIGGERS, TEXT_TRIGGERS, ReprogramConfig
 from fairprompt.mitigation.reprogram_method.result import ReprogramResult
 from fairprompt.mitigation.reprogram_method.selection import (
-    RULE, choose, evaluate, pareto_flags, stratified_half, subsample, take, text_group_array,
+    RULE,
+    choose,
+    evaluate,
+    pareto_flags,
+    stratified_half,
+    subsample,
+    take,
+    text_group_array,
 )
 from fairprompt.mitigation.reprogram_method.training import train_trigger
 from fairprompt.mitigation.reprogram_method.triggers import (
-    Target, build, build_forward, check_image_trigger, check_text_trigger, model_modality, parameter_counts, saved_form,
+    Target,
+    build,
+    build_forward,
+    check_image_trigger,
+    check_text_trigger,
+    model_modality,
+    parameter_counts,
+    saved_form,
 )
 from fairprompt.models.training import Progress
 

@@ -110,7 +110,9 @@ class ReprogramMethod:
     def check_model(self, model: Any, *, config: ReprogramConfig) -> None:
         """A trigger must fit the model (positions of a text backbone, size of the images)."""
         from fairprompt.mitigation.reprogram_method.triggers import (
-            check_image_trigger, check_text_trigger, model_modality,
+            check_image_trigger,
+            check_text_trigger,
+            model_modality,
         )
 
         if model_modality(model) == "image":
