@@ -9,7 +9,7 @@ STAMP := $(VENV)/.fairprompt-installed
 # The shipped artifacts: one task prompt per spec (fairprompt/artifacts/task_prompts/KEY, see fairprompt/shipped.py).
 ARTIFACTS := adult_income compas_recidivism identity_toxicity
 
-.PHONY: demo test install bench docs artifacts check-artifacts clean-reports \
+.PHONY: demo test check install bench docs artifacts check-artifacts clean-reports \
 	$(addprefix artifact-,$(ARTIFACTS)) $(addprefix check-artifact-,$(ARTIFACTS))
 
 $(STAMP): requirements.lock pyproject.toml
@@ -25,6 +25,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The inner loop while editing: ruff, then every test not marked slow (whole spec runs, notebooks, several
+# processes, the browser), about 2 minutes on 2 cores. make test runs them all.
+check: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m "not slow"
 
 # Retrain one shipped task prompt from its seed and replace the shipped copy: make artifact-adult_income
 # (about 12 minutes on 2 CPU cores; compas_recidivism about 12, identity_toxicity about 5).

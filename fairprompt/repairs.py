@@ -26,7 +26,9 @@ from fairprompt.metrics import Audit
 from fairprompt.metrics.compare import compare_audits
 from fairprompt.metrics.point import auc_or_none
 from fairprompt.mitigation.registry import Progress, RepairContext, TestSplit
-from fairprompt.results import to_jsonable
+from fairprompt.results import Record, parse_results, to_jsonable
+from fairprompt.results.audit import AuditRecord
+from fairprompt.results.repairs import AfterModel, ComparisonRow, FailedRepair, NotRunRepair, Outputs, TaskPromptRef
 from fairprompt.tasks import AuditInputs, Repair
 
 
@@ -37,7 +39,8 @@ def now() -> str:
 
 def not_run(repair: Repair) -> dict[str, Any]:
     """The record of a repair that has not run (yet)."""
-    return {"name": repair.name, "status": "not_run", "config": repair.settings, "group": repair.group}
+    return NotRunRepair(name=repair.name, status="not_run", config=to_jsonable(repair.settings),
+                        group=repair.group).to_json()
 
 
 def repair_seeds(repairs: Sequence[Repair]) -> dict[str, int]:
@@ -45,25 +48,27 @@ def repair_seeds(repairs: Sequence[Repair]) -> dict[str, int]:
     return {f"mitigation_{r.name}": r.seed for r in repairs}
 
 
-def _difference(after: float | None, before: Any) -> float | None:
-    return None if after is None or not isinstance(before, int | float) else after - float(before)
+def _difference(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else after - float(before)
 
 
-def test_scores(before_model: Mapping[str, Any], *, y_test: np.ndarray, y_pred: np.ndarray, score: np.ndarray,
+def test_scores(before_model: Any, *, y_test: np.ndarray, y_pred: np.ndarray, score: np.ndarray,
                 threshold: float) -> dict[str, Any]:
-    """The repaired model's test accuracy and AUC beside the before-audit's (the shared part of ``after_model``)."""
+    """The repaired model's test accuracy and AUC beside the before-audit's (the shared part of ``after_model``);
+    ``before_model`` is the record's ``model`` (None for a predictions audit)."""
     accuracy, auc = float((y_pred == y_test).mean()), auc_or_none(y_test, score)
+    before_accuracy = getattr(before_model, "test_accuracy", None)
+    before_auc = getattr(before_model, "test_auc", None)
     return {"test_rows": int(y_test.size), "threshold": threshold, "test_accuracy": accuracy, "test_auc": auc,
-            "before_test_accuracy": before_model.get("test_accuracy"), "before_test_auc": before_model.get("test_auc"),
-            "accuracy_change": _difference(accuracy, before_model.get("test_accuracy")),
-            "auc_change": _difference(auc, before_model.get("test_auc"))}
+            "before_test_accuracy": before_accuracy, "before_test_auc": before_auc,
+            "accuracy_change": _difference(accuracy, before_accuracy), "auc_change": _difference(auc, before_auc)}
 
 
 def run_repair(repair: Repair, *, context: RepairContext, results: Mapping[str, Any], target: Path,
-               audit: Callable[[AuditInputs], Audit], progress: Progress | None = None,
-               write_files: bool = True) -> dict[str, Any]:
+               audit: Callable[[AuditInputs], Audit], command: Sequence[str] | None, before: str,
+               progress: Progress | None = None, write_files: bool = True) -> Record:
     """One repair, its after-audit on the test split (never seen by the method's selection), the frozen-model check,
-    its files, and its record (without the envelope that :func:`run_repairs` adds)."""
+    its files, and its typed record (the method's ``record_type``)."""
     from fairprompt.models.frozen import adapter_sha256
 
     start = time.perf_counter()
@@ -87,30 +92,29 @@ def run_repair(repair: Repair, *, context: RepairContext, results: Mapping[str, 
     if not unchanged or adapter_unchanged is False:  # the guarantee, checked on every run
         what = "the backbone or the task adapter" if repair.method.frozen_adapter else "the backbone"
         raise RuntimeError(f"{what} changed during the {repair.name} repair")
-    after_model = test_scores(results.get("model") or {}, y_test=y_test, y_pred=y_pred, score=score,
-                              threshold=task.threshold) | {
-        "changed": run.changed, "backbone_sha256": backbone, "backbone_unchanged": unchanged}
-    if repair.method.frozen_adapter:
-        after_model["adapter_unchanged"] = adapter_unchanged
-
-    outputs = run.write(target, write=write_files)
+    before_record = parse_results(results, source="the before-audit")
+    after_model = AfterModel(**test_scores(before_record.model, y_test=y_test, y_pred=y_pred, score=score,
+                                           threshold=task.threshold),
+                             changed=run.changed, backbone_sha256=backbone, backbone_unchanged=unchanged,
+                             **({"adapter_unchanged": adapter_unchanged} if repair.method.frozen_adapter else {}))
+    outputs = Outputs.model_validate(to_jsonable(run.write(target, write=write_files)))
 
     def before_score() -> np.ndarray:
         if context.test_scores is not None:
             return context.test_scores
         return task.predict(model, test_rows, progress=progress)
 
-    head, tail = run.record(TestSplit(y_true=y_test, y_pred=y_pred, score=score, before_score=before_score))
-    return {
-        "task_prompt": {k: context.training.get(k) for k in ("source", "cache_key")},
-        **head,
-        "after": after,
-        "after_model": after_model,
-        "comparison": compare_audits(before=results.get("audit") or {}, after=after),
-        **tail,
-        "outputs": outputs,
-        "seconds": time.perf_counter() - start,
-    }
+    own = run.record(TestSplit(y_true=y_test, y_pred=y_pred, score=score, before_score=before_score))
+    after_record = AuditRecord.model_validate(to_jsonable(after))
+    comparison = compare_audits(before=before_record.audit.to_json(), after=after_record.to_json())
+    return repair.method.record_type(
+        name=repair.name, status="ok", config=to_jsonable(repair.settings), group=repair.group, created=now(),
+        command=list(command) if command is not None else None, before_audit=before,
+        task_prompt=TaskPromptRef(source=context.training.get("source"), cache_key=context.training.get("cache_key")),
+        after=after_record, after_model=after_model,
+        comparison=[ComparisonRow.model_validate(row) for row in to_jsonable(comparison)], outputs=outputs,
+        seconds=time.perf_counter() - start, **own,
+    )
 
 
 def run_repairs(repairs: Sequence[Repair], *, context: RepairContext, results: dict[str, Any], target: Path,
@@ -126,20 +130,18 @@ def run_repairs(repairs: Sequence[Repair], *, context: RepairContext, results: d
         if only is not None and index not in only:
             continue
         slot = offset + index
-        envelope = {"name": repair.name, "status": "ok", "config": repair.settings, "group": repair.group}
         try:
-            record = run_repair(repair, context=context, results=results, target=target, audit=audit,
-                                progress=progress, write_files=write_files)
+            record = run_repair(repair, context=context, results=results, target=target, audit=audit, command=command,
+                                before=before, progress=progress, write_files=write_files)
         except Exception as exc:
             message = str(exc) if isinstance(exc, FairpromptError) else f"{type(exc).__name__}: {exc}"
-            results["mitigations"][slot] = envelope | {"status": "failed", "error": message, "created": now(),
-                                                       "command": list(command) if command is not None else None}
+            results["mitigations"][slot] = FailedRepair(
+                name=repair.name, status="failed", config=to_jsonable(repair.settings), group=repair.group,
+                error=message, created=now(), command=list(command) if command is not None else None).to_json()
             write(results)
             failure = failure or exc
             continue
-        record = envelope | {"created": now(), "command": list(command) if command is not None else None,
-                             "before_audit": before} | record
-        results["mitigations"][slot] = to_jsonable(record)
+        results["mitigations"][slot] = record.to_json()
         write(results)
         records.append(results["mitigations"][slot])
     if failure is not None:

@@ -33,6 +33,8 @@ from fairprompt.report.pdf import find_chromium
 from fairprompt.results import dumps
 from report_factories import comparison_rows, fairij_entry, reprogram_entry
 
+pytestmark = pytest.mark.slow  # a real headless Chromium (make check skips it)
+
 SCRIPT = "<script>window.__pwned=1</script>"
 ATTRIBUTE = '"><img src=x onerror="window.__pwned=2">'
 HOSTILE = (SCRIPT, ATTRIBUTE)

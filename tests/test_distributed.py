@@ -34,6 +34,8 @@ from fairprompt.models.frozen import state_sha256
 from fairprompt.models.text import FrozenTextClassifier
 from fairprompt.models.training import length_sorted_batches, mean_gradient_norm
 
+pytestmark = pytest.mark.slow  # torchrun and accelerate launch with two processes (make check skips it)
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
 BATCH_SIZE = 6

@@ -324,6 +324,7 @@ def test_prompt_margins_are_exact_per_row_on_padded_batches(tiny_backbone) -> No
                 np.testing.assert_allclose(margins.J[:, column].numpy(), fd, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.slow  # leave-out refits to convergence
 def test_prompt_influence_matches_refits(prompted) -> None:
     model, train, validation, gv, batch = prompted
     encoder_before = state_sha256(model.encoder)

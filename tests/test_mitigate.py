@@ -23,7 +23,8 @@ from fairprompt.cli import cli
 from fairprompt.errors import FairpromptError
 from fairprompt.spec import load_spec
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (tests/conftest.py)
+pytestmark = [pytest.mark.slow,  # whole spec runs with both repairs, reruns and resumes (make check skips it)
+              pytest.mark.usefixtures("one_thread")]  # tiny models: one thread (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ TINY_ADULT = {
 }
 
 
+@pytest.mark.slow  # a whole frozen-text spec, twice
 def test_frozen_text_audit_end_to_end_with_cache(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, TINY_ADULT)
     code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(tmp_path / "out"))

@@ -23,6 +23,8 @@ from nbclient.exceptions import CellExecutionError
 from fairprompt.errors import FairpromptError
 from fairprompt.results import load_results
 
+pytestmark = pytest.mark.slow  # executes the four notebooks in a kernel (make check skips it)
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = ("01_audit_predictions", "02_fairij_adult", "03_reprogram_colored_digits",

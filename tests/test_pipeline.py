@@ -45,6 +45,7 @@ def test_adult_baseline_runs_and_reports(tmp_path: Path) -> None:
     assert not list(out.out_dir.glob(".*.tmp"))
 
 
+@pytest.mark.slow  # three whole runs
 def test_same_seed_gives_identical_results(tmp_path: Path) -> None:
     a = pipeline.run(adult_spec(seed=7), out_dir=tmp_path / "a")
     b = pipeline.run(adult_spec(seed=7), out_dir=tmp_path / "b")

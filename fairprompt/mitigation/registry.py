@@ -60,8 +60,9 @@ class RepairRun(Protocol):
         them); returns the record's ``outputs``."""
         ...
 
-    def record(self, test: TestSplit) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The method's part of the record: the keys before ``after`` and those after ``comparison``."""
+    def record(self, test: TestSplit) -> dict[str, Any]:
+        """The method's own fields of its repair record (``fairij`` and ``flagged_by_group``; ``reprogram`` and
+        ``baselines``), as typed records (:mod:`fairprompt.results`)."""
         ...
 
 
@@ -70,6 +71,7 @@ class RepairMethod(Protocol):
 
     name: str
     title: str
+    record_type: type           # the typed record of a finished repair (fairprompt.results.repairs)
     config_class: type          # a frozen dataclass; the spec's block is derived from its fields
     group_before: str | None    # the config field before which the spec block's ``group`` key goes (None: last)
     frozen_adapter: bool        # the repair must leave the task prompt and head unchanged (checked on every run)

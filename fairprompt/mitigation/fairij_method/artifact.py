@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fairprompt.atomic import replace_dir, write_text
-from fairprompt.mitigation.jsonable import jsonable
+from fairprompt.results import to_jsonable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,7 +71,7 @@ def write_artifact(result: FairIJResult, *, settings: Mapping[str, Any], group: 
 
     def fill(staging: Path) -> None:
         save_repair(result, staging)
-        write_text(staging / FAIRIJ_RECORD, json.dumps(jsonable(record), indent=2) + "\n")
+        write_text(staging / FAIRIJ_RECORD, json.dumps(to_jsonable(record), indent=2) + "\n")
 
     replace_dir(target, FAIRIJ_DIR, fill)
     result.artifacts = dict(files)

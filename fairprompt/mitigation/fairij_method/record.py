@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fairprompt.mitigation.jsonable import jsonable, plain
+from fairprompt.results import to_jsonable
 
 if TYPE_CHECKING:
     from fairprompt.mitigation.fairij_method.result import FairIJResult, FairIJVerification
@@ -23,7 +23,7 @@ INFLUENCE_COLUMNS = ("row_id", "I_F", "I_U", "flagged", "weight", "label")
 
 def verification_record(v: FairIJVerification) -> dict[str, Any]:
     """The verify run's facts, JSON-ready."""
-    return jsonable({
+    return to_jsonable({
         "epochs": v.epochs, "steps": v.steps, "config": v.config, "baseline": v.baseline,
         "control": v.control, "control_drift": v.control_drift, "checks": v.checks,
         "pearson_fairness": v.pearson_fairness, "method": v.method, "seconds": v.seconds,
@@ -36,7 +36,7 @@ def result_record(result: FairIJResult, *, top: int = 50) -> dict[str, Any]:
     flagged = np.flatnonzero(result.flagged)
     flagged = flagged[np.argsort(result.influence_fairness[flagged], kind="stable")]
     chosen = result.chosen
-    return jsonable({
+    return to_jsonable({
         "method": "fairij", "mode": result.mode, "measure": result.measure, "selection": result.selection,
         "rule": result.rule, "weighting": result.weighting, "graded": result.graded,
         "utility_budget": result.utility_budget, "max_fraction": result.max_fraction, "seed": result.seed,
@@ -46,7 +46,7 @@ def result_record(result: FairIJResult, *, top: int = 50) -> dict[str, Any]:
         "predicted_change": {"fairness": chosen["predicted_dF"], "utility": chosen["predicted_dU"]},
         "one_step_change": {"fairness": chosen["actual_dF"], "utility": chosen["actual_dU"]},
         "before": result.before, "after": result.after, "curve": result.curve, "influence": result.influence,
-        "top_flagged": [{"row_id": plain(result.row_ids[i]), "I_F": float(result.influence_fairness[i]),
+        "top_flagged": [{"row_id": result.row_ids[i], "I_F": float(result.influence_fairness[i]),
                          "I_U": float(result.influence_utility[i]), "weight": float(1.0 - result.alphas[i])}
                         for i in flagged[:top]],
         "append": result.append, "artifacts": result.artifacts, "timings": result.timings,

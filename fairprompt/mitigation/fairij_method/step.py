@@ -13,6 +13,8 @@ import numpy as np
 
 from fairprompt.mitigation.checks import check_validation_groups
 from fairprompt.mitigation.fairij_method.config import FairIJConfig
+from fairprompt.results import to_jsonable
+from fairprompt.results.repairs import FairIJRepair
 
 if TYPE_CHECKING:
     from fairprompt.mitigation.fairij_method.result import FairIJResult
@@ -54,13 +56,16 @@ class FairIJRun:
             write_influence(frame, target)
         return {"influence_csv": INFLUENCE_CSV, "artifact_dir": FAIRIJ_DIR, "artifacts": self.artifacts}
 
-    def record(self, test: TestSplit) -> tuple[dict[str, Any], dict[str, Any]]:
+    def record(self, test: TestSplit) -> dict[str, Any]:
         from fairprompt.mitigation.fairij_method.record import TOP_FLAGGED, flagged_by_group, top_flagged
+        from fairprompt.results.fairij import FairIJRecord, FlaggedGroup
 
         summary = self.result.to_dict(top=TOP_FLAGGED)
         summary["top_flagged"] = top_flagged(self.result, self.context.task, self.group)
         summary["artifacts"] = self.artifacts
-        return {"fairij": summary, "flagged_by_group": flagged_by_group(self.result, self.context.task)}, {}
+        return {"fairij": FairIJRecord.model_validate(to_jsonable(summary)),
+                "flagged_by_group": [FlaggedGroup.model_validate(row) for row in
+                                     to_jsonable(flagged_by_group(self.result, self.context.task))]}
 
 
 class FairIJMethod:
@@ -68,6 +73,7 @@ class FairIJMethod:
 
     name = "fairij"
     title = "FairIJ"
+    record_type = FairIJRepair
     config_class = FairIJConfig
     group_before = "damping"
     frozen_adapter = False

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fairprompt.atomic import replace_dir, write_text
-from fairprompt.mitigation.jsonable import jsonable
+from fairprompt.results import to_jsonable
 
 if TYPE_CHECKING:
     from fairprompt.mitigation.reprogram_method.result import ReprogramResult
@@ -57,7 +57,7 @@ def write_artifact(result: ReprogramResult, *, settings: Mapping[str, Any], grou
 
     def fill(staging: Path) -> None:
         save_trigger(result, staging)
-        write_text(staging / RECORD_FILE, json.dumps(jsonable(record), indent=2) + "\n")
+        write_text(staging / RECORD_FILE, json.dumps(to_jsonable(record), indent=2) + "\n")
 
     replace_dir(target, REPROGRAM_DIR, fill)
     result.artifacts = dict(files)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fairprompt.metrics.point import group_gap
-from fairprompt.mitigation.jsonable import jsonable
+from fairprompt.results import to_jsonable
 
 if TYPE_CHECKING:
     from fairprompt.mitigation.reprogram_method.result import ReprogramResult
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def result_record(result: ReprogramResult) -> dict[str, Any]:
     """What FairReprogram trained and chose, JSON-ready (no modules)."""
-    return jsonable({
+    return to_jsonable({
         "trigger_kind": result.trigger_kind, "modality": result.modality, "config": result.config, "rule": result.rule,
         "rule_met": result.rule_met, "chosen_lambda": result.chosen_lambda, "points": result.points,
         "before": result.before, "tuning": result.tuning, "parameters": result.parameters,

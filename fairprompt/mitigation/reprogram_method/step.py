@@ -15,6 +15,8 @@ import pandas as pd
 from fairprompt.errors import FairpromptError
 from fairprompt.mitigation.checks import check_validation_groups
 from fairprompt.mitigation.reprogram_method.config import ReprogramConfig
+from fairprompt.results import to_jsonable
+from fairprompt.results.repairs import ReprogramRepair
 
 if TYPE_CHECKING:
     from fairprompt.mitigation.registry import Progress, RepairContext, TestSplit
@@ -57,8 +59,9 @@ class ReprogramRun:
                                         training=self.context.training, model=self.context.model, write=write)
         return {"artifact_dir": REPROGRAM_DIR, "artifacts": self.artifacts}
 
-    def record(self, test: TestSplit) -> tuple[dict[str, Any], dict[str, Any]]:
+    def record(self, test: TestSplit) -> dict[str, Any]:
         from fairprompt.mitigation.reprogram_method.record import baselines
+        from fairprompt.results.reprogram import BaselineRow, ReprogramRecord
 
         task, model = self.context.task, self.context.model
         splits = task.splits
@@ -67,7 +70,8 @@ class ReprogramRun:
                           test_groups=self.groups[splits.test].astype(str), before_test=test.before_score(),
                           after_pred=test.y_pred, fit_scores=before_validation, fit_labels=task.y[splits.validation],
                           fit_groups=self.groups[splits.validation].astype(str), seed=self.config.seed)
-        return {"reprogram": self.result.to_dict()}, {"baselines": table}
+        return {"reprogram": ReprogramRecord.model_validate(self.result.to_dict()),
+                "baselines": [BaselineRow.model_validate(row) for row in to_jsonable(table)]}
 
 
 class ReprogramMethod:
@@ -75,6 +79,7 @@ class ReprogramMethod:
 
     name = "reprogram"
     title = "FairReprogram"
+    record_type = ReprogramRepair
     config_class = ReprogramConfig
     group_before = "seed"
     frozen_adapter = True
