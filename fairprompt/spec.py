@@ -266,7 +266,7 @@ def config_block(config_class: type, *, name: str, doc: str | None = None,
         fields[f.name] = (annotation, Field(default, description=meta.get("help"), **bounds))
         if "check" in meta:
             validators[f"_check_{f.name}"] = field_validator(f.name)(_checker(meta["check"]))
-    for key, target in placed.items():
+    for key, _target in placed.items():
         if key not in fields:
             fields[key] = extra[key]  # type: ignore[index]
     block = create_model(name, __base__=_ConfigBlock, __doc__=doc or config_class.__doc__, __validators__=validators,

@@ -122,7 +122,9 @@ def comparison_rows(before: dict, after: dict) -> list[dict]:
     def index(a: dict) -> dict:
         out = {(s["name"], d["metric"]): d for s in a["slices"] for d in s["disparities"]
                if d["convention"] == "between_groups" and d["metric"] in HEADLINE}
-        out |= {("overall", "accuracy"): o for o in a["overall"] if o["metric"] == "accuracy"}
+        for o in a["overall"]:
+            if o["metric"] == "accuracy":
+                out[("overall", "accuracy")] = o
         return out
 
     b, a = index(before), index(after)

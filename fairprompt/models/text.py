@@ -47,6 +47,7 @@ from fairprompt.models.training import Progress, TrainConfig, TrainHistory, pred
 
 MODEL_FILE = "fairprompt_model.json"
 MODEL_FORMAT = "fairprompt.text_classifier"
+DEFAULT_TRAINING = TrainConfig()
 
 
 @dataclass(frozen=True)
@@ -419,7 +420,7 @@ class FrozenTextClassifier(nn.Module):
             handle.remove()
         return logits[:, 1] - logits[:, 0], captured[-1]
 
-    def fit(self, *, train_rows: TextRows, validation_rows: TextRows, config: TrainConfig = TrainConfig(),
+    def fit(self, *, train_rows: TextRows, validation_rows: TextRows, config: TrainConfig = DEFAULT_TRAINING,
             progress: Progress | None = None) -> TrainHistory:
         """Train the task prompt and head (the backbone stays frozen); returns the history."""
         if self.peft_model is None:

@@ -88,7 +88,7 @@ def error_rates_figure(groups: Sequence[GroupRow], *, ci_percent: str, prefix: s
         fig = new_figure(6.4, _height(len(groups)))
         ax = fig.add_subplot()
         ys = list(range(len(groups)))[::-1]
-        for metric, offset, marker, face, text in (("tpr", 0.16, "o", "#111111", "TPR (true positive rate)"),
+        for metric, offset, marker, face, _text in (("tpr", 0.16, "o", "#111111", "TPR (true positive rate)"),
                                                    ("fpr", -0.16, "s", "white", "FPR (false positive rate)")):
             for y, g in zip(ys, groups):
                 v = _value(g, metric)

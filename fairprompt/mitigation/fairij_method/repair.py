@@ -84,6 +84,9 @@ if TYPE_CHECKING:
 DEFAULT_APPEND_TRAINING: TrainConfig = TrainConfig(max_epochs=10, patience=3, lr=3e-2, head_lr=None)
 """How :func:`train_appended_prompt` trains by default (FairIJ's own default, ``AppendTraining()``, is the same)."""
 
+DEFAULT_CONFIG = FairIJConfig()
+"""The settings :func:`fairij` uses when given none."""
+
 
 def check_inputs(*, model: Any, train_rows: Any, validation_rows: Any, validation_groups: Any,
                  train_ids: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +146,7 @@ def fairij(
     train_rows: TextRows,
     validation_rows: TextRows,
     validation_groups: Any,
-    config: FairIJConfig = FairIJConfig(),
+    config: FairIJConfig = DEFAULT_CONFIG,
     train_ids: Any = None,
     scores: InfluenceScores | None = None,
     keep_scores: bool = False,

@@ -103,6 +103,9 @@ from fairprompt.mitigation.reprogram_method.triggers import (
 )
 from fairprompt.models.training import Progress
 
+DEFAULT_CONFIG = ReprogramConfig()
+"""The settings :func:`reprogram` uses when given none."""
+
 
 def reprogram(
     *,
@@ -111,7 +114,7 @@ def reprogram(
     validation_rows: Any,
     train_groups: Sequence[Any],
     validation_groups: Sequence[Any],
-    config: ReprogramConfig = ReprogramConfig(),
+    config: ReprogramConfig = DEFAULT_CONFIG,
     threshold: float = 0.5,
     required_groups: Sequence[Any] = (),
     batch_size: int = 128,
