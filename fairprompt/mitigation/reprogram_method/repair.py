@@ -1,9 +1,10 @@
 r"""FairReprogram: a learned fairness trigger appended to every input of a frozen model.
 
-Fairness reprogramming (Zhang et al., NeurIPS 2022) keeps the trained model completely fixed (backbone,
-task prompt and head) and learns a small input-side trigger that removes group information from its
-decisions.  :func:`reprogram` (settings: :class:`~fairprompt.mitigation.reprogram_method.config.ReprogramConfig`) trains one trigger per lambda on a grid, returns the Pareto front of
-accuracy against the chosen gap on the selection rows, and picks the operating point by a stated rule.
+Fairness reprogramming (Zhang et al., NeurIPS 2022) keeps the trained model completely fixed (backbone, task
+prompt and head) and learns a small input-side trigger that removes group information from its decisions.
+:func:`reprogram` (settings: :class:`~fairprompt.mitigation.reprogram_method.config.ReprogramConfig`) trains
+one trigger per lambda on a grid, returns the Pareto front of accuracy against the chosen gap on the
+selection rows, and picks the operating point by a stated rule.
 
 Triggers
 --------
