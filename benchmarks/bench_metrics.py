@@ -143,7 +143,8 @@ def bench(n: int, *, n_boot: int, fairlearn_boot: int, score_boot: int) -> dict:
     diffs = []
     for ours_name, theirs in (("selection_rate", "selection_rate"), ("tpr", "tpr"), ("fpr", "fpr"), ("fnr", "fnr"),
                               ("tnr", "tnr"), ("accuracy", "accuracy"), ("ppv", "ppv")):
-        diffs.append(np.nanmax(np.abs(inter.groups_table[ours_name].to_numpy() - by_group.loc[inter.groups_table.index, theirs].to_numpy(float))))
+        diffs.append(np.nanmax(np.abs(inter.groups_table[ours_name].to_numpy()
+                                      - by_group.loc[inter.groups_table.index, theirs].to_numpy(float))))
     row["max_abs_diff_vs_fairlearn"] = float(max(diffs))
 
     reference = ("Male", "White")
@@ -195,17 +196,22 @@ def main() -> None:
         rows.append(row)
         print(f"\nN = {n:,} rows, 10 intersectional groups, {args.n_boot} resamples")
         print(f"  fairprompt  point metrics (all slices)               {row['fairprompt_point_s']:8.3f} s")
-        print(f"  fairprompt  point + {args.n_boot} CIs, all count metrics   {row['fairprompt_boot_s']:8.3f} s   peak extra memory {row['fairprompt_peak_mb']:.1f} MB")
-        print(f"  fairlearn   MetricFrame point (7 metrics)             {row['fairlearn_point_s']:8.3f} s   -> fairprompt point is {row['fairlearn_point_s'] / row['fairprompt_point_s']:.1f}x faster")
+        print(f"  fairprompt  point + {args.n_boot} CIs, all count metrics   {row['fairprompt_boot_s']:8.3f} s   "
+              f"peak extra memory {row['fairprompt_peak_mb']:.1f} MB")
+        print(f"  fairlearn   MetricFrame point (7 metrics)             {row['fairlearn_point_s']:8.3f} s   "
+              f"-> fairprompt point is {row['fairlearn_point_s'] / row['fairprompt_point_s']:.1f}x faster")
         if "fairlearn_per_resample_s" in row:
-            print(f"  fairlearn   bootstrap: {row['fairlearn_per_resample_s']:.2f} s per resample (measured on {args.fairlearn_boot}); "
+            print(f"  fairlearn   bootstrap: {row['fairlearn_per_resample_s']:.2f} s per resample "
+                  f"(measured on {args.fairlearn_boot}); "
                   f"1000 resamples extrapolated linearly: {row['fairlearn_1000_extrapolated_s']:.0f} s "
                   f"-> fairprompt with CIs is {row['fairlearn_1000_extrapolated_s'] / row['fairprompt_boot_s']:.0f}x faster")
-        print(f"  AIF360      ClassificationMetric, 9 comparisons + Theil {row['aif360_s']:8.3f} s   -> fairprompt point is {row['aif360_s'] / row['fairprompt_point_ref_s']:.1f}x faster")
+        print(f"  AIF360      ClassificationMetric, 9 comparisons + Theil {row['aif360_s']:8.3f} s   "
+              f"-> fairprompt point is {row['aif360_s'] / row['fairprompt_point_ref_s']:.1f}x faster")
         print(f"  point estimates: max |fairprompt - fairlearn| = {row['max_abs_diff_vs_fairlearn']:.1e}, "
               f"max |fairprompt - AIF360| = {row['max_abs_diff_vs_aif360']:.1e}")
         if "score_per_resample_s" in row:
-            print(f"  score-based CIs (AUC, Brier, ECE, scoring rate; row resampling): {row['score_per_resample_s'] * 1000:.1f} ms per resample "
+            print(f"  score-based CIs (AUC, Brier, ECE, scoring rate; row resampling): "
+                  f"{row['score_per_resample_s'] * 1000:.1f} ms per resample "
                   f"(measured on {row['score_boot_n']}); 1000 resamples extrapolated: {row['score_1000_extrapolated_s']:.0f} s")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2))

@@ -172,7 +172,8 @@ def run_case(setup: Setup, case: str, *, quick: bool) -> dict[str, Any]:
     predictions = {"untriggered": (before >= t).astype(int)}
     if control is not None:
         predictions["lambda = 0 control"] = (setup.scores(result.triggered_models[control], "test") >= t).astype(int)
-    predictions[f"FairReprogram (lambda {result.chosen_lambda:g})"] = (setup.scores(result.triggered_model, "test") >= t).astype(int)
+    chosen = (setup.scores(result.triggered_model, "test") >= t).astype(int)
+    predictions[f"FairReprogram (lambda {result.chosen_lambda:g})"] = chosen
     constraint = config.measure
     fitted = threshold_optimizer(fit_scores=setup.scores(setup.model, "validation"), fit_labels=setup.y["validation"],
                                  fit_groups=setup.groups["validation"], scores=before, groups=setup.groups["test"],

@@ -103,7 +103,8 @@ def _references(values: tuple[str, ...]) -> dict[str, str]:
 
 @cli.command()
 @click.argument("spec", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path), help="CSV or Parquet file of predictions to audit.")
+@click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV or Parquet file of predictions to audit.")
 @click.option("--label", help="Column of true outcomes.")
 @click.option("--prediction", help="Column of predicted outcomes.")
 @click.option("--score", help="Column of scores or probabilities (AUC, calibration, scoring rate).")
@@ -111,13 +112,15 @@ def _references(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--positive-label", help="Value of label and prediction that is the favourable outcome.")
 @click.option("--score-threshold", type=float, help="Predict positive where score >= T (instead of --prediction).")
 @click.option("--sensitive", help="Sensitive column(s), comma-separated; several also give intersections.")
-@click.option("--reference", multiple=True, metavar="COL=VALUE", help="Reference group for to_reference disparities (repeatable).")
+@click.option("--reference", multiple=True, metavar="COL=VALUE",
+              help="Reference group for to_reference disparities (repeatable).")
 @click.option("--impact-threshold", type=float, help="Four-fifths rule threshold [0.8].")
 @click.option("--n-boot", type=int, help="Bootstrap resamples [1000].")
 @click.option("--seed", type=int, help="Seed of the bootstrap [0].")
 @click.option("--min-group-size", type=int, help="Flag groups with fewer rows [30].")
 @click.option("--name", help="Audit name (report title) for a predictions audit.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default reports/NAME for a spec).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory (default reports/NAME for a spec).")
 @click.option("--fresh", is_flag=True, help="Ignore caches: train task prompts and fixture models again (and do not cache them), "
                                            "and recompute the audit and every mitigation instead of reusing the last run's.")
 @click.pass_context
@@ -153,7 +156,8 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
             loaded = parse_spec(raw, source=f"{spec} with command-line options")
     else:
         if predictions is None:
-            raise FairpromptError("give a SPEC file (e.g. audits/adult_baseline.yaml) or --predictions FILE with --label, --prediction and --sensitive")
+            raise FairpromptError("give a SPEC file (e.g. audits/adult_baseline.yaml) or --predictions FILE with --label, "
+                                  "--prediction and --sensitive")
         missing = [flag for flag, value in (("--label", label), ("--sensitive", sensitive)) if not value]
         if prediction is None and (score is None or score_threshold is None):
             missing.append("--prediction (or --score with --score-threshold)")
@@ -225,7 +229,8 @@ def mitigate_fairij(ctx: click.Context, spec: Path, out: Path | None, fresh: boo
 @mitigate.command("reprogram")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default reports/NAME).")
-@click.option("--fresh", is_flag=True, help="Retrain the task prompt or fixture (ignore the cache) and recompute the before-audit.")
+@click.option("--fresh", is_flag=True,
+              help="Retrain the task prompt or fixture (ignore the cache) and recompute the before-audit.")
 @click.pass_context
 def mitigate_reprogram(ctx: click.Context, spec: Path, out: Path | None, fresh: bool) -> None:
     """Run only FairReprogram for a frozen_text or frozen_image SPEC: train a fairness trigger (text tokens, a

@@ -5,14 +5,14 @@ the splits and each mitigation's repair group, before any model is built), and t
 rendered in memory first, then each written atomically, so a bad input or a crash leaves no
 half-written report directory behind.
 
-Mitigations (the spec's ``mitigations:`` list, or ``fairprompt mitigate NAME SPEC``) run after the
-audit, which is written first: ``results.json``, ``metrics_by_group.csv``, ``report.html`` and
-``compliance.html`` hold the before-audit, with each mitigation listed as ``status: not_run``.  Each
-mitigation then writes its own files (a folder named after it, and what else its method writes) and rewrites
-``results.json`` and ``report.html`` with its record (``status: ok``).  A mitigation that fails keeps the before-audit: its record becomes
-``{"name": ..., "status": "failed", "error": ...}``, results.json and report.html are rewritten with it,
-the next mitigation still runs, and the first error is raised again at the end (the CLI prints it as one
-line and exits 2), so a failed repair is both on record and visible to scripts.
+Mitigations (the spec's ``mitigations:`` list, or ``fairprompt mitigate NAME SPEC``) run after the audit,
+which is written first: ``results.json``, ``metrics_by_group.csv``, ``report.html`` and ``compliance.html``
+hold the before-audit, with each mitigation listed as ``status: not_run``.  Each mitigation then writes its
+own files (a folder named after it, and what else its method writes) and rewrites ``results.json`` and
+``report.html`` with its record (``status: ok``).  A mitigation that fails keeps the before-audit: its
+record becomes ``{"name": ..., "status": "failed", "error": ...}``, results.json and report.html are
+rewritten with it, the next mitigation still runs, and the first error is raised again at the end (the CLI
+prints it as one line and exits 2), so a failed repair is both on record and visible to scripts.
 
 This module orchestrates and knows no repair method: the spec becomes a task in :mod:`fairprompt.tasks`, the
 repairs run through :mod:`fairprompt.repairs` (each method's own work lives in its package under

@@ -78,7 +78,8 @@ def ship(results: dict[str, Any], spec_name: str) -> Path:
     """Copy the freshly trained prompt of a run's results into the shipped folder (replacing the spec's old one)."""
     record = results["model"]["training"]
     if record.get("source") != "trained in this run" or not record.get("path"):
-        raise RuntimeError(f"{spec_name}: only a prompt trained from its seed can be shipped, not one from {record.get('source')}")
+        raise RuntimeError(f"{spec_name}: only a prompt trained from its seed can be shipped, "
+                           f"not one from {record.get('source')}")
     key = record["cache_key"]
     SHIPPED.mkdir(parents=True, exist_ok=True)
     for stale in SHIPPED.iterdir():
@@ -124,7 +125,8 @@ def check(audits: Path, *, tolerance: float = 0.005, only: list[str] | None = No
         got = _metrics(results)
         key = results["model"]["training"]["cache_key"]
         if key != shipped[spec_path.name].name:
-            print(f"{spec_path}: the spec's cache key {key[:12]} differs from the shipped prompt's {shipped[spec_path.name].name[:12]} "
+            print(f"{spec_path}: the spec's cache key {key[:12]} differs from the shipped prompt's "
+                  f"{shipped[spec_path.name].name[:12]} "
                   "(spec, data, backbone or versions changed); run make artifacts")
             ok = False
         for name in COMPARED:

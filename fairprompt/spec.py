@@ -60,8 +60,10 @@ class PredictionsSpec(_Strict):
     prediction: str | None = Field(None, description="column of predicted outcomes (or give score + score_threshold)")
     score: str | None = Field(None, description="column of scores or probabilities (enables AUC, calibration, scoring rate)")
     weight: str | None = Field(None, description="column of sample weights")
-    positive_label: str | int | float | bool | None = Field(None, description="value of label/prediction that is the favourable outcome")
-    score_threshold: float | None = Field(None, description="predict positive where score >= threshold (when no prediction column)")
+    positive_label: str | int | float | bool | None = Field(
+        None, description="value of label/prediction that is the favourable outcome")
+    score_threshold: float | None = Field(
+        None, description="predict positive where score >= threshold (when no prediction column)")
 
     @model_validator(mode="after")
     def _prediction_source(self) -> PredictionsSpec:
@@ -266,7 +268,7 @@ def config_block(config_class: type, *, name: str, doc: str | None = None,
         fields[f.name] = (annotation, Field(default, description=meta.get("help"), **bounds))
         if "check" in meta:
             validators[f"_check_{f.name}"] = field_validator(f.name)(_checker(meta["check"]))
-    for key, target in placed.items():
+    for key, _target in placed.items():
         if key not in fields:
             fields[key] = extra[key]  # type: ignore[index]
     block = create_model(name, __base__=_ConfigBlock, __doc__=doc or config_class.__doc__, __validators__=validators,
@@ -479,7 +481,8 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
 def parse_spec(raw: Any, *, source: str = "spec", default_name: str | None = None) -> Spec:
     """Validate a spec mapping; raise one FairpromptError naming the first bad key."""
     if raw is None:
-        raise FairpromptError(f"{source} is empty; write a YAML mapping with at least 'name', and 'predictions' or 'data' + 'model'")
+        raise FairpromptError(f"{source} is empty; "
+                              "write a YAML mapping with at least 'name', and 'predictions' or 'data' + 'model'")
     if not isinstance(raw, dict):
         raise FairpromptError(f"{source} must be a YAML mapping of keys to values, not a {type(raw).__name__}")
     if "name" not in raw and default_name is not None:
@@ -501,7 +504,8 @@ def parse_spec(raw: Any, *, source: str = "spec", default_name: str | None = Non
         if error["type"] == "missing":
             raise FairpromptError(f"{source}: required key {where!r} is missing; add it") from None
         message = error["msg"].removeprefix("Value error, ")
-        shown = f" (got {error['input']!r})" if error["type"] != "value_error" and not isinstance(error.get("input"), dict) else ""
+        shown = (f" (got {error['input']!r})" if error["type"] != "value_error" and not isinstance(error.get("input"), dict)
+                 else "")
         target = f"key {where!r}: " if loc else ""
         raise FairpromptError(f"{source}: {target}{message}{shown}") from None
 

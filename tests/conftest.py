@@ -51,7 +51,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
     skipped, passed = mine("skipped"), mine("passed")
     if skipped:
-        reasons = sorted({str(r.longrepr[2] if isinstance(r.longrepr, tuple) else r.longrepr).removeprefix("Skipped: ") for r in skipped})
+        reasons = sorted({str(r.longrepr[2] if isinstance(r.longrepr, tuple) else r.longrepr).removeprefix("Skipped: ")
+                          for r in skipped})
         terminalreporter.write_sep("!", f"SKIPPED: {len(skipped)} browser tests ({BROWSER_TESTS})", red=True, bold=True)
         for reason in reasons:
             terminalreporter.write_line(f"SKIPPED browser tests: {reason}", red=True, bold=True)

@@ -69,7 +69,7 @@ def lbfgs_to_tolerance(objective: Callable[[], torch.Tensor], params: Sequence[t
         optimizer = torch.optim.LBFGS(params, lr=1, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
                                       history_size=history_size, line_search_fn="strong_wolfe")
 
-        def closure() -> torch.Tensor:
+        def closure(optimizer: torch.optim.LBFGS = optimizer) -> torch.Tensor:
             optimizer.zero_grad()
             loss = objective()
             loss.backward()

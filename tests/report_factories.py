@@ -43,7 +43,8 @@ def text_model(*, backbone: str = "all-MiniLM-L6-v2", example: str = "age: 39. w
                     {"epoch": 2, "train_loss": 0.5679, "val_loss": 0.5493, "val_accuracy": 0.75, "mean_batch_grad_norm": 0.59},
                     {"epoch": 3, "train_loss": 0.5402, "val_loss": 0.5511, "val_accuracy": 0.77, "mean_batch_grad_norm": 0.41},
                 ],
-                "stopped_by": "patience", "stopping_rule": "validation loss not improved by more than 0.0001 for 1 epochs, or 5 epochs",
+                "stopped_by": "patience",
+                "stopping_rule": "validation loss not improved by more than 0.0001 for 1 epochs, or 5 epochs",
                 "best_epoch": 2, "best_val_loss": 0.5493, "final_mean_gradient_norm": 0.0895, "seconds": 7.61,
                 "train_rows": 96, "validation_rows": 48, "world_size": 1,
             },
@@ -80,7 +81,8 @@ def audit_results(*, scores: bool, n_boot: int = 40, degenerate: bool = False, s
               "score": "p" if scores else None, "sensitive": ["sex", "race"], "rows_audited": n, "split": None},
         inputs=[{"role": "predictions", "path": f"data/{SCRIPT}.csv", "sha256": "ab" * 32, "rows": n}],
         seeds={"bootstrap": seed}, command=["fairprompt", "audit", "--name", SCRIPT], created="2025-01-01T00:00:00+00:00",
-        model=model if model is not None else text_model(backbone=f"{SCRIPT}-encoder", example=f"name: {SCRIPT}.") if scores else None,
+        model=(model if model is not None
+               else text_model(backbone=f"{SCRIPT}-encoder", example=f"name: {SCRIPT}.") if scores else None),
         spec={"name": SCRIPT, "audit": {"n_boot": n_boot}} if scores else None,
     )
 
@@ -122,7 +124,9 @@ def comparison_rows(before: dict, after: dict) -> list[dict]:
     def index(a: dict) -> dict:
         out = {(s["name"], d["metric"]): d for s in a["slices"] for d in s["disparities"]
                if d["convention"] == "between_groups" and d["metric"] in HEADLINE}
-        out |= {("overall", "accuracy"): o for o in a["overall"] if o["metric"] == "accuracy"}
+        for o in a["overall"]:
+            if o["metric"] == "accuracy":
+                out[("overall", "accuracy")] = o
         return out
 
     b, a = index(before), index(after)
@@ -290,7 +294,8 @@ def reprogram_entry(results: dict, *, kind: str = "border", chosen: float = 4.0,
         "baselines": [
             {"method": "untriggered model", "description": "the model as audited above", "test_accuracy": 0.86,
              "demographic_parity_difference": 0.19, "equalized_odds_difference": 0.17, "accuracy_change": 0.0},
-            {"method": "ThresholdOptimizer (demographic_parity)", "description": f"fairlearn, fitted on the validation scores {SCRIPT}",
+            {"method": "ThresholdOptimizer (demographic_parity)",
+             "description": f"fairlearn, fitted on the validation scores {SCRIPT}",
              "test_accuracy": 0.83, "demographic_parity_difference": 0.04, "equalized_odds_difference": 0.12,
              "accuracy_change": -0.03},
             {"method": f"FairReprogram (lambda {chosen:g})", "description": "the chosen trigger", "test_accuracy": 0.842,

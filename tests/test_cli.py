@@ -96,7 +96,8 @@ def test_missing_sensitive_values_are_excluded_and_counted(predictions: Path, tm
 
 def test_missing_file(tmp_path: Path) -> None:
     out = tmp_path / "r"
-    code, _, err = run_cli("audit", "--predictions", str(tmp_path / "nope.csv"), *BASE, "--sensitive", "gender", "--out", str(out))
+    code, _, err = run_cli("audit", "--predictions", str(tmp_path / "nope.csv"), *BASE, "--sensitive", "gender",
+                           "--out", str(out))
     assert_user_error(code, err, "nope.csv")
     assert not out.exists()
 
@@ -160,8 +161,8 @@ def test_empty_file(tmp_path: Path) -> None:
 
 
 def test_bad_reference_value(predictions: Path, tmp_path: Path) -> None:
-    code, _, err = run_cli("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender", "--reference", "gender=Male",
-                       "--out", str(tmp_path / "r"))
+    code, _, err = run_cli("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender",
+                           "--reference", "gender=Male", "--out", str(tmp_path / "r"))
     assert_user_error(code, err, "'Male'", "'gender'")
     code, _, err = run_cli("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender", "--reference", "gender",
                        "--out", str(tmp_path / "r"))

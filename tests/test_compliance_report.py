@@ -135,8 +135,8 @@ def test_predictions_audit_matches_fairlearn(tmp_path: Path) -> None:
     frame = _frame(seed=5).dropna(subset=["race"]).replace({SCRIPT: "Other"})
     frame.to_csv(tmp_path / "preds.csv", index=False)
     out = tmp_path / "audit"
-    code, _, err = run_cli("--quiet", "audit", "--predictions", str(tmp_path / "preds.csv"), "--label", "y", "--prediction", "yhat",
-                       "--sensitive", "sex,race", "--n-boot", "0", "--out", str(out))
+    code, _, err = run_cli("--quiet", "audit", "--predictions", str(tmp_path / "preds.csv"), "--label", "y",
+                           "--prediction", "yhat", "--sensitive", "sex,race", "--n-boot", "0", "--out", str(out))
     assert code == 0, err
     code, stdout, err = run_cli("report", str(out), "--format", "compliance")
     assert code == 0, err

@@ -184,7 +184,7 @@ def test_file_without_roles(tmp_path: Path, small: pd.DataFrame) -> None:
     ds = load(str(path))
     assert ds.label is None and ds.favourable_label is None and ds.sensitive == ()
     with pytest.raises(FairpromptError, match="no label column"):
-        ds.y
+        _ = ds.y
 
 
 def test_binary_label_needs_no_favourable(tmp_path: Path) -> None:
@@ -194,7 +194,7 @@ def test_binary_label_needs_no_favourable(tmp_path: Path) -> None:
     path2 = tmp_path / "c.csv"
     pd.DataFrame({"y": ["p", "q", "q"]}).to_csv(path2, index=False)
     with pytest.raises(FairpromptError, match=r"'y'.*not 0/1.*favourable_label"):
-        load(path2, label="y").y
+        _ = load(path2, label="y").y
 
 
 # --------------------------------------------------------------------------- errors people see

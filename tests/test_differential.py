@@ -231,7 +231,8 @@ LABEL_METRICS = {
     "fairlearn.metrics.false_negative_rate": (fairlearn_metrics.false_negative_rate, "fnr", nan_to_zero),
     "sklearn.metrics.accuracy_score": (skm.accuracy_score, "accuracy", None),
     "sklearn.metrics.precision_score": (skm.precision_score, "ppv", nan_to_zero),
-    "sklearn.metrics.precision_score(zero_division=nan)": (functools.partial(skm.precision_score, zero_division=NAN), "ppv", None),
+    "sklearn.metrics.precision_score(zero_division=nan)": (
+        functools.partial(skm.precision_score, zero_division=NAN), "ppv", None),
     "sklearn.metrics.recall_score(zero_division=nan)": (functools.partial(skm.recall_score, zero_division=NAN), "tpr", None),
     "sklearn.metrics.recall_score(pos_label=0,zero_division=nan)": (
         functools.partial(skm.recall_score, pos_label=0, zero_division=NAN), "tnr", None),

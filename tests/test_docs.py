@@ -1,4 +1,5 @@
-"""The documentation: the mkdocs site builds with --strict (every page, link and anchor), and the README stays short with working links."""
+"""The documentation: the mkdocs site builds with --strict (every page, link and anchor), and the README stays short
+with working links."""
 
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def test_readme_is_short() -> None:
 
 def test_readme_links_resolve() -> None:
     text = README.read_text(encoding="utf-8")
-    targets = [t for t in LINK.findall(text) if not re.match(r"^[a-z][a-z0-9+.-]*:", t, flags=re.IGNORECASE) and not t.startswith("#")]
+    targets = [t for t in LINK.findall(text)
+               if not re.match(r"^[a-z][a-z0-9+.-]*:", t, flags=re.IGNORECASE) and not t.startswith("#")]
     assert targets, "README.md has no relative links (expected the screenshot and the docs pages)"
     broken = []
     for target in targets:

@@ -18,7 +18,8 @@ def _rosenbrock(x: torch.Tensor) -> torch.Tensor:
 
 def test_lbfgs_restarts_until_the_tolerance_holds() -> None:
     stalled = _start()  # one round of 5 iterations stops short of the optimum ...
-    with pytest.raises(AssertionError, match=r"stopped at gradient norm .* after 1 rounds of 5 iterations; the tolerance is 0.0001"):
+    with pytest.raises(AssertionError,
+                       match=r"stopped at gradient norm .* after 1 rounds of 5 iterations; the tolerance is 0.0001"):
         lbfgs_to_tolerance(lambda: _rosenbrock(stalled), [stalled], tol=1e-4, max_iter=5, max_rounds=1)
     x = _start()  # ... further rounds continue from where each one stopped, until the tolerance holds
     assert lbfgs_to_tolerance(lambda: _rosenbrock(x), [x], tol=1e-4, max_iter=5, max_rounds=200) < 1e-4

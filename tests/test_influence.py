@@ -293,6 +293,15 @@ def prompted(tiny_backbone):
     return model, train, validation, gv, batch
 
 
+def _margins_moved(model: FrozenTextClassifier, rows, param: torch.Tensor, flat: int, delta: float) -> np.ndarray:
+    """The margins of ``rows`` with coordinate ``flat`` of ``param`` moved by ``delta`` (and moved back after)."""
+    with torch.no_grad():
+        param.view(-1)[flat] += delta
+        out = prompt_margins(model=model, rows=rows, batch_size=5).z.numpy()
+        param.view(-1)[flat] -= delta
+    return out
+
+
 def test_prompt_margins_are_exact_per_row_on_padded_batches(tiny_backbone) -> None:
     texts = ["alpha said the food was good", "beta", "the staff at the hotel were rude and the room was dirty",
              "alpha liked it", "a very long review of a show that went on and on, and then some more"]
@@ -314,13 +323,7 @@ def test_prompt_margins_are_exact_per_row_on_padded_batches(tiny_backbone) -> No
         if dtype is torch.float64:  # central finite differences in two prompt coordinates and one head coordinate
             prompt, head = model.task_prompt_embedding(), model.head()
             for param, flat, column in ((prompt, 5, 5), (prompt, 40, 40), (head.weight, 33, 64 + 33)):
-                def z_at(delta: float) -> np.ndarray:
-                    with torch.no_grad():
-                        param.view(-1)[flat] += delta
-                        out = prompt_margins(model=model, rows=rows, batch_size=5).z.numpy()
-                        param.view(-1)[flat] -= delta
-                    return out
-                fd = (z_at(1e-6) - z_at(-1e-6)) / 2e-6
+                fd = (_margins_moved(model, rows, param, flat, 1e-6) - _margins_moved(model, rows, param, flat, -1e-6)) / 2e-6
                 np.testing.assert_allclose(margins.J[:, column].numpy(), fd, rtol=1e-6, atol=1e-8)
 
 

@@ -95,7 +95,8 @@ def test_audit_with_fairij_ij_then_mitigate_reuses_the_before_audit(tmp_path: Pa
     assert list(influence.columns) == ["row_id", "I_F", "I_U", "flagged", "weight", "sex", "race", "label"]
     assert sorted(influence["row_id"]) == sorted(_train_rows(spec).tolist())
     assert influence["flagged"].sum() == f["chosen_k"]
-    assert (influence.loc[influence["flagged"], "weight"] == 0).all() and (influence.loc[~influence["flagged"], "weight"] == 1).all()
+    assert ((influence.loc[influence["flagged"], "weight"] == 0).all()
+            and (influence.loc[~influence["flagged"], "weight"] == 1).all())
     assert set(influence["label"]) <= {0, 1} and influence[["I_F", "I_U"]].notna().all().all()
 
     # top flagged rows, with what a report shows of them
@@ -172,7 +173,8 @@ def test_mitigate_fairij_append_computes_a_missing_before_audit(tmp_path: Path) 
     assert (out / "fairij" / "fairij_prompt.safetensors").is_file() and (out / "fairij" / "fairij.json").is_file()
     assert "appended soft prompt (2 tokens, 768 parameters)" in record["after_model"]["changed"]
     section = (out / "report.html").read_text(encoding="utf-8").split('id="mitigation-0"', 1)[1].split("</section>", 1)[0]
-    assert "FairIJ repair of <code>race</code>" in section and section.count("<svg") == 2  # the curve, the appended tokens' training
+    # the curve, the appended tokens' training
+    assert "FairIJ repair of <code>race</code>" in section and section.count("<svg") == 2
     assert _positives_by_group(record["after"]) == _positives_by_group(results["audit"])
     assert len(pd.read_csv(out / "influence.csv")) == 32
 

@@ -166,7 +166,8 @@ def _images(tmp_path: Path, *, broken: bool = False, missing: bool = False) -> P
     for i in range(8):
         name = f"im{i}.png"
         Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(folder / name)
-        rows.append({"path": name, "label": i % 2, "group": "ab"[i // 4], "split": ["train", "validation", "test", "test"][i % 4]})
+        rows.append({"path": name, "label": i % 2, "group": "ab"[i // 4],
+                     "split": ["train", "validation", "test", "test"][i % 4]})
     if broken:
         (folder / "im3.png").write_bytes(b"not a png at all")
     if missing:

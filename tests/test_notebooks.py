@@ -1,10 +1,11 @@
 """The notebooks in notebooks/: executed under the small profile, and committed without outputs.
 
 Each notebook runs in a fresh ``python3`` kernel (nbclient; the kernelspec is looked up in the venv first, and
-jupyter_client starts its ``python`` as this interpreter, which the notebooks' summaries confirm) in a temporary working directory with a
-temporary cache, ``FAIRPROMPT_NOTEBOOK_PROFILE=small`` and a per-cell timeout.  Its last cell prints one line,
-``NOTEBOOK_SUMMARY {json}``, whose values are checked here.  On an otherwise idle 2-core CPU the four took 118 s
-(01: 12 s, 02: 47 s, 03: 21 s, 04: 38 s); sharing the cores with other jobs, up to about 5 minutes.
+jupyter_client starts its ``python`` as this interpreter, which the notebooks' summaries confirm) in a temporary
+working directory with a temporary cache, ``FAIRPROMPT_NOTEBOOK_PROFILE=small`` and a per-cell timeout.  Its
+last cell prints one line, ``NOTEBOOK_SUMMARY {json}``, whose values are checked here.  On an otherwise idle
+2-core CPU the four took 118 s (01: 12 s, 02: 47 s, 03: 21 s, 04: 38 s); sharing the cores with other jobs, up
+to about 5 minutes.
 """
 
 from __future__ import annotations

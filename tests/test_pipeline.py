@@ -52,7 +52,8 @@ def test_same_seed_gives_identical_results(tmp_path: Path) -> None:
     c = pipeline.run(adult_spec(seed=8), out_dir=tmp_path / "c")
     strip = lambda p: {k: v for k, v in json.loads(p.read_text()).items() if k != "created"}  # noqa: E731
     assert strip(a.results_path) == strip(b.results_path)
-    assert a.report_path.read_text().replace(a.results["created"], "") == b.report_path.read_text().replace(b.results["created"], "")
+    assert (a.report_path.read_text().replace(a.results["created"], "")
+            == b.report_path.read_text().replace(b.results["created"], ""))
     assert strip(a.results_path)["audit"]["slices"] != strip(c.results_path)["audit"]["slices"]
 
 

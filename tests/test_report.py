@@ -76,7 +76,8 @@ def test_sections_figures_and_verdict(scored: dict, scored_html: str) -> None:
         assert view.verdict.status == ("review" if below else "pass")
     # CIs are shown in the "value [low, high]" form and excluded rows are reported.
     sex = scored["audit"]["slices"][0]["groups"][0]
-    assert f'{sex["selection_rate"]:.3f}</span> <span class="ci">[{sex["selection_rate_ci_low"]:.3f}, {sex["selection_rate_ci_high"]:.3f}]' in html
+    assert (f'{sex["selection_rate"]:.3f}</span> <span class="ci">'
+            f'[{sex["selection_rate_ci_low"]:.3f}, {sex["selection_rate_ci_high"]:.3f}]') in html
     race = scored["audit"]["slices"][1]
     assert race["excluded_rows"] > 0 and f'{race["excluded_rows"]:,} rows' in html
     assert race["compliance"]["four_fifths_reference"] is not None

@@ -63,7 +63,8 @@ def test_fairij_section_shows_what_ran_and_the_before_after(repaired: dict, repa
     # predicted against actual (one-step) change on the validation split
     changes = section.split('<table class="inline changes">')[1].split("</table>")[0]
     assert "F: demographic parity gap of sex" in changes and "U: validation loss" in changes
-    assert "<td class=\"num\">0.2100</td><td class=\"num\">−0.0500</td><td class=\"num\">−0.0440</td><td class=\"num\">0.1660</td>" in changes
+    assert ("<td class=\"num\">0.2100</td><td class=\"num\">−0.0500</td>"
+            "<td class=\"num\">−0.0440</td><td class=\"num\">0.1660</td>") in changes
     assert "+0.0090" in changes and "+0.0095" in changes
     # flagged rows by group and label, the repaired column first
     assert section.index("<code>sex</code> (the repaired column): 10 of 110") < section.index("<code>race</code>: 3 of 60")
@@ -129,7 +130,8 @@ def test_failed_mitigation_keeps_the_before_audit(before: dict) -> None:
     # the before-audit is all there: the same sections and figures as without the mitigation
     plain = render_html(before)
     assert html.count("<svg") == plain.count("<svg") == 7
-    assert html_section(html, "slice-0") == html_section(plain, "slice-0") and html_section(html, "model") == html_section(plain, "model")
+    assert (html_section(html, "slice-0") == html_section(plain, "slice-0")
+            and html_section(html, "model") == html_section(plain, "model"))
     md = render_markdown(results)
     assert "## FairIJ repair of sex" in md and "**FAILED**: the one-step update diverged" in md and SCRIPT not in md
 
@@ -161,7 +163,8 @@ def test_not_run_and_partial_entries_render(before: dict) -> None:
     assert "NOT RUN" in html_section(html, "mitigation-0") and "has no result" in html_section(html, "mitigation-0")
     section = html_section(html, "mitigation-1")
     assert "Chosen k = 10" in section and "No training row was flagged" in section
-    assert "2 tokens, init random, up to 2 epochs" in section and "the repaired model instead trains appended tokens" in section.lower()
+    assert ("2 tokens, init random, up to 2 epochs" in section
+            and "the repaired model instead trains appended tokens" in section.lower())
     assert section.count("<svg") == 1 and "Appended tokens: training curve" in section  # no curve points: no curve figure
     assert "Verification by paired fine-tuning" in section and "0.930" in section and "−0.0120" in section
     assert "records no chosen k" in html_section(html, "mitigation-2")

@@ -53,7 +53,8 @@ def test_reprogram_section_shows_what_ran(border: dict, border_html: str) -> Non
     section = html_section(html, "mitigation-0")
     assert section.startswith('>\n<h2>FairReprogram of <code>sex</code></h2>')
     assert "Chosen λ = 4: a border trigger, to reduce the gap between groups of <code>sex</code>." in section
-    for fact in ("Trigger</th>\n      <td>border (4 pixels wide)", "pixel border: a learned frame around every image; image model",
+    for fact in ("Trigger</th>\n      <td>border (4 pixels wide)",
+                 "pixel border: a learned frame around every image; image model",
                  "Objective</th>\n      <td>adversary", "with gradient projection", "<code>demographic_parity</code>",
                  "between-groups demographic parity gap of sex on the selection rows",
                  "Tuning</th>\n      <td>trained on the training split, chosen on the validation split",
@@ -100,7 +101,8 @@ def test_reprogram_before_after_and_baselines(border: dict, border_html: str) ->
     assert ('<tr class="chosen"><th scope="row">FairReprogram (lambda 4)<small class="note">the chosen trigger</small></th>\n'
             '      <td class="num">0.842</td><td class="num">−0.018</td>\n'
             '      <td class="num">0.061</td><td class="num">—</td></tr>') in baselines
-    assert "ThresholdOptimizer (demographic_parity)" in baselines and '<td class="num">0.830</td><td class="num">−0.030</td>' in baselines
+    assert ("ThresholdOptimizer (demographic_parity)" in baselines
+            and '<td class="num">0.830</td><td class="num">−0.030</td>' in baselines)
     assert f"fitted on the validation scores {ESCAPED}" in baselines
 
 
@@ -143,7 +145,8 @@ def test_reprogram_pareto_figure(border_html: str) -> None:
     ids = re.findall(r'\sid="([^"]+)"', border_html)
     assert len(ids) == len(set(ids)) and any(i.startswith("fpmit0-pareto-") for i in ids)
     assert set(re.findall(r'(?:url\(#|href="#)([^")]+)', border_html)) <= set(ids)
-    assert border_html.count("<svg") == 9  # 3 slices × 2, the model's training curve, the Pareto plot, the first screen's trade-off
+    # 3 slices × 2, the model's training curve, the Pareto plot, the first screen's trade-off
+    assert border_html.count("<svg") == 9
 
 
 def test_border_trigger_is_inlined_as_png(border_html: str) -> None:
@@ -192,7 +195,8 @@ def test_hard_trigger_shows_its_words(before: dict) -> None:
     html = render_html(results)
     section = html_section(html, "mitigation-0")
     assert "Chosen λ = 1: a hard trigger" in section
-    assert "Trigger</th>\n      <td>hard (5 words)" in section and "hard prompt: vocabulary words added to every input; text model" in section
+    assert ("Trigger</th>\n      <td>hard (5 words)" in section
+            and "hard prompt: vocabulary words added to every input; text model" in section)
     assert "The trigger is these 5 vocabulary words" in section
     assert (f'<p class="trigger-words"><code>equal</code> <code>fair</code> <code>{ESCAPED}</code> <code>##ness</code> '
             "<code>$x$</code></p>") in section
@@ -209,7 +213,8 @@ def test_soft_trigger_shows_nearest_words_not_as_the_trigger(before: dict) -> No
     html = render_html(results)
     section = html_section(html, "mitigation-0")
     assert "RULE NOT MET" in section and "Rule met</th>\n      <td>no" in section
-    assert "The star marks the chosen λ = 16: no λ &gt; 0 stayed within the accuracy budget, so the most accurate λ of the grid was taken." in section
+    assert ("The star marks the chosen λ = 16: no λ &gt; 0 stayed within the accuracy budget, "
+            "so the most accurate λ of the grid was taken.") in section
     assert "Trigger</th>\n      <td>soft (3 tokens of dimension 384)" in section
     assert "A soft trigger is 3 continuous vectors of dimension 384, not words." in section
     assert "<strong>nearest words, not the trigger</strong>" in section
@@ -288,11 +293,13 @@ def test_partial_entry_with_nulls_renders(before: dict) -> None:
     html = render_html(results)
     first = html_section(html, "mitigation-0")
     assert "RULE NOT MET" in first and "Rule met</th>\n      <td>no" in first
-    assert "No λ &gt; 0 kept the selection accuracy within the accuracy budget, so no fairness trigger met the rule; λ = 4, the most accurate λ of the grid, was taken." in first
+    assert ("No λ &gt; 0 kept the selection accuracy within the accuracy budget, so no fairness trigger met the rule; "
+            "λ = 4, the most accurate λ of the grid, was taken.") in first
     assert "No picture of the trigger was recorded." in first and "<svg" not in first  # nothing to plot
     assert "No before/after comparison was recorded." in first and "No baselines were recorded." in first
     assert '<th scope="row">λ = 1</th><td class="num">—</td><td class="num">—</td>' in first
-    assert "records no chosen λ" in html_section(html, "mitigation-1") and "No λ points were recorded." in html_section(html, "mitigation-1")
+    assert ("records no chosen λ" in html_section(html, "mitigation-1")
+            and "No λ points were recorded." in html_section(html, "mitigation-1"))
     third = html_section(html, "mitigation-2")
     assert "The trigger's words were not recorded." in third and "<li>3</li>" in third
     assert render_html(json.loads(dumps(results))) == html

@@ -102,7 +102,8 @@ def test_failed_and_not_run_mitigations_are_on_the_first_screen(before: dict) ->
     assert "Equal opportunity difference by race" in glance
     assert '<span class="badge review">FAILED</span>' in glance
     assert f"the one-step update diverged; raise fairij damping {ESCAPED}" in glance
-    assert f"FairIJ repair of race failed: the one-step update diverged; raise fairij damping {ESCAPED}. Nothing was repaired." in glance
+    assert (f"FairIJ repair of race failed: the one-step update diverged; raise fairij damping {ESCAPED}. "
+            "Nothing was repaired.") in glance
     assert '<span class="badge neutral">NOT RUN</span>' in glance and "FairReprogram of sex was not run." in glance
     assert "<svg" not in glance  # no repaired model: nothing to plot
     assert html.count("<svg") == render_html(before).count("<svg")

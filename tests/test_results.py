@@ -145,6 +145,7 @@ def test_one_list_of_model_kinds_and_one_model_in_words() -> None:
     text = TextModel(kind="frozen_text", backbone="all-MiniLM-L6-v2", task_prompt="peft", prompt_tokens=8)
     assert model_in_words(text) == "Frozen all-MiniLM-L6-v2 + 8-token soft prompt"
     assert model_in_words(TextModel(kind="frozen_text", backbone="m", task_prompt="none")) == "Frozen m classifier, used as it is"
-    assert model_in_words(ImageModel(kind="frozen_image", architecture={"name": "fixture-cnn"})) == "Frozen fixture-cnn classifier"
+    assert (model_in_words(ImageModel(kind="frozen_image", architecture={"name": "fixture-cnn"}))
+            == "Frozen fixture-cnn classifier")
     assert model_in_words(TabularModel(kind="logistic_regression")) == "Logistic regression (scikit-learn)"
     assert model_in_words(None).startswith("not recorded")

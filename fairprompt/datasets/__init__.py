@@ -136,7 +136,8 @@ def _check_roles(
         if column not in frame.columns:
             raise FairpromptError(f"{where} has no sensitive column {column!r}{did_you_mean(column, columns)}")
     if label is not None and label in sensitive:
-        raise FairpromptError(f"column {label!r} of {where} is both the label and a sensitive column; choose different sensitive columns")
+        raise FairpromptError(f"column {label!r} of {where} is both the label and a sensitive column; "
+                              "choose different sensitive columns")
     if favourable is None:
         return None
     if label is None:

@@ -83,12 +83,14 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         import pyarrow  # noqa: F401  (the engine; a clear error if it is missing)
     except ImportError:
-        raise FairpromptError(f"reading '{path}' needs pyarrow; install it with 'pip install pyarrow' or give a CSV file") from None
+        raise FairpromptError(f"reading '{path}' needs pyarrow; install it with 'pip install pyarrow' "
+                              "or give a CSV file") from None
     try:
         return pd.read_parquet(path, engine="pyarrow")
     except (ValueError, OSError, TypeError) as exc:  # pyarrow.ArrowInvalid is a ValueError, ArrowIOError an OSError
         raise FairpromptError(
-            f"could not read '{path}' as Parquet ({_reason(exc)}); fix the file or write it again with pandas.DataFrame.to_parquet"
+            f"could not read '{path}' as Parquet ({_reason(exc)}); "
+            "fix the file or write it again with pandas.DataFrame.to_parquet"
         ) from None
 
 

@@ -112,7 +112,8 @@ class ImageTable:
     def y(self) -> np.ndarray:
         """The label as 0/1 ints, 1 where it equals ``favourable_label`` (or the 0/1 label itself)."""
         if self.label is None:
-            raise FairpromptError(f"image metadata '{self.source}' has no label column; pass label_column=... to load_image_folder")
+            raise FairpromptError(f"image metadata '{self.source}' has no label column; "
+                                  "pass label_column=... to load_image_folder")
         values = self.frame[self.label]
         if values.isna().any():
             raise FairpromptError(
@@ -156,7 +157,8 @@ def _read(path: Path, source: str) -> bytes:
             f"image file '{path}' listed in '{source}' no longer exists; restore it or remove its row"
         ) from None
     except OSError as exc:
-        raise FairpromptError(f"image file '{path}' listed in '{source}' could not be read ({exc.strerror}); check its permissions") from None
+        raise FairpromptError(f"image file '{path}' listed in '{source}' could not be read ({exc.strerror}); "
+                              "check its permissions") from None
 
 
 def _column(frame: pd.DataFrame, column: str, *, role: str, where: str, argument: str) -> None:
@@ -216,12 +218,15 @@ def load_image_folder(
     for column in roles:
         _column(frame, column, role="sensitive", where=where, argument="sensitive")
     if label_column is not None and label_column in roles:
-        raise FairpromptError(f"column {label_column!r} of '{meta}' is both the label and a sensitive column; choose different sensitive columns")
+        raise FairpromptError(f"column {label_column!r} of '{meta}' is both the label and a sensitive column; "
+                              "choose different sensitive columns")
     if path_column in roles or path_column == label_column:
-        raise FairpromptError(f"column {path_column!r} of '{meta}' is the path column and cannot also be a label or sensitive column")
+        raise FairpromptError(f"column {path_column!r} of '{meta}' is the path column "
+                              "and cannot also be a label or sensitive column")
     if favourable_label is not None:
         if label_column is None:
-            raise FairpromptError(f"favourable_label {favourable_label!r} was given for '{meta}' without a label column; set label_column too")
+            raise FairpromptError(f"favourable_label {favourable_label!r} was given for '{meta}' without a label column; "
+                                  "set label_column too")
         present = pd.unique(frame[label_column].dropna()).tolist()
         match = [v for v in present if v == favourable_label] or [v for v in present if str(v) == str(favourable_label)]
         if not match:

@@ -75,7 +75,8 @@ def make_splits(
     validation_rows, rest = train_test_split(rest, train_size=validation, random_state=seed,
                                              stratify=None if stratify is None else y[rest])
     if n_test < rest.size:
-        test_rows, _ = train_test_split(rest, train_size=n_test, random_state=seed, stratify=None if stratify is None else y[rest])
+        test_rows, _ = train_test_split(rest, train_size=n_test, random_state=seed,
+                                        stratify=None if stratify is None else y[rest])
     else:
         test_rows = rest
     rule = (f"seeded draw stratified by label: {train:,} train and {validation:,} validation rows from all {n:,}, "

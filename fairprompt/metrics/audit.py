@@ -154,7 +154,8 @@ def check_reference(frame: pd.DataFrame, reference: Mapping[str, Any]) -> None:
     """Raise a FairpromptError unless every reference column is in ``frame`` and its group occurs there."""
     for column, value in reference.items():
         if column not in frame.columns:
-            raise FairpromptError(f"reference names column {column!r}, which is not a sensitive column{did_you_mean(column, frame.columns)}")
+            raise FairpromptError(f"reference names column {column!r}, which is not a sensitive column"
+                                  f"{did_you_mean(column, frame.columns)}")
         observed = pd.unique(frame[column].dropna().astype(str))
         if str(value) not in observed:
             raise FairpromptError(
@@ -210,7 +211,9 @@ def _index_rows(w: np.ndarray, boot: np.ndarray | None, level: float) -> list[di
     rows = []
     for name, alpha in (("between_group_theil_index", 1.0), ("between_group_generalized_entropy_index", 2.0)):
         value, low, high = _with_ci(
-            between_group_entropy_index(w, alpha=alpha), None if boot is None else between_group_entropy_index(boot, alpha=alpha), level
+            between_group_entropy_index(w, alpha=alpha),
+            None if boot is None else between_group_entropy_index(boot, alpha=alpha),
+            level,
         )
         rows.append(dict(metric=name, convention="between_groups", group=None, value=float(value), ci_low=float(low),
                          ci_high=float(high), description=f"generalized entropy index (alpha={alpha:g}) of group-mean benefits",
@@ -293,14 +296,16 @@ def audit(
         raise FairpromptError(f"y_pred has {p.size} values but y_true has {n_rows}; give one prediction per row")
     frame = sensitive_frame(sensitive, n_rows=n_rows)
     check_reference(frame, config.reference)
-    weights = None if sample_weight is None else weights_array(sample_weight, name=getattr(sample_weight, "name", None) or "sample_weight", n_rows=n_rows)
+    weights = (None if sample_weight is None
+               else weights_array(sample_weight, name=getattr(sample_weight, "name", None) or "sample_weight", n_rows=n_rows))
     scores = None if y_score is None else scores_array(y_score, name=getattr(y_score, "name", None) or "y_score")
     if scores is not None and scores.size != n_rows:
         raise FairpromptError(f"y_score has {scores.size} values but y_true has {n_rows}; give one score per row")
 
     fine_index, fine_keys = group_codes(frame)
     columns = tuple(frame.columns)
-    table = CountTable.from_codes(y_true=y, y_pred=p, group_index=fine_index, groups=fine_keys, columns=columns, sample_weight=weights)
+    table = CountTable.from_codes(y_true=y, y_pred=p, group_index=fine_index, groups=fine_keys, columns=columns,
+                                  sample_weight=weights)
     counts_rng, rows_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
 
     slice_columns = [(c,) for c in columns] + ([columns] if len(columns) > 1 else [])
@@ -331,7 +336,8 @@ def audit(
         done = 0
         for mult in multiplicities(fine_index, n_boot=n_boot, rng=rows_rng):
             if config.bootstrap == "rows":
-                parts.append(counts_from_rows(mult, group_index=fine_index, cell=cell, n_groups=len(fine_keys), sample_weight=weights))
+                parts.append(counts_from_rows(mult, group_index=fine_index, cell=cell, n_groups=len(fine_keys),
+                                              sample_weight=weights))
             for i, agg in enumerate(aggregators):
                 for name, values in agg.evaluate(mult).items():
                     score_boot[i].setdefault(name, []).append(values)
@@ -458,7 +464,8 @@ def audit(
         value, low, high = _with_ci(generalized_entropy_index(table.w, alpha=alpha),
                                     None if fine_boot is None else generalized_entropy_index(fine_boot, alpha=alpha), level)
         overall_rows.append(dict(metric=name, value=float(value), ci_low=float(low), ci_high=float(high),
-                                 description=f"generalized entropy index (alpha={alpha:g}) of individual benefits b = pred - y + 1"))
+                                 description=f"generalized entropy index (alpha={alpha:g}) "
+                                             "of individual benefits b = pred - y + 1"))
     median = None
     if overall_agg is not None:
         point = overall_agg.evaluate(np.ones((1, n_rows)))
@@ -527,7 +534,8 @@ def _audit_to_dict(result: Audit) -> dict[str, Any]:
                 "groups": _records(s.groups_table, index="group"),
                 "undefined": list(s.undefined),
                 "disparities": _records(s.disparities),
-                "compliance": {"table": _records(s.compliance, index="group"), **{k: _num(v) for k, v in s.compliance_meta.items()}},
+                "compliance": {"table": _records(s.compliance, index="group"),
+                               **{k: _num(v) for k, v in s.compliance_meta.items()}},
                 "curves": s.curves,
             }
             for s in result.slices

@@ -51,7 +51,8 @@ def group_codes(sensitive: pd.DataFrame) -> tuple[np.ndarray, tuple[GroupKey, ..
     """
     per_column = [_factorize(sensitive[c]) for c in sensitive.columns]
     sizes = tuple(len(labels) for _, labels in per_column)
-    flat = np.ravel_multi_index(tuple(codes for codes, _ in per_column), sizes) if per_column else np.zeros(len(sensitive), dtype=np.int64)
+    flat = (np.ravel_multi_index(tuple(codes for codes, _ in per_column), sizes) if per_column
+            else np.zeros(len(sensitive), dtype=np.int64))
     total = int(np.prod(sizes)) if sizes else 1
     if total <= 4_000_000:
         present = np.flatnonzero(np.bincount(flat, minlength=total))

@@ -81,7 +81,8 @@ def weights_array(values: Any, *, name: str, n_rows: int) -> np.ndarray:
     if weights.size != n_rows:
         raise FairpromptError(f"weight column {name!r} has {weights.size} values for {n_rows} rows; give one weight per row")
     if not np.isfinite(weights).all() or (weights < 0).any():
-        raise FairpromptError(f"weight column {name!r} has negative, missing or infinite values; give non-negative finite numbers")
+        raise FairpromptError(f"weight column {name!r} has negative, missing or infinite values; "
+                              "give non-negative finite numbers")
     if weights.sum() <= 0:
         raise FairpromptError(f"weight column {name!r} sums to zero; give positive weights")
     return weights

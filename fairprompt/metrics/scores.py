@@ -79,7 +79,8 @@ class ScoreAggregator:
         rows_sorted = keep[order]
         self._pos = _onehot(rows_sorted, key, (w * y)[rows_sorted], n_rows, self._n_keys)
         self._neg = _onehot(rows_sorted, key, (w * (1 - y))[rows_sorted], n_rows, self._n_keys)
-        self._seg_start = np.flatnonzero(np.r_[True, self._key_group[1:] != self._key_group[:-1]]) if self._n_keys else np.array([], int)
+        self._seg_start = (np.flatnonzero(np.r_[True, self._key_group[1:] != self._key_group[:-1]]) if self._n_keys
+                           else np.array([], int))
 
         # Distinct scores over ALL rows (the median is the whole sample's).
         uniq, inverse = np.unique(s, return_inverse=True)

@@ -123,7 +123,8 @@ def task_text_classifier(
         try:
             record = json.loads((found / HISTORY_FILE).read_text(encoding="utf-8"))
         except ValueError:
-            raise FairpromptError(f"cached training record '{found / HISTORY_FILE}' is corrupted; delete '{found}' and run again") from None
+            raise FairpromptError(f"cached training record '{found / HISTORY_FILE}' is corrupted; "
+                                  f"delete '{found}' and run again") from None
         model = FrozenTextClassifier.load(found)
         origin = "shipped with fairprompt" if found.parent == SHIPPED else "cache"
         return model, record | {"source": origin, "cache_key": key, "path": str(found)}

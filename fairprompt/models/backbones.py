@@ -92,7 +92,8 @@ def hub_unreachable() -> str | None:
 def load_failure(name: str, exc: Exception) -> FairpromptError:
     """The one-line error for a backbone that could not be loaded."""
     if Path(name).exists():
-        return FairpromptError(f"could not load the backbone in '{name}' ({type(exc).__name__}); check that it is a complete model directory")
+        return FairpromptError(f"could not load the backbone in '{name}' ({type(exc).__name__}); "
+                               "check that it is a complete model directory")
     return FairpromptError(
         f"backbone {name!r} is neither a local directory nor a hub id that can be loaded here "
         f"({type(exc).__name__}: no network or no such model); download it to a directory and give that path"

@@ -414,7 +414,8 @@ def load_classifier(*, directory: str | os.PathLike[str], prompts: Sequence[nn.M
     return model
 
 
-def _load_folder(folder: Path, *, prompts: Sequence[nn.Module] = (), fix: str | None = None) -> tuple[FrozenImageClassifier, dict[str, Any]]:
+def _load_folder(folder: Path, *, prompts: Sequence[nn.Module] = (),
+                 fix: str | None = None) -> tuple[FrozenImageClassifier, dict[str, Any]]:
     fix = fix or "save the model again with save_classifier"
     config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     for path in (config_path, weights_path):

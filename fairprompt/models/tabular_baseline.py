@@ -65,7 +65,8 @@ def train_and_predict(
     else:
         for column in features:
             if column not in frame.columns:
-                raise FairpromptError(f"model feature {column!r} is not a column of the data{did_you_mean(column, frame.columns)}")
+                raise FairpromptError(f"model feature {column!r} is not a column of the data"
+                                      f"{did_you_mean(column, frame.columns)}")
             if column == label:
                 raise FairpromptError(f"model feature {column!r} is the label; remove it from model.features")
     if not features:

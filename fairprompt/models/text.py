@@ -47,6 +47,7 @@ from fairprompt.models.training import Progress, TrainConfig, TrainHistory, pred
 
 MODEL_FILE = "fairprompt_model.json"
 MODEL_FORMAT = "fairprompt.text_classifier"
+DEFAULT_TRAINING = TrainConfig()
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ class FrozenTextClassifier(nn.Module):
         if not 1 <= num_virtual_tokens <= 256:
             raise FairpromptError(f"task prompt length {num_virtual_tokens} is out of range; use 8 to 32 virtual tokens")
         if init == "text" and not init_text:
-            raise FairpromptError("task_prompt.init is 'text' but task_prompt.init_text is empty; give the text or use init: random")
+            raise FairpromptError("task_prompt.init is 'text' but task_prompt.init_text is empty; "
+                                  "give the text or use init: random")
         path = resolve_backbone(backbone)
         encoder = _load_encoder(path)
         torch.manual_seed(seed)
@@ -386,9 +388,11 @@ class FrozenTextClassifier(nn.Module):
             else:
                 expected = (input_ids.shape[0], *self.task_prompt_embedding().shape)
                 if tuple(prompt_rows.shape) != expected:
-                    raise ValueError(f"prompt_rows has shape {tuple(prompt_rows.shape)}; expected {expected} (one prompt copy per row)")
+                    raise ValueError(f"prompt_rows has shape {tuple(prompt_rows.shape)}; "
+                                     f"expected {expected} (one prompt copy per row)")
                 tokens = prompt_rows
-            inserted = insert_tokens(inputs_embeds=embeds, attention_mask=mask, tokens=tokens.to(embeds.dtype), position="prepend")
+            inserted = insert_tokens(inputs_embeds=embeds, attention_mask=mask, tokens=tokens.to(embeds.dtype),
+                                     position="prepend")
             embeds, mask = inserted.inputs_embeds, inserted.attention_mask
         elif prompt_rows is not None:
             raise FairpromptError("this classifier has no task prompt (task_prompt: none), so prompt_rows cannot replace it")
@@ -419,7 +423,7 @@ class FrozenTextClassifier(nn.Module):
             handle.remove()
         return logits[:, 1] - logits[:, 0], captured[-1]
 
-    def fit(self, *, train_rows: TextRows, validation_rows: TextRows, config: TrainConfig = TrainConfig(),
+    def fit(self, *, train_rows: TextRows, validation_rows: TextRows, config: TrainConfig = DEFAULT_TRAINING,
             progress: Progress | None = None) -> TrainHistory:
         """Train the task prompt and head (the backbone stays frozen); returns the history."""
         if self.peft_model is None:
@@ -427,8 +431,8 @@ class FrozenTextClassifier(nn.Module):
         head = list(self.head().parameters())
         groups = [{"params": [self.task_prompt_embedding()], "lr": config.lr},
                   {"params": head, "lr": config.head_lr or config.lr}]
-        return train(model=self, forward=text_forward, param_groups=groups, train_data=train_rows, validation_data=validation_rows,
-                     config=config, progress=progress)
+        return train(model=self, forward=text_forward, param_groups=groups, train_data=train_rows,
+                     validation_data=validation_rows, config=config, progress=progress)
 
     def predict_proba(self, rows: TextRows | Sequence[str], *, batch_size: int = 64, progress: Progress | None = None,
                       shard_log: list[int] | None = None) -> np.ndarray:
@@ -457,7 +461,8 @@ def _load_encoder(path: str) -> nn.Module:
 def _read_adapter_config(directory: Path) -> dict[str, Any]:
     path = directory / "adapter_config.json"
     if not path.is_file():
-        raise FairpromptError(f"'{directory}' holds no adapter_config.json; give a directory written by FrozenTextClassifier.save")
+        raise FairpromptError(f"'{directory}' holds no adapter_config.json; "
+                              "give a directory written by FrozenTextClassifier.save")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:

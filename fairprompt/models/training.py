@@ -123,7 +123,8 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int
     return [order[i:i + batch_size].tolist() for i in range(0, order.size, batch_size)]
 
 
-def shuffled_batches(n: int, batch_size: int, *, generator: np.random.Generator, lengths: np.ndarray | None = None) -> list[list[int]]:
+def shuffled_batches(n: int, batch_size: int, *, generator: np.random.Generator,
+                     lengths: np.ndarray | None = None) -> list[list[int]]:
     """Seeded random batches; with ``lengths``, rows are bucketed by length within chunks of 50 batches."""
     order = generator.permutation(n)
     if lengths is not None:

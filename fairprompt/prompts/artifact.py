@@ -85,7 +85,8 @@ def _read_record(json_path: Path) -> dict[str, Any]:
             raise FairpromptError(f"prompt file '{json_path}' has no {key!r} key; re-save the prompt with fairprompt")
     if not isinstance(record["config"], dict) or not isinstance(record["tensors"], dict):
         raise FairpromptError(
-            f"prompt file '{json_path}' has a 'config' or 'tensors' entry that is not an object; re-save the prompt with fairprompt"
+            f"prompt file '{json_path}' has a 'config' or 'tensors' entry that is not an object; "
+            "re-save the prompt with fairprompt"
         )
     return record
 
@@ -93,14 +94,16 @@ def _read_record(json_path: Path) -> dict[str, Any]:
 def _load_tensors(tensor_path: Path, *, json_path: Path, sha256: Any) -> dict[str, Tensor]:
     if not tensor_path.is_file():
         raise FairpromptError(
-            f"prompt tensors '{tensor_path}' are missing (named by '{json_path.name}'); keep the .json and .safetensors files together"
+            f"prompt tensors '{tensor_path}' are missing (named by '{json_path.name}'); "
+            "keep the .json and .safetensors files together"
         )
     data = tensor_path.read_bytes()
     try:
         tensors = safetensors.torch.load(data)
     except Exception as error:  # safetensors raises its own error types (and others) on bad input
         raise FairpromptError(
-            f"prompt tensors '{tensor_path}' are corrupted or truncated ({type(error).__name__}); re-save the prompt with fairprompt"
+            f"prompt tensors '{tensor_path}' are corrupted or truncated ({type(error).__name__}); "
+            "re-save the prompt with fairprompt"
         ) from None
     if hashlib.sha256(data).hexdigest() != sha256:
         raise FairpromptError(
@@ -124,7 +127,8 @@ def load_prompt(path: str | Path) -> SoftPrompt | PixelBorder | PixelPatch:
     expected = cls.expected_shapes(config)
     if set(tensors) != set(expected):
         raise FairpromptError(
-            f"prompt tensors '{tensor_path}' hold {sorted(tensors)} but a {kind} needs {sorted(expected)}; re-save the prompt with fairprompt"
+            f"prompt tensors '{tensor_path}' hold {sorted(tensors)} but a {kind} needs {sorted(expected)}; "
+            "re-save the prompt with fairprompt"
         )
     for name, shape in expected.items():
         tensor = tensors[name]
@@ -141,7 +145,8 @@ def load_prompt(path: str | Path) -> SoftPrompt | PixelBorder | PixelPatch:
             )
         if not tensor.is_floating_point():
             raise FairpromptError(
-                f"prompt tensor {name!r} in '{tensor_path}' has dtype {tensor.dtype}, not a float type; re-save the prompt with fairprompt"
+                f"prompt tensor {name!r} in '{tensor_path}' has dtype {tensor.dtype}, not a float type; "
+                "re-save the prompt with fairprompt"
             )
     module = cls.from_tensors(config, tensors)
     module.source = json_path

@@ -37,7 +37,8 @@ def _initial(shape: tuple[int, ...], *, init: str, seed: int, std: float, genera
 def _check_images(images: Tensor, *, channels: int, who: str) -> None:
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise FairpromptError(f"{who} needs float images [batch, channels, height, width] but got {shape}; convert the images to a float tensor in [0, 1]")
+        raise FairpromptError(f"{who} needs float images [batch, channels, height, width] but got {shape}; "
+                              "convert the images to a float tensor in [0, 1]")
     if images.shape[1] != channels:
         raise FairpromptError(
             f"{who} was made for {channels}-channel images but got {images.shape[1]} channels; "

@@ -52,7 +52,8 @@ class SoftPromptConfig:
         check_int(owner, "seed", self.seed, minimum=0)
         check_positive(owner, "init_std", self.init_std)
         if self.init_text is not None and not isinstance(self.init_text, str):
-            raise FairpromptError(f"SoftPromptConfig.init_text must be a string but is {self.init_text!r}; set it to text or None")
+            raise FairpromptError(f"SoftPromptConfig.init_text must be a string but is {self.init_text!r}; "
+                                  "set it to text or None")
         if self.init == "text" and not (self.init_text or "").strip():
             raise FairpromptError("SoftPromptConfig.init is 'text' but init_text is empty; set init_text or use init='random'")
 

@@ -22,7 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 
 COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8C564B")
-"""Okabe-Ito palette (colour-blind safe; yellow swapped for brown, which reads on white); always paired with markers and line styles."""
+"""Okabe-Ito palette (colour-blind safe; yellow swapped for brown, which reads on white); always paired with markers
+and line styles."""
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 LINESTYLES = ("-", "--", ":", "-.")
 

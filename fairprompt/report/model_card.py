@@ -281,7 +281,8 @@ def _caveats(c: _Card) -> tuple[list[str], list[str]]:
         recs.append("Review the flagged disparities with the model owner (and counsel where decisions are regulated); "
                     "check whether the true labels themselves are biased.")
     if review and not c.entries:
-        recs.append("Consider a prompt-only repair (a fairij or reprogram entry under mitigations in the spec) and audit it here.")
+        recs.append("Consider a prompt-only repair (a fairij or reprogram entry under mitigations in the spec) "
+                    "and audit it here.")
     recs.append("Audit again after any change to the model, its decision threshold or the population it serves.")
     return caveats, recs
 

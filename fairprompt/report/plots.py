@@ -88,12 +88,13 @@ def error_rates_figure(groups: Sequence[GroupRow], *, ci_percent: str, prefix: s
         fig = new_figure(6.4, _height(len(groups)))
         ax = fig.add_subplot()
         ys = list(range(len(groups)))[::-1]
-        for metric, offset, marker, face, text in (("tpr", 0.16, "o", "#111111", "TPR (true positive rate)"),
+        for metric, offset, marker, face, _text in (("tpr", 0.16, "o", "#111111", "TPR (true positive rate)"),
                                                    ("fpr", -0.16, "s", "white", "FPR (false positive rate)")):
             for y, g in zip(ys, groups):
                 v = _value(g, metric)
                 if v != v:
-                    ax.text(0.01, y + offset, f"{metric.upper()} undefined", va="center", fontsize=7, style="italic", color="#444444")
+                    ax.text(0.01, y + offset, f"{metric.upper()} undefined", va="center", fontsize=7, style="italic",
+                            color="#444444")
                     continue
                 lo, hi = _err(g, metric)
                 ax.errorbar(v, y + offset, xerr=[[lo], [hi]], fmt=marker, color="#111111", markerfacecolor=face,
@@ -273,7 +274,8 @@ def model_figures(curve: Any, *, prefix: str = "fpmodel-") -> list[Figure]:
     """The Model section's figures: the training curve of a :class:`fairprompt.report.view.TrainingCurve`, if any."""
     if curve is None or not (curve.has_loss or curve.has_accuracy):
         return []
-    best = "" if curve.best_epoch is None else f" The dotted line marks the best epoch ({curve.best_epoch}), whose parameters are kept."
+    best = ("" if curve.best_epoch is None
+            else f" The dotted line marks the best epoch ({curve.best_epoch}), whose parameters are kept.")
     what = ("Loss (left) and accuracy (right)" if curve.has_loss and curve.has_accuracy
             else "Loss" if curve.has_loss else "Accuracy")
     return [Figure(

@@ -113,7 +113,7 @@ def reprogram_pareto_figure(*, lambdas: Sequence[float | None], accuracy: Sequen
     def draw() -> MplFigure:
         fig = new_figure(5.6, 4.0)
         ax = fig.add_subplot()
-        for lam, a, g, _, bad in rows:
+        for _lam, a, g, _, bad in rows:
             ax.plot([g], [a], **(diverged_style if bad else point_style))
         front = sorted((g, a) for _, a, g, on, _ in rows if on)
         if front:

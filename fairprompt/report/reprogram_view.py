@@ -331,7 +331,8 @@ def _facts(m: ReprogramRepair | FailedRepair | NotRunRepair, r: ReprogramRecord 
         share = parameters.trainable_share_of_model
         if share is None and total:
             share = trained / total
-        value = f"{trained:,}" + (f" of {total:,}" if total is not None else "") + (f" ({fmt_share(share)})" if share is not None else "")
+        value = (f"{trained:,}" + (f" of {total:,}" if total is not None else "")
+                 + (f" ({fmt_share(share)})" if share is not None else ""))
         notes = ["the trigger alone trains"]
         if parameters.backbone is not None:
             notes.append(f"backbone {fmt_int(parameters.backbone)} parameters, frozen")
@@ -350,7 +351,8 @@ def _facts(m: ReprogramRepair | FailedRepair | NotRunRepair, r: ReprogramRecord 
         facts.append(Fact("Chosen", view.chosen_text, note=view.rule or "", summary=True))
     if view.rule_met is not None:
         facts.append(Fact("Rule met", "yes" if view.rule_met else "no",
-                          note="" if view.rule_met else "no λ > 0 stayed within the accuracy budget; the most accurate λ of the grid was taken",
+                          note="" if view.rule_met else ("no λ > 0 stayed within the accuracy budget; "
+                                                         "the most accurate λ of the grid was taken"),
                           summary=True))
     chosen, before = view.chosen, view.before
     if chosen is not None and before is not None and (chosen.plotted or before.plotted):

@@ -40,7 +40,8 @@ class MarginJacobian:
     def __post_init__(self) -> None:
         n, p = self.J.shape if self.J.dim() == 2 else (-1, -1)
         if self.z.dim() != 1 or self.J.dim() != 2 or self.z.shape[0] != n or self.theta.shape != (p,):
-            raise ValueError(f"inconsistent shapes: z {tuple(self.z.shape)}, J {tuple(self.J.shape)}, theta {tuple(self.theta.shape)}")
+            raise ValueError(f"inconsistent shapes: z {tuple(self.z.shape)}, J {tuple(self.J.shape)}, "
+                             f"theta {tuple(self.theta.shape)}")
         if sum(math.prod(s) for s in self.shapes) != p or len(self.shapes) != len(self.names):
             raise ValueError(f"the parameter shapes {self.shapes} do not add up to p = {p}")
         if not (torch.isfinite(self.z).all() and torch.isfinite(self.J).all()):

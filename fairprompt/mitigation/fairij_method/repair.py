@@ -1,9 +1,10 @@
 r"""FairIJ selection and repair: which training rows to down-weight, and a new prompt that acts on it.
 
 The influence math lives in :mod:`~fairprompt.mitigation.fairij_method.influence` and the choice of rows in
-:mod:`~fairprompt.mitigation.fairij_method.selection`; this module runs them and builds the repaired model.  The input model is never changed: every repair works on
-:meth:`~fairprompt.models.text.FrozenTextClassifier.adapter_copy`, which shares the frozen backbone
-(the same module, never written) and copies only the task prompt, the head and the extra prompts.
+:mod:`~fairprompt.mitigation.fairij_method.selection`; this module runs them and builds the repaired model.
+The input model is never changed: every repair works on
+:meth:`~fairprompt.models.text.FrozenTextClassifier.adapter_copy`, which shares the frozen backbone (the
+same module, never written) and copies only the task prompt, the head and the extra prompts.
 
 Steps of :func:`fairij`
 -----------------------
@@ -35,21 +36,23 @@ Steps of :func:`fairij`
    adapter copy and trained alone with :func:`fairprompt.models.training.train` on the training rows
    re-weighted ``w_i (1 - alpha_i)`` (0 for removed rows), early-stopped on the validation rows.
 
-Every setting lives in :class:`~fairprompt.mitigation.fairij_method.config.FairIJConfig`.  ``damping`` is the absolute diagonal added to the Gauss-Newton matrix before the Cholesky solve (see the
-influence module).  The default here, 1e-3, is ten times the influence core's: a conservative, untuned
-choice, because the one-step update moves farthest along the weakest curvature directions and the prompt's
-Gauss-Newton matrix is strongly rank-deficient; the actual-value rule then checks the step it damps.  The
-damping requested and the damping used (raised automatically when the matrix is numerically singular, never
-an error) are reported in ``FairIJResult.influence`` with the curvature name and eigenvalue summary.
+Every setting lives in :class:`~fairprompt.mitigation.fairij_method.config.FairIJConfig`.  ``damping`` is
+the absolute diagonal added to the Gauss-Newton matrix before the Cholesky solve (see the influence module).
+The default here, 1e-3, is ten times the influence core's: a conservative, untuned choice, because the
+one-step update moves farthest along the weakest curvature directions and the prompt's Gauss-Newton matrix
+is strongly rank-deficient; the actual-value rule then checks the step it damps.  The damping requested and
+the damping used (raised automatically when the matrix is numerically singular, never an error) are reported
+in ``FairIJResult.influence`` with the curvature name and eigenvalue summary.
 
 Artifacts: ``append`` -> ``fairij_prompt.safetensors`` + ``fairij_prompt.json`` (:func:`fairprompt.prompts.save_prompt`;
 attach with ``model.adapter_copy().prompts.append(load_prompt(path))``); ``ij`` -> ``fairij_adapter/`` (the
 repaired task adapter, :meth:`FrozenTextClassifier.save`), written by :meth:`FairIJResult.save`
 (:mod:`~fairprompt.mitigation.fairij_method.artifact`).
 
-:func:`~fairprompt.mitigation.fairij_method.verify.verify` (``verify: true``) fine-tunes the task prompt and head from theta_hat for a fixed, stated number
-of epochs with the chosen rows removed, beside a paired control run (same seed, same batch order,
-nothing removed), and reports predicted against actual changes (removal run minus control run).
+:func:`~fairprompt.mitigation.fairij_method.verify.verify` (``verify: true``) fine-tunes the task prompt and
+head from theta_hat for a fixed, stated number of epochs with the chosen rows removed, beside a paired
+control run (same seed, same batch order, nothing removed), and reports predicted against actual changes
+(removal run minus control run).
 """
 
 from __future__ import annotations
@@ -84,6 +87,9 @@ if TYPE_CHECKING:
 DEFAULT_APPEND_TRAINING: TrainConfig = TrainConfig(max_epochs=10, patience=3, lr=3e-2, head_lr=None)
 """How :func:`train_appended_prompt` trains by default (FairIJ's own default, ``AppendTraining()``, is the same)."""
 
+DEFAULT_CONFIG = FairIJConfig()
+"""The settings :func:`fairij` uses when given none."""
+
 
 def check_inputs(*, model: Any, train_rows: Any, validation_rows: Any, validation_groups: Any,
                  train_ids: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -101,9 +107,11 @@ def check_inputs(*, model: Any, train_rows: Any, validation_rows: Any, validatio
         raise FairpromptError(f"fairij needs a two-class task but the model has {model.num_labels} labels; "
                               "map the labels to 0/1 (1 = favourable)")
     if len(train_rows) == 0:
-        raise FairpromptError("the training split is empty; fairij scores training rows, so give it the rows the prompt was trained on")
+        raise FairpromptError("the training split is empty; fairij scores training rows, "
+                              "so give it the rows the prompt was trained on")
     if len(validation_rows) == 0:
-        raise FairpromptError("the validation split is empty; fairij selects on a validation split with group labels, so give it one")
+        raise FairpromptError("the validation split is empty; fairij selects on a validation split with group labels, "
+                              "so give it one")
     groups = np.asarray(validation_groups, dtype=object).reshape(-1)
     if groups.shape[0] != len(validation_rows):
         raise FairpromptError(f"validation_groups has {groups.shape[0]} labels for {len(validation_rows)} validation rows; "
@@ -134,7 +142,8 @@ def check_scores(scores: Any, *, model: FrozenTextClassifier, n: int, measure: s
                               "score again (pass scores=None)")
     if (scores.measure, scores.l2, scores.damping_requested) != (measure, l2, damping):
         raise FairpromptError(f"the reused scores were made for measure {scores.measure!r}, l2 {scores.l2:g}, damping "
-                              f"{scores.damping_requested:g}, not {measure!r}, {l2:g}, {damping:g}; score again (pass scores=None)")
+                              f"{scores.damping_requested:g}, not {measure!r}, {l2:g}, {damping:g}; "
+                              "score again (pass scores=None)")
 
 
 def fairij(
@@ -143,7 +152,7 @@ def fairij(
     train_rows: TextRows,
     validation_rows: TextRows,
     validation_groups: Any,
-    config: FairIJConfig = FairIJConfig(),
+    config: FairIJConfig = DEFAULT_CONFIG,
     train_ids: Any = None,
     scores: InfluenceScores | None = None,
     keep_scores: bool = False,

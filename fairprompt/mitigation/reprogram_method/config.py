@@ -90,7 +90,8 @@ class ReprogramConfig:
         if self.max_rows is not None and (not isinstance(self.max_rows, int) or self.max_rows < 10):
             raise FairpromptError(f"reprogram.max_rows must be an integer >= 10 or null but is {self.max_rows!r}")
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
-            raise FairpromptError(f"reprogram.max_accuracy_drop is {self.max_accuracy_drop!r}; use a share in [0, 1] (0.02 = 2 points)")
+            raise FairpromptError(f"reprogram.max_accuracy_drop is {self.max_accuracy_drop!r}; "
+                                  "use a share in [0, 1] (0.02 = 2 points)")
         for key in ("lr", "adversary_lr", "temperature"):
             value = getattr(self, key)
             if value is not None and not (math.isfinite(value) and value > 0):

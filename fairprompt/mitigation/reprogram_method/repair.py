@@ -1,9 +1,10 @@
 r"""FairReprogram: a learned fairness trigger appended to every input of a frozen model.
 
-Fairness reprogramming (Zhang et al., NeurIPS 2022) keeps the trained model completely fixed (backbone,
-task prompt and head) and learns a small input-side trigger that removes group information from its
-decisions.  :func:`reprogram` (settings: :class:`~fairprompt.mitigation.reprogram_method.config.ReprogramConfig`) trains one trigger per lambda on a grid, returns the Pareto front of
-accuracy against the chosen gap on the selection rows, and picks the operating point by a stated rule.
+Fairness reprogramming (Zhang et al., NeurIPS 2022) keeps the trained model completely fixed (backbone, task
+prompt and head) and learns a small input-side trigger that removes group information from its decisions.
+:func:`reprogram` (settings: :class:`~fairprompt.mitigation.reprogram_method.config.ReprogramConfig`) trains
+one trigger per lambda on a grid, returns the Pareto front of accuracy against the chosen gap on the
+selection rows, and picks the operating point by a stated rule.
 
 Triggers
 --------
@@ -103,6 +104,9 @@ from fairprompt.mitigation.reprogram_method.triggers import (
 )
 from fairprompt.models.training import Progress
 
+DEFAULT_CONFIG = ReprogramConfig()
+"""The settings :func:`reprogram` uses when given none."""
+
 
 def reprogram(
     *,
@@ -111,7 +115,7 @@ def reprogram(
     validation_rows: Any,
     train_groups: Sequence[Any],
     validation_groups: Sequence[Any],
-    config: ReprogramConfig = ReprogramConfig(),
+    config: ReprogramConfig = DEFAULT_CONFIG,
     threshold: float = 0.5,
     required_groups: Sequence[Any] = (),
     batch_size: int = 128,

@@ -100,7 +100,8 @@ def train_trigger(target: Target, *, rows: Any, codes: np.ndarray, n_groups: int
             if not (_finite(objective) and _finite(*[p.grad for p in params])):
                 _restore(target.trigger, good)
                 target.model.eval()
-                return history, (f"lambda {lam:g}: the loss became {float(objective.detach()):.4g} (not finite) at epoch {epoch}, "
+                return history, (f"lambda {lam:g}: the loss became {float(objective.detach()):.4g} (not finite) "
+                                 f"at epoch {epoch}, "
                                  f"step {step + 1}; training stopped and the trigger keeps its last good value "
                                  "(try a smaller reprogram.lr)")
             optimizer.step()
