@@ -165,9 +165,9 @@ def _version_error(version: Any, source: str) -> FairpromptError | None:
         return FairpromptError(f"{source} has schema version {version}, newer than this fairprompt understands "
                                f"({SCHEMA_VERSION}); upgrade fairprompt")
     if version < SCHEMA_VERSION and version not in MIGRATIONS:
+        migrates = f" and migrates {', '.join(map(str, sorted(MIGRATIONS)))}" if MIGRATIONS else ""
         return FairpromptError(f"{source} has schema version {version}, which fairprompt cannot read (it reads version "
-                               f"{SCHEMA_VERSION}{' and migrates ' + ', '.join(map(str, sorted(MIGRATIONS))) if MIGRATIONS else ''}); "
-                               "re-run the audit to write a current file")
+                               f"{SCHEMA_VERSION}{migrates}); re-run the audit to write a current file")
     return None
 
 
