@@ -253,3 +253,21 @@ def test_image_model_section() -> None:
     assert "2 min 05 s" in section and "trained in this run" in section and "1,000 train · 500 test" in section
     assert "28 × 28 pixels" in section and "0.900" in section
     assert ">accuracy<" in inline_svgs(section)[0] and ">loss<" in inline_svgs(section)[0]
+
+
+def test_slice_figures_are_drawn_once_and_the_same_when_drawn_again(scored: dict, scored_html: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run renders its report after the audit and after each repair: the before-audit's figures are kept, not
+    drawn again, and a kept figure is byte for byte the one a fresh drawing makes."""
+    import fairprompt.report.plots as plots
+
+    drawn: list[int] = []
+    original = plots._draw_slice
+    monkeypatch.setattr(plots, "_draw_slice", lambda s, **kw: drawn.append(kw["index"]) or original(s, **kw))
+    assert render_html(scored) == scored_html and drawn == []  # every slice of this record was drawn before
+    changed = json.loads(dumps(scored))
+    changed["audit"]["slices"][0]["groups"][0]["selection_rate"] = 0.5
+    render_html(changed)
+    assert drawn == [0]  # only the changed slice is drawn again
+    plots._DRAWN.clear()
+    assert render_html(scored) == scored_html and drawn == [0, 0, 1, 2]

@@ -3,6 +3,9 @@ drawn from the typed record alone (see :mod:`fairprompt.report.figure` for how e
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -183,8 +186,27 @@ def roc_figure(groups: Sequence[GroupRow], curves: Mapping[str, RocCurve | None]
     return render(prefix, draw)
 
 
+_DRAWN: OrderedDict[str, tuple[Figure, ...]] = OrderedDict()
+DRAWN_SLICES = 32
+"""Slices whose figures are kept: a run renders its report after the audit and again after each repair, and the
+before-audit's figures (nine tenths of the rendering time) do not change in between."""
+
+
 def slice_figures(s: SliceRecord, *, index: int, has_scores: bool, threshold: float, ci_percent: str) -> list[Figure]:
-    """All figures of one audited slice (``audit.slices[index]``)."""
+    """All figures of one audited slice (``audit.slices[index]``); a slice drawn before with the same settings is
+    not drawn again (the figures are a function of the slice's record and these settings)."""
+    key = hashlib.sha256(json.dumps([s.to_json(), index, has_scores, threshold, ci_percent]).encode()).hexdigest()
+    if key in _DRAWN:
+        _DRAWN.move_to_end(key)
+        return list(_DRAWN[key])
+    figures = _draw_slice(s, index=index, has_scores=has_scores, threshold=threshold, ci_percent=ci_percent)
+    _DRAWN[key] = tuple(figures)
+    if len(_DRAWN) > DRAWN_SLICES:
+        _DRAWN.popitem(last=False)
+    return figures
+
+
+def _draw_slice(s: SliceRecord, *, index: int, has_scores: bool, threshold: float, ci_percent: str) -> list[Figure]:
     groups = list(s.groups)
     if not groups:
         return []
