@@ -286,7 +286,8 @@ class ImageTask(_ModelTask):
     def load_model(self, *, progress: Progress | None = None, use_cache: bool = True,
                    use_shipped: bool = True) -> tuple[Any, dict[str, Any]]:
         """The frozen image classifier (the fixture, trained once and cached, or a saved one) and its record."""
-        from fairprompt.models.image import fixture_classifier, load_classifier
+        from fairprompt.models.image import load_classifier
+        from fairprompt.models.image_fixture import fixture_classifier
 
         if self.backbone == "fixture":
             if self.generated is None:

@@ -19,13 +19,13 @@ from fairprompt.models.image import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     FrozenImageClassifier,
-    fixture_classifier,
     fixture_cnn,
     from_torchvision,
     images_to_tensor,
     load_classifier,
     save_classifier,
 )
+from fairprompt.models.image_fixture import fixture_classifier
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -400,7 +400,7 @@ def test_pixel_prompt_training_through_the_shared_trainer_leaves_backbone_unchan
     from fairprompt.prompts import PixelBorder, PixelBorderConfig
 
     monkeypatch.setenv("FAIRPROMPT_CACHE", str(tmp_path))
-    from fairprompt.models.image import fixture_classifier
+    from fairprompt.models.image_fixture import fixture_classifier
 
     data = generate(seed=0)
     model, _ = fixture_classifier(data=data, epochs=1)

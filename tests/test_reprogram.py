@@ -64,7 +64,8 @@ def text():
 @pytest.fixture(scope="module")
 def image():
     from fairprompt.datasets.colored_digits import generate
-    from fairprompt.models.image import ImageRows, fixture_classifier
+    from fairprompt.models.image import ImageRows
+    from fairprompt.models.image_fixture import fixture_classifier
 
     data = generate(image_size=IMAGE)
     model, _ = fixture_classifier(data=data, epochs=2, cache=False)
