@@ -62,7 +62,7 @@ class EigenSummary(Record):
 
 
 class InfluenceSummary(Record):
-    """How the rows were scored (:meth:`fairprompt.mitigation.influence.InfluenceScores.summary`)."""
+    """How the rows were scored (:meth:`fairprompt.mitigation.fairij_method.influence.InfluenceScores.summary`)."""
 
     measure: str | None = None
     fairness: Real | None = None

@@ -8,7 +8,7 @@ same module, never written) and copies only the task prompt, the head and the ex
 
 Steps of :func:`fairij`
 -----------------------
-1. **Scoring.**  :func:`~fairprompt.mitigation.influence.score_prompt` at the trained task prompt and
+1. **Scoring.**  :func:`~fairprompt.mitigation.fairij_method.influence.score_prompt` at the trained task prompt and
    head theta_hat: ``I_F(i)`` and ``I_U(i)``, the first-order change of the validation fairness surrogate F
    and of the validation cross-entropy U when training row i is removed (negative ``I_F``: removing the row
    makes the model fairer).
