@@ -26,13 +26,13 @@ demo: $(STAMP)
 	$(VENV)/bin/fairprompt audit audits/adult_income.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(WORKERS)
+	$(PY) -m pytest -n $(WORKERS) --dist worksteal
 
 # The inner loop while editing: ruff, then every test not marked slow (whole spec runs, notebooks, several
 # processes, the browser), about 1.5 minutes on 2 cores. make test runs them all.
 check: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -n $(WORKERS) -m "not slow"
+	$(PY) -m pytest -q -n $(WORKERS) --dist worksteal -m "not slow"
 
 # Retrain one shipped task prompt from its seed and replace the shipped copy: make artifact-adult_income
 # (about 12 minutes on 2 CPU cores; compas_recidivism about 12, identity_toxicity about 5).

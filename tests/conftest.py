@@ -4,6 +4,7 @@ of a run whether the browser tests ran (tests/test_browser.py).  Helper function
 
 from __future__ import annotations
 
+import os
 import pathlib
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,14 @@ from typing import Any
 import pytest
 
 BROWSER_TESTS = "tests/test_browser.py"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In a pytest-xdist worker (make test runs one per core), torch and the notebook kernels and launchers it starts
+    use one thread each: two workers with two threads each on two cores slowed the torch-heavy tests five-fold."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(variable, "1")
 
 
 @pytest.fixture(scope="module")
