@@ -7,6 +7,7 @@ stderr (rich), silenced by ``--quiet``.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,6 +86,23 @@ def cli(ctx: click.Context, quiet: bool) -> None:
     """Audit models for unfair treatment of groups, and repair them with prompts only."""
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
+    _log_warnings(quiet)
+
+
+class _WarningLine(logging.Handler):
+    """The library's warnings (logger ``fairprompt``) as ``warning: ...`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {record.getMessage()}", err=True)
+
+
+def _log_warnings(quiet: bool) -> None:
+    logger = logging.getLogger("fairprompt")
+    for handler in [h for h in logger.handlers if isinstance(h, _WarningLine)]:
+        logger.removeHandler(handler)
+    if not quiet:
+        logger.addHandler(_WarningLine(level=logging.WARNING))
+        logger.setLevel(logging.WARNING)
 
 
 def _split_columns(value: str | None) -> list[str]:
@@ -179,7 +197,17 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
     _say_outputs(ctx, output)
 
 
+def _warn(ctx: click.Context, message: str) -> None:
+    if not ctx.obj.get("quiet"):
+        click.echo(f"warning: {message}", err=True)
+
+
 def _say_outputs(ctx: click.Context, output: Any) -> None:
+    degenerate = ((output.results.get("audit") or {}).get("degenerate") or {})
+    if degenerate.get("degenerate"):
+        reasons = "; ".join(r.get("message", "") for r in degenerate.get("reasons") or [])
+        _warn(ctx, f"the audited model is degenerate ({reasons}); every verdict is REVIEW"
+                   + ("; the repairs ran on it all the same" if output.results.get("mitigations") else ""))
     _say(ctx, f"report: {output.report_path}")
     _say(ctx, f"compliance: {output.out_dir / 'compliance.html'}")
     _say(ctx, f"results: {output.results_path}")

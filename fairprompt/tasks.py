@@ -253,7 +253,7 @@ class TextTask(_ModelTask):
             assert inputs.model is not None
             inputs.model["reference"] = reference_scores(
                 frame=self.dataset.frame, y=self.y, train=splits.train, test=splits.test,
-                features=self.text_info["text_columns"], threshold=self.threshold,
+                features=self.text_info["text_columns"], threshold=self.threshold, model_decisions=inputs.y_pred,
             )
         return inputs
 

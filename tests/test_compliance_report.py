@@ -45,9 +45,10 @@ def _frame(seed: int = 0) -> pd.DataFrame:
 
 
 def _fair_predictions(frame: pd.DataFrame) -> np.ndarray:
-    """Every second row of each sex selected: equal selection rates by sex (impact ratio ~1)."""
-    rank = frame.groupby("sex").cumcount().to_numpy()
-    return (rank % 2 == 0).astype(int)
+    """The higher-scoring half of each sex selected: equal selection rates by sex (impact ratio ~1), and better than
+    the majority class (every second row regardless of score would be a degenerate model, whose verdict is REVIEW)."""
+    share = frame.groupby("sex")["score"].rank(pct=True, method="first").to_numpy()
+    return (share > 0.5).astype(int)
 
 
 def _audit(frame: pd.DataFrame, prediction: np.ndarray) -> dict:

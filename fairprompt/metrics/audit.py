@@ -23,6 +23,7 @@ import pandas as pd
 from fairprompt.errors import FairpromptError, did_you_mean
 from fairprompt.metrics.bootstrap import counts_from_rows, multiplicities, percentile_interval, resample_counts
 from fairprompt.metrics.counts import CountTable, GroupKey, confusion_cell, group_codes
+from fairprompt.metrics.degenerate import Degeneracy, assess_degeneracy
 from fairprompt.metrics.disparities import DISPARITIES
 from fairprompt.metrics.inequality import between_group_entropy_index, generalized_entropy_index
 from fairprompt.metrics.inputs import binarize, scores_array, sensitive_frame, weights_array
@@ -120,6 +121,12 @@ class Audit:
     slices: tuple[SliceAudit, ...]
     table: CountTable
     median_score: float | None = None
+    degeneracy: Degeneracy | None = None
+    """Whether the model is degenerate (constant, constant in a group, or no better than the majority class)."""
+
+    @property
+    def degenerate(self) -> bool:
+        return self.degeneracy is not None and self.degeneracy.degenerate
 
     def slice(self, name: str) -> SliceAudit:
         """The slice called ``name`` (a column, or columns joined by ' × ')."""
@@ -479,7 +486,8 @@ def audit(
     overall["mergeable"] = overall["metric"].map(MERGEABLE).fillna(False).astype(bool)
 
     return Audit(config=config, n_rows=n_rows, weighted=weights is not None, has_scores=scores is not None,
-                 overall=overall, slices=tuple(slices), table=table, median_score=median)
+                 overall=overall, slices=tuple(slices), table=table, median_score=median,
+                 degeneracy=assess_degeneracy(table, boot=fine_boot, level=level))
 
 
 def _num(x: Any) -> Any:
@@ -523,6 +531,7 @@ def _audit_to_dict(result: Audit) -> dict[str, Any]:
         },
         "config": asdict(cfg),
         "overall": _records(result.overall),
+        **({"degenerate": result.degeneracy.to_dict()} if result.degeneracy is not None else {}),
         "slices": [
             {
                 "name": s.name,

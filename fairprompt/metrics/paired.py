@@ -70,4 +70,25 @@ def paired_bootstrap(*, y_true: Any, groups: Any, predictions: Mapping[str, Any]
     return table
 
 
-__all__ = ["DEFAULT_GAPS", "paired_bootstrap", "resample_rows"]
+def paired_accuracy_difference(*, y_true: Any, first: Any, second: Any, n_boot: int = 1000, seed: int = 0,
+                               level: float = 0.95) -> tuple[float, float | None, float | None]:
+    """Accuracy of ``first`` minus accuracy of ``second`` on the same rows, with its paired-bootstrap interval.
+
+    Each row contributes ``d = correct(first) - correct(second)`` in {-1, 0, 1}; a row bootstrap of the mean of
+    ``d`` is a multinomial draw of the three counts, so it is drawn exactly that way (no row arrays, any size).
+    Returns ``(difference, low, high)``; the bounds are None with ``n_boot = 0``.
+    """
+    y = np.asarray(y_true).reshape(-1)
+    d = (np.asarray(first).reshape(-1) == y).astype(np.int64) - (np.asarray(second).reshape(-1) == y).astype(np.int64)
+    if d.size == 0:
+        raise ValueError("no rows to compare")
+    counts = np.array([(d == -1).sum(), (d == 0).sum(), (d == 1).sum()])
+    point = float(d.mean())
+    if n_boot <= 0:
+        return point, None, None
+    draws = np.random.default_rng(seed).multinomial(d.size, counts / d.size, size=n_boot)
+    low, high = _interval((draws[:, 2] - draws[:, 0]) / d.size, level)
+    return point, low, high
+
+
+__all__ = ["DEFAULT_GAPS", "paired_accuracy_difference", "paired_bootstrap", "resample_rows"]

@@ -96,23 +96,37 @@ def train_and_predict(
     )
 
 
+YARDSTICK_BOOTSTRAP = 1000
+"""Resamples of the paired interval of (yardstick accuracy - model accuracy)."""
+
+
 def reference_scores(
     *, frame: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarray, features: Sequence[str],
-    threshold: float = 0.5,
+    threshold: float = 0.5, model_decisions: np.ndarray | None = None, seed: int = 0,
 ) -> dict[str, object]:
     """Logistic regression trained on exactly the given training rows and features, scored on the test rows.
 
-    The yardstick for a prompted model: same rows, same columns, a strong
-    simple model.
+    The yardstick for a prompted model: same rows, same columns, a strong simple model. With the model's test
+    decisions (``model_decisions``), also the yardstick's accuracy minus the model's with its paired-bootstrap
+    interval (:data:`YARDSTICK_BOOTSTRAP` resamples, ``seed``).
     """
     from sklearn.metrics import roc_auc_score
+
+    from fairprompt.metrics.paired import paired_accuracy_difference
 
     model = Pipeline([("design", design(frame, features)), ("classifier", LogisticRegression(max_iter=2000))])
     model.fit(frame.iloc[train][list(features)], y[train])
     score = model.predict_proba(frame.iloc[test][list(features)])[:, 1]
-    return {
+    decisions = (score >= threshold).astype(int)
+    out: dict[str, object] = {
         "kind": "logistic_regression (scikit-learn), same training rows and columns",
         "train_rows": int(train.size), "test_rows": int(test.size),
-        "test_accuracy": float(((score >= threshold).astype(int) == y[test]).mean()),
+        "test_accuracy": float((decisions == y[test]).mean()),
         "test_auc": float(roc_auc_score(y[test], score)) if np.unique(y[test]).size == 2 else None,
     }
+    if model_decisions is not None:
+        gap, low, high = paired_accuracy_difference(y_true=y[test], first=decisions, second=model_decisions,
+                                                    n_boot=YARDSTICK_BOOTSTRAP, seed=seed)
+        out |= {"accuracy_gap": gap, "accuracy_gap_ci_low": low, "accuracy_gap_ci_high": high,
+                "accuracy_gap_ci": f"95% paired bootstrap over the test rows, {YARDSTICK_BOOTSTRAP} resamples, seed {seed}"}
+    return out

@@ -16,6 +16,7 @@ gradient norm").
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 from torch import nn
+
+LOG = logging.getLogger("fairprompt")
 
 Progress = Callable[[str, int, int], None]
 Batch = dict[str, torch.Tensor]
@@ -79,6 +82,7 @@ class TrainHistory:
     train_rows: int = 0
     validation_rows: int = 0
     world_size: int = 1
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -209,10 +213,11 @@ def train(
             losses.append(float(loss.detach()))
             if progress:
                 progress(f"{description} (epoch {epoch})", step + 1, len(loader))
-        val_loss, val_accuracy = _evaluate(accelerator, model, forward, validation_loader)
+        val_loss, val_accuracy, val_positive = _evaluate(accelerator, model, forward, validation_loader)
         train_loss = float(accelerator.reduce(torch.tensor(np.mean(losses), device=accelerator.device), "mean"))
         history.epochs.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                               "val_accuracy": val_accuracy, "mean_batch_grad_norm": float(np.mean(norms)),
+                               "val_accuracy": val_accuracy, "val_positive_share": val_positive,
+                               "mean_batch_grad_norm": float(np.mean(norms)),
                                "seconds": time.perf_counter() - epoch_start})
         if val_loss < history.best_val_loss - config.min_delta:
             history.best_val_loss, history.best_epoch, stale = val_loss, epoch, 0
@@ -230,23 +235,46 @@ def train(
         progress=progress,
     )
     history.seconds = time.perf_counter() - start
+    warning = constant_predictor_warning(history)
+    if warning is not None:
+        history.warnings.append(warning)
+        LOG.warning(warning)
     model.eval()
     return history
 
 
-def _evaluate(accelerator, model: nn.Module, forward, loader) -> tuple[float, float]:
+def constant_predictor_warning(history: TrainHistory) -> str | None:
+    """What to say when the kept (best validation) epoch predicts one class for every validation row, else None."""
+    best = next((e for e in history.epochs if e.get("epoch") == history.best_epoch), None)
+    share = None if best is None else best.get("val_positive_share")
+    if share is None or 0.0 < share < 1.0:
+        return None
+    decision = "positive (class 1)" if share >= 1.0 else "negative (class 0)"
+    return (f"training ended in a constant predictor: at its kept epoch {history.best_epoch} every one of the "
+            f"{history.validation_rows:,} validation rows is predicted {decision}. Check the class balance of the "
+            "training rows (a rare class is easiest to ignore), give more training rows, try another learning rate "
+            "(too high collapses, too low never leaves the start) or more epochs; the audit will mark the model "
+            "degenerate")
+
+
+def _evaluate(accelerator, model: nn.Module, forward, loader) -> tuple[float, float, float]:
+    """Weighted mean loss and accuracy, and the share of rows (unweighted) predicted class 1."""
     model = accelerator.unwrap_model(model)  # no DDP: shards may differ in length; one reduce at the end
     model.eval()
-    total = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # loss sum, correct, weight sum
+    # loss sum, correct, weight sum, rows predicted 1, rows
+    total = torch.zeros(5, dtype=torch.float64, device=accelerator.device)
     with torch.inference_mode():
         for batch in loader:
             logits = forward(model, batch).float()
             per_row = nn.functional.cross_entropy(logits, batch["labels"], reduction="none") * batch["weights"]
-            correct = (logits.argmax(-1) == batch["labels"]).double()
-            total += torch.stack([per_row.double().sum(), correct.sum(), batch["weights"].double().sum()])
+            decision = logits.argmax(-1)
+            correct = (decision == batch["labels"]).double()
+            total += torch.stack([per_row.double().sum(), correct.sum(), batch["weights"].double().sum(),
+                                  (decision == 1).double().sum(), torch.tensor(float(decision.numel()), dtype=torch.float64,
+                                                                              device=accelerator.device)])
     total = accelerator.reduce(total, "sum")
     weight = max(float(total[2]), 1e-12)
-    return float(total[0]) / weight, float(total[1]) / weight
+    return float(total[0]) / weight, float(total[1]) / weight, float(total[3]) / max(float(total[4]), 1.0)
 
 
 def mean_gradient_norm(*, accelerator, model: nn.Module, forward, params: Sequence[nn.Parameter], data: BatchSource,

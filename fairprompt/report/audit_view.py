@@ -9,9 +9,9 @@ from typing import Literal
 
 from fairprompt.metrics.compare import HEADLINE
 from fairprompt.report.format import Estimate, label
+from fairprompt.results.audit import AuditRecord, OverallRow, SliceRecord
 from fairprompt.results.audit import Compliance as ComplianceRecord
 from fairprompt.results.audit import DisparityRow as DisparityRecord
-from fairprompt.results.audit import OverallRow, SliceRecord
 
 GROUP_METRICS: tuple[str, ...] = ("selection_rate", "base_rate", "tpr", "fpr", "ppv", "accuracy", "balanced_accuracy")
 SCORE_COLUMNS: tuple[str, ...] = ("auc", "brier", "ece", "scoring_rate")
@@ -108,6 +108,8 @@ class Verdict:
     uncertain: tuple[tuple[str, Estimate], ...]
     worst: tuple[str, Estimate] | None
     single_group: bool
+    degenerate: tuple[str, ...] = ()
+    """Why the audited model is degenerate (then the status is ``review`` whatever the impact ratios say)."""
 
     @property
     def worst_text(self) -> str:
@@ -196,8 +198,15 @@ def compliance_view(s: SliceRecord, *, threshold: float, share: float) -> Compli
     )
 
 
-def verdict(comp: Compliance) -> Verdict:
-    """The four-fifths verdict of an impact-ratio table."""
+def degenerate_reasons(audit: AuditRecord | None) -> tuple[str, ...]:
+    """Why the model of ``audit`` is degenerate, in words (empty when it is not, or was not checked)."""
+    if audit is None or audit.degenerate is None:
+        return ()
+    return tuple(r.message for r in audit.degenerate.reasons)
+
+
+def verdict(comp: Compliance, *, degenerate: Sequence[str] = ()) -> Verdict:
+    """The four-fifths verdict of an impact-ratio table (``review`` for a degenerate model, with the reasons)."""
     threshold = comp.impact_threshold
     below, undefined, uncertain = [], [], []
     worst: tuple[str, Estimate] | None = None
@@ -212,16 +221,18 @@ def verdict(comp: Compliance) -> Verdict:
             below.append((r.group, est))
         elif est.low is not None and est.low < threshold:
             uncertain.append((r.group, est))
-    status: Literal["pass", "review"] = "review" if below or undefined or not comp.rows else "pass"
+    status: Literal["pass", "review"] = "review" if below or undefined or not comp.rows or degenerate else "pass"
     return Verdict(status=status, threshold=threshold, reference=comp.four_fifths_reference, below=tuple(below),
-                   undefined=tuple(undefined), uncertain=tuple(uncertain), worst=worst, single_group=len(comp.rows) == 1)
+                   undefined=tuple(undefined), uncertain=tuple(uncertain), worst=worst, single_group=len(comp.rows) == 1,
+                   degenerate=tuple(degenerate))
 
 
-def slice_verdict(s: SliceRecord, *, threshold: float, share: float) -> Verdict:
-    return verdict(compliance_view(s, threshold=threshold, share=share))
+def slice_verdict(s: SliceRecord, *, threshold: float, share: float, degenerate: Sequence[str] = ()) -> Verdict:
+    return verdict(compliance_view(s, threshold=threshold, share=share), degenerate=degenerate)
 
 
-def slice_view(index: int, s: SliceRecord, *, metrics: Sequence[str], threshold: float, share: float) -> SliceView:
+def slice_view(index: int, s: SliceRecord, *, metrics: Sequence[str], threshold: float, share: float,
+               degenerate: Sequence[str] = ()) -> SliceView:
     """The report section of one slice."""
     groups, notes = _groups(s, metrics)
     disparities = [_disparity(d) for d in s.disparities]
@@ -240,7 +251,7 @@ def slice_view(index: int, s: SliceRecord, *, metrics: Sequence[str], threshold:
         index=index, anchor=f"slice-{index}", name=s.name, columns=tuple(s.columns), is_intersection=s.is_intersection,
         reference=str(s.reference), reference_rule=s.reference_rule or "", excluded_rows=s.excluded_rows,
         excluded_weight=float(s.excluded_weight or 0.0), groups=groups, notes=notes,
-        headline={d.metric: d for d in between if d.metric in HEADLINE}, verdict=verdict(comp),
+        headline={d.metric: d for d in between if d.metric in HEADLINE}, verdict=verdict(comp, degenerate=degenerate),
         small_groups=tuple(g for g in groups if g.small), between=between, to_reference=to_reference,
         compliance=comp, record=s,
     )

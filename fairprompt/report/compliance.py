@@ -20,7 +20,7 @@ from typing import Any
 
 from fairprompt import __version__
 from fairprompt.atomic import write_text
-from fairprompt.report.audit_view import Compliance, Verdict, compliance_view, verdict
+from fairprompt.report.audit_view import Compliance, Verdict, compliance_view, degenerate_reasons, verdict
 from fairprompt.report.format import fmt_int, fmt_num
 from fairprompt.report.repair_view import repair_title
 from fairprompt.results.audit import AuditRecord
@@ -62,6 +62,8 @@ class AuditTables:
     median_score: float | None
     ci_percent: str
     has_ci: bool
+    degenerate: tuple[str, ...] = ()
+    """Why this audit's model is degenerate (every verdict is then REVIEW); empty when it is not."""
 
     @property
     def is_after(self) -> bool:
@@ -151,13 +153,15 @@ def _audit_tables(audit: AuditRecord, *, key: str, heading: str, what: str, thre
     n_boot = b.n_boot if b is not None else audit.config.n_boot
     level = b.ci_level if b is not None else audit.config.ci_level
     slices = []
+    degenerate = degenerate_reasons(audit)
     for i, s in enumerate(audit.slices):
         comp = compliance_view(s, threshold=threshold, share=share)
         slices.append(ComplianceSlice(index=i, name=s.name, columns=tuple(s.columns), is_intersection=s.is_intersection,
-                                      compliance=comp, verdict=verdict(comp), before=dict((before or {}).get(s.name, {}))))
+                                      compliance=comp, verdict=verdict(comp, degenerate=degenerate),
+                                      before=dict((before or {}).get(s.name, {}))))
     return AuditTables(key=key, heading=heading, what=what, slices=tuple(slices), rows=audit.n_rows,
                        weighted=audit.weighted, has_scores=audit.has_scores, median_score=audit.median_score,
-                       ci_percent=f"{100 * (level or 0.95):g}%", has_ci=bool(n_boot))
+                       ci_percent=f"{100 * (level or 0.95):g}%", has_ci=bool(n_boot), degenerate=degenerate)
 
 
 def _repair_heading(m: Any) -> tuple[str, str]:
@@ -185,6 +189,8 @@ def _after_what(m: FairIJRepair | ReprogramRepair, chosen: str) -> str:
 
 
 def _worst(v: Verdict) -> str:
+    if v.degenerate:
+        return "degenerate model (see above)" + ("" if not v.worst else f"; lowest {v.worst[1].value_text} ({v.worst[0]})")
     if not v.worst:
         return "no defined impact ratio" if v.undefined else "no groups"
     group, est = v.worst

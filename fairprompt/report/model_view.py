@@ -85,6 +85,9 @@ class ModelView:
     scores: tuple[Score, ...]
     curve: TrainingCurve | None
     raw: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...] = ()
+    """What a reviewer should know before trusting the model: training that ended in a constant predictor, an
+    accuracy clearly below the yardstick's."""
 
     @property
     def reference(self) -> Score | None:
@@ -205,6 +208,24 @@ def _scores(model: TextModel | ImageModel, train_rows: int | None) -> tuple[Scor
     return tuple(scores)
 
 
+YARDSTICK_MARGIN = 0.02
+"""A model more than this far below the yardstick's accuracy, with the paired interval above 0, gets a note."""
+
+
+def yardstick_note(m: TextModel) -> str | None:
+    """A note when the model is clearly less accurate than the logistic regression on the same rows and columns."""
+    ref = m.reference
+    if ref is None or ref.accuracy_gap is None or ref.accuracy_gap_ci_low is None:
+        return None
+    if ref.accuracy_gap <= YARDSTICK_MARGIN or ref.accuracy_gap_ci_low <= 0:
+        return None
+    return (f"This model's test accuracy is {100 * ref.accuracy_gap:.1f} points below the logistic-regression yardstick's "
+            f"on the same rows and columns (paired 95% interval of the gap [{100 * ref.accuracy_gap_ci_low:.1f}, "
+            f"{100 * (ref.accuracy_gap_ci_high or ref.accuracy_gap):.1f}] points): the task prompt may be under-trained "
+            "(more rows or epochs, another learning rate), and its fairness findings describe a weaker model than the "
+            "data allow.")
+
+
 def _text_view(m: TextModel) -> ModelView:
     training = m.training or TextTraining()
     history = training.history
@@ -249,8 +270,9 @@ def _text_view(m: TextModel) -> ModelView:
     if m.threshold is not None:
         facts.append(Fact("Decision threshold", f"{m.threshold:g}", note="predicted positive when the score is at least this"))
     train_rows = history.train_rows if history and history.train_rows is not None else training.trained_rows
+    notes = [*(history.warnings if history else []), *filter(None, [yardstick_note(m)])]
     return ModelView(kind=m.kind, title=model_in_words(m), facts=tuple(facts), scores=_scores(m, train_rows),
-                     curve=curve, raw=tuple((k, as_text(v)) for k, v in m.to_json().items()))
+                     curve=curve, raw=tuple((k, as_text(v)) for k, v in m.to_json().items()), notes=tuple(notes))
 
 
 def _image_view(m: ImageModel) -> ModelView:

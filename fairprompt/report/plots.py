@@ -72,8 +72,9 @@ def selection_rate_figure(groups: Sequence[GroupRow], *, compliance: Compliance 
             ax.axvline(line, color="#111111", linestyle="--", linewidth=1.0)
             handles.append(Line2D([], [], color="#111111", linestyle="--"))
             labels.append(f"{threshold:g} × highest rate = {line:.3f}")
-        handles.append(Line2D([], [], color="#111111", marker="|", linestyle="none", markersize=8))
-        labels.append(f"{ci_percent} CI")
+        if ci_percent:
+            handles.append(Line2D([], [], color="#111111", marker="|", linestyle="none", markersize=8))
+            labels.append(f"{ci_percent} CI")
         ax.set_yticks(ys, [_group_label(g) for g in groups])
         ax.set_xlim(0, min(1.0, max([v + e[1] for v, e in zip(values, errs) if v == v] + [0.1])) * 1.15)
         ax.set_xlabel("selection rate (share predicted positive)")
@@ -105,7 +106,7 @@ def error_rates_figure(groups: Sequence[GroupRow], *, ci_percent: str, prefix: s
         ax.set_yticks(ys, [_group_label(g) for g in groups])
         ax.set_ylim(-0.6, len(groups) - 0.4)
         ax.set_xlim(-0.02, 1.02)
-        ax.set_xlabel(f"rate ({ci_percent} CI)")
+        ax.set_xlabel(f"rate ({ci_percent} CI)" if ci_percent else "rate")
         ax.grid(axis="y", visible=False)
         handles = [Line2D([], [], marker="o", color="#111111", markerfacecolor="#111111", linestyle="none"),
                    Line2D([], [], marker="s", color="#111111", markerfacecolor="white", linestyle="none")]
@@ -193,6 +194,7 @@ before-audit's figures (nine tenths of the rendering time) do not change in betw
 
 
 def slice_figures(s: SliceRecord, *, index: int, has_scores: bool, threshold: float, ci_percent: str) -> list[Figure]:
+    """The figures of one slice (``ci_percent``: ``"95%"``, or empty when the audit has no intervals)."""
     """All figures of one audited slice (``audit.slices[index]``); a slice drawn before with the same settings is
     not drawn again (the figures are a function of the slice's record and these settings)."""
     key = hashlib.sha256(json.dumps([s.to_json(), index, has_scores, threshold, ci_percent]).encode()).hexdigest()
@@ -212,12 +214,13 @@ def _draw_slice(s: SliceRecord, *, index: int, has_scores: bool, threshold: floa
         return []
     figures = [
         Figure("selection", "Selection rate by group",
-               f"Share of each group predicted positive, with {ci_percent} confidence intervals. Hatched bars: impact ratio "
+               f"Share of each group predicted positive{f', with {ci_percent} confidence intervals' if ci_percent else ''}. "
+               "Hatched bars: impact ratio "
                f"below {threshold:g}; the dashed line marks {threshold:g} × the highest selection rate.",
                selection_rate_figure(groups, compliance=s.compliance, threshold=threshold,
                                      ci_percent=ci_percent, prefix=f"fp{index}sel-")),
         Figure("errors", "True and false positive rates by group",
-               f"Filled circles: TPR; open squares: FPR; bars: {ci_percent} confidence intervals. "
+               f"Filled circles: TPR; open squares: FPR{f'; bars: {ci_percent} confidence intervals' if ci_percent else ''}. "
                "Equalized odds asks both to match across groups.",
                error_rates_figure(groups, ci_percent=ci_percent, prefix=f"fp{index}err-")),
     ]

@@ -8,19 +8,22 @@
 
 Templates live in ``fairprompt/report/templates``; HTML is rendered with
 autoescaping on, so every string that came from a user's data (titles, column
-names, group values, paths) is escaped.  The only markup inserted as is are the
+names, group values, paths) is escaped, and one that could reorder the page
+(right-to-left text, a U+202E override) is isolated (:func:`isolate_bidi`).  The only markup inserted as is are the
 figures' SVG, which matplotlib writes with the text escaped.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from fairprompt.atomic import write_text
 from fairprompt.report.format import (
@@ -70,6 +73,26 @@ def markdown_number(value: Any) -> str:
     raise TypeError(f"the num filter takes an Estimate or a number, got {type(value).__name__}")
 
 
+_ISOLATES = {"\u2066": "LRI", "\u2067": "RLI", "\u2068": "FSI", "\u2069": "PDI"}
+_BIDI_CLASSES = frozenset({"R", "AL", "LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
+
+
+def isolate_bidi(value: Any) -> Any:
+    """A string that could reorder the text around it, isolated (the plain-text ``<bdi>``); anything else as it is.
+
+    A string holding right-to-left letters or bidirectional controls (a U+202E override in a group name, say) is
+    wrapped in FIRST STRONG ISOLATE ... POP DIRECTIONAL ISOLATE, which ends every embedding and override opened
+    inside it, in text and in attributes alike. Isolate controls of its own would close the wrapper early, so they
+    are shown as ``<U+2069 PDI>`` instead. Markup (escaped already, or made by fairprompt) is left alone.
+    """
+    if not isinstance(value, str) or isinstance(value, Markup):
+        return value
+    if not any(unicodedata.bidirectional(ch) in _BIDI_CLASSES for ch in value):
+        return value
+    text = "".join(f"<U+{ord(ch):04X} {_ISOLATES[ch]}>" if ch in _ISOLATES else ch for ch in value)
+    return f"\u2068{text}\u2069"
+
+
 def _loader() -> jinja2.BaseLoader:
     return jinja2.PackageLoader("fairprompt.report", "templates")
 
@@ -78,7 +101,7 @@ def _loader() -> jinja2.BaseLoader:
 def html_environment() -> jinja2.Environment:
     """The Jinja2 environment of the HTML report (autoescaping on for everything)."""
     env = jinja2.Environment(loader=_loader(), autoescape=True, undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, finalize=isolate_bidi)
     env.globals.update(_HELPERS)
     return env
 
@@ -116,7 +139,8 @@ class Report:
 
         threshold = float(self.view.config.get("impact_threshold") or 0.8)
         return [slice_figures(s.record, index=s.index, has_scores=self.view.has_scores, threshold=threshold,
-                              ci_percent=self.view.ci_percent) for s in self.view.slices]
+                              ci_percent=self.view.ci_percent if self.view.has_ci else "")
+                   for s in self.view.slices]
 
     def model_figures(self) -> list[Any]:
         """The figures of the Model section (the training curve), empty without one."""

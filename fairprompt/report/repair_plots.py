@@ -214,6 +214,31 @@ def mitigation_figures(m: Any, *, prefix: str) -> list[Figure]:
     return figures
 
 
+COINCIDE = 0.01
+"""Points closer than this share of the plot's span on both axes are labelled once, with all their names."""
+
+
+def coinciding(points: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """Each point with the first earlier point it coincides with (itself when none): their labels are printed
+    together, one name per line, so coinciding points (two repairs that changed nothing, say) never overprint."""
+    if not points:
+        return []
+    xs, ys = [p.disparity for p in points], [p.accuracy for p in points]
+    span_x, span_y = max(xs) - min(xs), max(ys) - min(ys)
+    tol_x = COINCIDE * span_x if span_x > 0 else 1e-9
+    tol_y = COINCIDE * span_y if span_y > 0 else 1e-9
+    firsts: list[Any] = []
+    out = []
+    for p in points:
+        first = next((q for q in firsts if abs(q.disparity - p.disparity) <= tol_x and abs(q.accuracy - p.accuracy) <= tol_y),
+                     None)
+        if first is None:
+            firsts.append(p)
+            first = p
+        out.append((p, first))
+    return out
+
+
 def accuracy_fairness_figure(*, points: Sequence[Any], x_label: str, y_label: str, ideal: float | None,
                              prefix: str) -> Markup:
     """One point per method: the headline disparity (x) against accuracy (y) on the test split.
@@ -232,6 +257,8 @@ def accuracy_fairness_figure(*, points: Sequence[Any], x_label: str, y_label: st
         if low is None or high is None:
             return None
         return [[max(value - low, 0.0)], [max(high - value, 0.0)]]
+
+    labelled = {id(p): first for p, first in coinciding(points)}
 
     def draw() -> MplFigure:
         fig = new_figure(5.6, 3.9)
@@ -260,12 +287,16 @@ def accuracy_fairness_figure(*, points: Sequence[Any], x_label: str, y_label: st
                 ax.annotate("", xy=(p.disparity, p.accuracy), xytext=(before.disparity, before.accuracy),
                             arrowprops=dict(arrowstyle="-|>", linestyle="--", color="#222222", linewidth=1.1,
                                             mutation_scale=11, shrinkA=4, shrinkB=5), zorder=3)
-            text = "\n".join(textwrap.wrap(plain(p.label), 32)) or "?"
-            left = before is not None and p.kind != "before" and p.disparity < before.disparity and p.kind == "after"
-            above = p.kind == "before" or (before is not None and p.accuracy >= before.accuracy)
-            ax.annotate(text, (p.disparity, p.accuracy), xytext=(-8 if left else 8, 5 if above else -5),
-                        textcoords="offset points", fontsize=7.5, ha="right" if left else "left",
-                        va="bottom" if above else "top")
+            if p is not labelled.get(id(p), p):
+                pass  # coincides with an earlier point, whose label names both
+            else:
+                names = [q.label for q in points if labelled.get(id(q)) is p]
+                text = "\n".join(line for name in names for line in textwrap.wrap(plain(name), 32)) or "?"
+                left = before is not None and p.kind != "before" and p.disparity < before.disparity and p.kind == "after"
+                above = p.kind == "before" or (before is not None and p.accuracy >= before.accuracy)
+                ax.annotate(text, (p.disparity, p.accuracy), xytext=(-8 if left else 8, 5 if above else -5),
+                            textcoords="offset points", fontsize=7.5, ha="right" if left else "left",
+                            va="bottom" if above else "top")
             kind = {"before": "model as audited", "after": "after repair", "baseline": "baseline"}[p.kind]
             if kind not in labels:
                 handles.append(Line2D([], [], **(style | {"markersize": 7})))

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from fairprompt.report.audit_view import SliceView, disparity_estimate, slice_verdict
+from fairprompt.report.audit_view import SliceView, degenerate_reasons, disparity_estimate, slice_verdict
 from fairprompt.report.format import DASH, Estimate, fmt_change, fmt_num, fmt_points, label
 from fairprompt.report.repair_view import MitigationView, direction
 from fairprompt.results.audit import AuditRecord, DisparityRow, SliceRecord
@@ -50,26 +50,32 @@ class RuleCheck:
     worst: Estimate | None
     below: tuple[str, ...]
     undefined: tuple[str, ...]
+    degenerate: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
-        """``lowest impact ratio 0.260 [0.218, 0.308] (Female)``."""
+        """``lowest impact ratio 0.260 [0.218, 0.308] (Female)``; for a degenerate model, that first."""
+        if self.degenerate:
+            ratio = "" if self.worst is None else f"; lowest impact ratio {self.worst.text} ({self.worst_group})"
+            return f"degenerate model: {'; '.join(self.degenerate)}{ratio}"
         if self.worst is None:
             return "impact ratio undefined" if self.undefined else "no impact ratio recorded"
         return f"lowest impact ratio {self.worst.text} ({self.worst_group})"
 
 
-def _rule_check(s: SliceRecord | None, *, threshold: float, share: float) -> RuleCheck | None:
+def _rule_check(s: SliceRecord | None, *, threshold: float, share: float, degenerate: Sequence[str] = ()) -> RuleCheck | None:
     if s is None or s.compliance is None or not s.compliance.table:
         return None
-    vd = slice_verdict(s, threshold=threshold, share=share)
+    vd = slice_verdict(s, threshold=threshold, share=share, degenerate=degenerate)
     return RuleCheck(status=vd.status, threshold=vd.threshold, worst_group=None if vd.worst is None else vd.worst[0],
                      worst=None if vd.worst is None else vd.worst[1], below=tuple(g for g, _ in vd.below),
-                     undefined=vd.undefined)
+                     undefined=vd.undefined, degenerate=vd.degenerate)
 
 
 def _review_slices(audit: AuditRecord, *, threshold: float, share: float) -> tuple[str, ...]:
-    return tuple(s.name for s in audit.slices if slice_verdict(s, threshold=threshold, share=share).status == "review")
+    reasons = degenerate_reasons(audit)
+    return tuple(s.name for s in audit.slices
+                 if slice_verdict(s, threshold=threshold, share=share, degenerate=reasons).status == "review")
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,10 @@ class SummaryView:
     ci_percent: str
     n_slices: int
     has_mitigations: bool
+    degenerate: tuple[str, ...] = ()
+    """Why the model as audited is degenerate; empty when it is not."""
+    model_notes: tuple[str, ...] = ()
+    """The Model section's notes (constant predictor after training, accuracy below the yardstick)."""
 
     @property
     def split_short(self) -> str | None:
@@ -283,7 +293,7 @@ def _groups(audit: AuditRecord) -> tuple[tuple[tuple[str, tuple[str, ...]], ...]
 
 def build_summary(results: Results, *, slices: Sequence[SliceView], repairs: Sequence[MitigationView], model: str,
                   model_anchor: str | None, rows: int | None, ci_percent: str, threshold: float,
-                  share: float) -> SummaryView:
+                  share: float, model_notes: Sequence[str] = ()) -> SummaryView:
     """The first screen of the report (see the module docstring)."""
     audit = results.audit
     data = results.data
@@ -303,13 +313,14 @@ def build_summary(results: Results, *, slices: Sequence[SliceView], repairs: Seq
         acc_before = overall_before.value
     accuracy_label = "test accuracy" if test_accuracy else "accuracy on the audited rows"
 
+    degenerate = degenerate_reasons(audit)
     s_before = audit.slice(headline.slice) if headline else None
     d_before = _between(s_before, headline.metric) if headline else None
     est_before = disparity_estimate(d_before) if d_before else None
     table: list[SummaryRow] = [SummaryRow(
         kind="before", method="Before (as audited)" if entries else "As audited", anchor="summary", group=None,
         estimate=est_before, change=None, direction="", overlap=None, accuracy=acc_before, accuracy_change=None,
-        accuracy_budget=None, rule=_rule_check(s_before, threshold=threshold, share=share),
+        accuracy_budget=None, rule=_rule_check(s_before, threshold=threshold, share=share, degenerate=degenerate),
         review_slices=_review_slices(audit, threshold=threshold, share=share))]
     points: list[TradeoffPoint] = []
     if headline and est_before is not None and est_before.value is not None and acc_before is not None:
@@ -351,6 +362,11 @@ def build_summary(results: Results, *, slices: Sequence[SliceView], repairs: Seq
         r = mv.reprogram
         if r is not None and r.rule_met is False:
             notes.append("rule not met: no λ > 0 kept the accuracy within the budget, so the most accurate λ was taken")
+        if degenerate:
+            notes.append("repaired a degenerate model: its before/after change says little about fairness")
+        after_degenerate = degenerate_reasons(after_audit)
+        if after_degenerate:
+            notes.append(f"the repaired model is degenerate: {'; '.join(after_degenerate)}")
         after_threshold = threshold
         if after_audit is not None and after_audit.config.impact_threshold:
             after_threshold = float(after_audit.config.impact_threshold)
@@ -360,7 +376,7 @@ def build_summary(results: Results, *, slices: Sequence[SliceView], repairs: Seq
                                 None if est_after is None else est_after.value, headline.ideal if headline else None),
             overlap=_overlap(est_before, est_after), accuracy=acc_after, accuracy_change=acc_change,
             accuracy_budget=None if budget is None else float(budget),
-            rule=_rule_check(s_after, threshold=after_threshold, share=share),
+            rule=_rule_check(s_after, threshold=after_threshold, share=share, degenerate=after_degenerate),
             review_slices=_review_slices(after_audit, threshold=after_threshold, share=share)
             if after_audit is not None and after_audit.slices else None,
             notes=tuple(notes)))
@@ -374,9 +390,10 @@ def build_summary(results: Results, *, slices: Sequence[SliceView], repairs: Seq
     return SummaryView(
         model=model, model_anchor=model_anchor, data_source=data.source if data else None, rows=rows,
         split=data.split if data else None, groups=groups, intersections=intersections, headline=headline,
-        rows_table=tuple(table), statements=tuple(_statements(headline, table, ci_percent, accuracy_label)),
+        rows_table=tuple(table),
+        statements=tuple(_statements(headline, table, ci_percent, accuracy_label, degenerate=degenerate)),
         points=tuple(points), accuracy_label=accuracy_label, threshold=threshold, ci_percent=ci_percent,
-        n_slices=len(slices), has_mitigations=bool(entries),
+        n_slices=len(slices), has_mitigations=bool(entries), degenerate=degenerate, model_notes=tuple(model_notes),
     )
 
 
@@ -397,9 +414,14 @@ def _baseline_points(m: ReprogramRepair, metric: str, *, own: str, known: Sequen
     return out
 
 
-def _statements(headline: Headline | None, rows: Sequence[SummaryRow], ci_percent: str, accuracy_label: str) -> list[str]:
+def _statements(headline: Headline | None, rows: Sequence[SummaryRow], ci_percent: str, accuracy_label: str, *,
+                degenerate: Sequence[str] = ()) -> list[str]:
     before = rows[0]
     out: list[str] = []
+    if degenerate:
+        out.append(f"The model as audited is degenerate ({'; '.join(degenerate)}), so its fairness verdict is REVIEW: "
+                   "a model that gives (nearly) everyone the same decision can pass the four-fifths rule and still be "
+                   "useless." + (" The repairs below ran on it all the same." if len(rows) > 1 else ""))
     if headline is None or before.estimate is None:
         out.append("No headline disparity was recorded (no slice has a demographic parity or equalized odds difference).")
     else:

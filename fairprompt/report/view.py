@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fairprompt.metrics.compare import HEADLINE
+from fairprompt.metrics.degenerate import MAX_DECISION_SHARE, MIN_GROUP_ROWS, MIN_LABEL_SHARE
 from fairprompt.report.audit_view import (
     GROUP_METRICS,
     MORE_METRICS,
     SCORE_COLUMNS,
     SliceView,
+    degenerate_reasons,
     disparity_estimate,
     slice_view,
 )
@@ -33,7 +35,7 @@ from fairprompt.report.model_view import ModelView, build_model_view
 from fairprompt.report.repair_view import MitigationView, unfinished_view
 from fairprompt.report.reprogram_view import reprogram_mitigation_view
 from fairprompt.report.summary_view import SummaryView, build_summary
-from fairprompt.results.audit import AuditConfigRecord, BootstrapRecord
+from fairprompt.results.audit import AuditConfigRecord, BootstrapRecord, DegenerateThresholds
 from fairprompt.results.model import TabularModel, model_in_words
 from fairprompt.results.run import DataRecord, Results, parse_results
 
@@ -82,11 +84,20 @@ class Overview:
     """The model card (:mod:`fairprompt.report.model_card`)."""
     spec_yaml: str | None
     """The spec as YAML, for the Provenance section."""
+    degenerate: tuple[str, ...] = ()
+    """Why the model as audited is degenerate (:mod:`fairprompt.metrics.degenerate`); empty when it is not."""
+    degenerate_thresholds: DegenerateThresholds | None = None
+    """The thresholds of the degenerate-model rule (as recorded, else this version's)."""
+
+    @property
+    def ci_suffix(self) -> str:
+        """`` [95% CI]`` for a column header, or nothing when the audit has no intervals (``n_boot = 0``)."""
+        return f" [{self.ci_percent} CI]" if self.has_ci else ""
 
     @property
     def verdict(self) -> Literal["pass", "review"]:
-        """``review`` when any slice needs review."""
-        return "review" if any(s.verdict.status == "review" for s in self.slices) else "pass"
+        """``review`` when any slice needs review, or the model is degenerate."""
+        return "review" if self.degenerate or any(s.verdict.status == "review" for s in self.slices) else "pass"
 
 
 def _spec_yaml(spec: Any) -> str | None:
@@ -126,14 +137,16 @@ def build_view(results: Results | Mapping[str, Any]) -> Overview:
     data = results.data or DataRecord()
     rows = data.rows_audited if data.rows_audited is not None else audit.n_rows
     model = results.model
-    slices = tuple(slice_view(i, s, metrics=metrics, threshold=threshold, share=share) for i, s in enumerate(audit.slices))
+    degenerate = degenerate_reasons(audit)
+    slices = tuple(slice_view(i, s, metrics=metrics, threshold=threshold, share=share, degenerate=degenerate)
+                   for i, s in enumerate(audit.slices))
     repairs = repair_views(results)
     model_view = build_model_view(model)
     ci_percent = f"{100 * level:g}%"
     summary = build_summary(results, slices=slices, repairs=repairs,
                             model=model_view.title if model_view else model_in_words(model).replace("_", " "),
                             model_anchor="model" if model_view else None, rows=rows, ci_percent=ci_percent,
-                            threshold=threshold, share=share)
+                            threshold=threshold, share=share, model_notes=model_view.notes if model_view else ())
     card = build_model_card(results, model_view=model_view, slices=slices, repairs=repairs,
                             metrics=metrics, has_ci=n_boot > 0, ci_percent=ci_percent, rows=rows)
     return Overview(
@@ -151,5 +164,8 @@ def build_view(results: Results | Mapping[str, Any]) -> Overview:
         spec_json=None if results.spec is None else json.dumps(results.spec, indent=2, ensure_ascii=False),
         group_metrics=GROUP_METRICS, score_metrics=score_metrics, more_metrics=MORE_METRICS,
         descriptions=dict(audit.metric_descriptions), headline_metrics=HEADLINE, mitigations=repairs, summary=summary,
-        model_card=card, spec_yaml=_spec_yaml(results.spec),
+        model_card=card, spec_yaml=_spec_yaml(results.spec), degenerate=degenerate,
+        degenerate_thresholds=(audit.degenerate.thresholds if audit.degenerate is not None and audit.degenerate.thresholds
+                               else DegenerateThresholds(min_group_rows=MIN_GROUP_ROWS, min_label_share=MIN_LABEL_SHARE,
+                                                         max_decision_share=MAX_DECISION_SHARE)),
     )

@@ -230,6 +230,34 @@ class CountTableRecord(Record):
     w: list[list[Real]]
 
 
+class DegenerateReasonRecord(Record):
+    """One reason the model is degenerate (:mod:`fairprompt.metrics.degenerate`)."""
+
+    code: Literal["constant", "constant_in_group", "no_better_than_majority"]
+    message: str
+
+
+class DegenerateThresholds(Record):
+    min_group_rows: int
+    min_label_share: Real
+    max_decision_share: Real
+
+
+class DegenerateRecord(Record):
+    """Whether the audited model is degenerate, and why: a fairness verdict on it says nothing."""
+
+    degenerate: bool
+    reasons: list[DegenerateReasonRecord] = Field(default_factory=list)
+    accuracy: Real | None = None
+    majority_accuracy: Real | None = None
+    margin: Real | None = None
+    margin_ci_low: Real | None = None
+    margin_ci_high: Real | None = None
+    bound: Literal["bootstrap", "point"] | None = None
+    thresholds: DegenerateThresholds | None = None
+    note: str | None = None
+
+
 class AuditRecord(Record):
     """An audit (:meth:`fairprompt.metrics.Audit.to_dict`): the before-audit, or a repaired model's after-audit."""
 
@@ -243,8 +271,14 @@ class AuditRecord(Record):
     bootstrap: BootstrapRecord | None = None
     config: AuditConfigRecord = Field(default_factory=AuditConfigRecord)
     overall: list[OverallRow] = Field(default_factory=list)
+    degenerate: DegenerateRecord | None = None
+    """None only in a record migrated without a count table."""
     slices: list[SliceRecord] = Field(default_factory=list)
     count_table: CountTableRecord | None = None
+
+    @property
+    def is_degenerate(self) -> bool:
+        return self.degenerate is not None and self.degenerate.degenerate
 
     def slice(self, name: str) -> SliceRecord | None:
         """The slice called ``name``, or None."""

@@ -41,6 +41,7 @@ class EpochRecord(Record):
     train_loss: Real | None = None
     val_loss: Real | None = None
     val_accuracy: Real | None = None
+    val_positive_share: Real | None = None
     mean_batch_grad_norm: Real | None = None
     seconds: Real | None = None
 
@@ -58,6 +59,7 @@ class TrainHistoryRecord(Record):
     train_rows: int | None = None
     validation_rows: int | None = None
     world_size: int | None = None
+    warnings: list[str] = Field(default_factory=list)
 
 
 class TextTraining(Record):
@@ -114,6 +116,12 @@ class ReferenceScores(Record):
     test_rows: int | None = None
     test_accuracy: Real | None = None
     test_auc: Real | None = None
+    accuracy_gap: Real | None = None
+    """The yardstick's test accuracy minus the model's, on the same rows."""
+    accuracy_gap_ci_low: Real | None = None
+    accuracy_gap_ci_high: Real | None = None
+    accuracy_gap_ci: str | None = None
+    """How the interval of ``accuracy_gap`` was computed."""
 
 
 class TextModel(Record):

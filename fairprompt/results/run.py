@@ -4,7 +4,7 @@
 whole before anything uses it: a value of the wrong type or an unknown key is one
 :class:`~fairprompt.errors.FairpromptError` naming the key. ``schema_version`` is checked first: a newer file
 asks for a newer fairprompt, an older one is brought up to date by the migrations in :data:`MIGRATIONS` (none
-yet: version 1 is the first typed layout), anything else is refused with the version it has.
+version 1 gains the degenerate-model check, see :func:`add_degenerate_check`), anything else is refused with the version it has.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, ValidationError
 
 from fairprompt import __version__
@@ -27,11 +28,43 @@ from fairprompt.results.model import ModelRecord
 from fairprompt.results.repairs import RepairRecord
 
 SCHEMA = "fairprompt.results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RECORDED_PACKAGES = ("fairprompt", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "jinja2", "pydantic",
                      "torch", "transformers", "peft", "fairlearn", "aif360")
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATION_NOTE = ("assessed when this file was migrated from schema version 1, from its count table alone: the "
+                  "accuracy check uses the point estimate, not the paired-bootstrap bound; re-run the audit for the bound")
+
+
+def _degenerate_from_counts(audit: Any) -> Any:
+    if not isinstance(audit, dict) or "degenerate" in audit or not isinstance(audit.get("count_table"), dict):
+        return audit
+    from fairprompt.metrics.counts import CountTable
+    from fairprompt.metrics.degenerate import assess_degeneracy
+
+    table = audit["count_table"]
+    try:
+        k = np.asarray(table["k"], dtype=np.int64).reshape(-1, 4)
+        w = np.asarray(table["w"], dtype=np.float64).reshape(-1, 4)
+        counts = CountTable(columns=tuple(map(str, table["columns"])), groups=tuple(tuple(g) for g in table["groups"]),
+                            k=k, w=w, w2=w)
+        found = assess_degeneracy(counts)
+    except (KeyError, TypeError, ValueError):
+        return audit  # a malformed count table is reported by the validation that follows
+    return {**audit, "degenerate": found.to_dict() | {"note": MIGRATION_NOTE}}
+
+
+def add_degenerate_check(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: every audit (the before-audit and each repair's ``after``) gains ``degenerate``, computed from
+    its count table (point estimates; see :data:`MIGRATION_NOTE`)."""
+    out = dict(data, schema_version=2, audit=_degenerate_from_counts(data.get("audit")))
+    if isinstance(data.get("mitigations"), list):
+        out["mitigations"] = [dict(m, after=_degenerate_from_counts(m["after"])) if isinstance(m, dict) and "after" in m
+                              else m for m in data["mitigations"]]
+    return out
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: add_degenerate_check}
 """``{version: upgrade}``: ``upgrade`` turns a file of that version into one of the next version. Whoever changes the
 record bumps :data:`SCHEMA_VERSION` and adds the step from the old version here (or leaves older files refused)."""
 
