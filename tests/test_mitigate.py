@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from factories import assert_record_round_trips, assert_user_error, run_cli, write_spec
 from fairprompt.cli import cli
 from fairprompt.errors import FairpromptError
+from fairprompt.results.run import SCHEMA_VERSION
 from fairprompt.spec import load_spec
 
 pytestmark = [pytest.mark.slow,  # whole spec runs with both repairs, reruns and resumes (make check skips it)
@@ -80,7 +81,7 @@ def test_audit_with_fairij_ij_then_mitigate_reuses_the_before_audit(tmp_path: Pa
     code, stdout, err = run_cli("--quiet", "audit", str(spec), "--out", str(out))
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
-    assert results["schema_version"] == 1 and results["spec"]["mitigations"][0]["mode"] == "ij"
+    assert results["schema_version"] == SCHEMA_VERSION and results["spec"]["mitigations"][0]["mode"] == "ij"
     [record] = results["mitigations"]
     assert record["name"] == "fairij" and record["status"] == "ok" and record["group"] == "sex"
     assert record["config"]["mode"] == "ij" and record["before_audit"] == "computed in this run"
@@ -524,3 +525,39 @@ def test_stable_drops_only_times_and_durations() -> None:
                                "before_audit": "reused from x (created t)", "scoring_seconds": 2.0}]}
     assert stable(record) == {"model": {"training": {"epochs": 12, "history": [{"loss": 0.5}]}},
                               "mitigations": [{"fairij": {"chosen_k": 60}, "reprogram": {"points": [{"accuracy": 0.8}]}}]}
+
+
+def test_a_degenerate_model_is_repaired_all_the_same_and_every_verdict_says_review(tmp_path: Path) -> None:
+    """The German credit case: a task prompt whose decisions are all "good" (here forced by a decision threshold of
+    0.01, so no score can fall below it) passed the four-fifths rule on every slice, and both repairs reported
+    "unchanged". Now the audit records the degenerate model, every verdict is REVIEW with the reason, and both
+    repairs still run and say that they repaired a degenerate model."""
+    spec = write_spec(tmp_path, {
+        "name": "german_constant", "data": {"dataset": "german"},
+        "model": {"kind": "frozen_text", "task_prompt": {"tokens": 4},
+                  "splits": {"train": 32, "validation": 32, "test": 96, "seed": 0},
+                  "training": {"max_epochs": 1, "patience": 1, "batch_size": 16}, "batch_size": 32, "threshold": 0.01},
+        "audit": {"sensitive": ["sex", "age_group"], "n_boot": 20},
+        "mitigations": [{"fairij": {"mode": "ij", **QUICK}},
+                        {"reprogram": {"lambdas": [0, 1], "epochs": 1, "tuning_split": "validation"}}],
+    })
+    out = tmp_path / "out"
+    code, stdout, err = run_cli("audit", str(spec), "--out", str(out))
+    assert code == 0, err
+    assert "warning: the audited model is degenerate (every one of the 96 audited rows gets the positive decision" in err
+    assert "the repairs ran on it all the same" in err
+    results = json.loads((out / "results.json").read_text())
+    found = results["audit"]["degenerate"]
+    assert found["degenerate"] is True and {r["code"] for r in found["reasons"]} >= {"constant"}
+    assert [m["status"] for m in results["mitigations"]] == ["ok", "ok"]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    glance = html.split('id="at-a-glance"', 1)[1].split("</section>", 1)[0]
+    assert "The model as audited is degenerate" in glance and "every one of the 96 audited rows" in glance
+    assert glance.count("repaired a degenerate model") == 2  # one note per repair row
+    slices = html.split('<div class="slices">', 1)[1].split("</section>", 1)[0]
+    assert 'class="badge pass"' not in slices and slices.count("The model is degenerate, so this slice") == 3
+    assert "The model is degenerate" in html and ">PASS<" not in glance.split("<table", 1)[1].split("</table>", 1)[0]
+    compliance = (out / "compliance.html").read_text(encoding="utf-8")
+    assert "DEGENERATE MODEL" in compliance
+    verdicts = compliance.split('id="verdict-table"', 1)[1].split("</table>", 1)[0]
+    assert verdicts.count('class="status pass"') == 0
