@@ -541,7 +541,7 @@ def parse_spec(raw: Any, *, source: str = "spec", default_name: str | None = Non
 
 
 def load_spec(path: str | Path) -> Spec:
-    """Read and validate a YAML spec file."""
+    """Read and validate a YAML spec file; its relative input paths start from the file's folder (:meth:`Spec.input_path`)."""
     path = Path(path)
     if not path.is_file():
         raise FairpromptError(f"spec {path} does not exist; give the path of a YAML spec such as audits/adult_baseline.yaml")

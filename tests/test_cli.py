@@ -302,8 +302,8 @@ def test_spec_paths_start_from_the_spec_folder(tmp_path: Path, predictions: Path
     folder = tmp_path / "audits"
     (folder / "data").mkdir(parents=True)
     predictions.rename(folder / "data" / "preds.csv")
-    spec = write_spec(folder, "name: rel\noutput: out\npredictions: {path: data/preds.csv, label: outcome, "
-                              "prediction: decision, positive_label: hired}\naudit: {sensitive: [gender], n_boot: 20}\n")
+    write_spec(folder, "name: rel\noutput: out\npredictions: {path: data/preds.csv, label: outcome, "
+                       "prediction: decision, positive_label: hired}\naudit: {sensitive: [gender], n_boot: 20}\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
