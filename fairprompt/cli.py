@@ -130,6 +130,9 @@ def _references(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--positive-label", help="Value of label and prediction that is the favourable outcome.")
 @click.option("--score-threshold", type=float, help="Predict positive where score >= T (instead of --prediction).")
 @click.option("--sensitive", help="Sensitive column(s), comma-separated; several also give intersections.")
+@click.option("--drop-missing", is_flag=True,
+              help="Leave out rows with a missing label, prediction, score or weight, counted in the report "
+                   "(default: refuse them).")
 @click.option("--reference", multiple=True, metavar="COL=VALUE",
               help="Reference group for to_reference disparities (repeatable).")
 @click.option("--impact-threshold", type=float, help="Four-fifths rule threshold [0.8].")
@@ -144,8 +147,9 @@ def _references(values: tuple[str, ...]) -> dict[str, str]:
 @click.pass_context
 def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label: str | None, prediction: str | None,
           score: str | None, weight: str | None, positive_label: str | None, score_threshold: float | None,
-          sensitive: str | None, reference: tuple[str, ...], impact_threshold: float | None, n_boot: int | None,
-          seed: int | None, min_group_size: int | None, name: str | None, out: Path | None, fresh: bool) -> None:
+          sensitive: str | None, drop_missing: bool, reference: tuple[str, ...], impact_threshold: float | None,
+          n_boot: int | None, seed: int | None, min_group_size: int | None, name: str | None, out: Path | None,
+          fresh: bool) -> None:
     """Audit a model or a predictions file: metrics by group with CIs, results.json and report.html.
 
     A spec's `mitigations:` (fairij, reprogram) run after the audit, which is written first.
@@ -168,10 +172,15 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
         if predictions is not None:
             raise FairpromptError("give either a SPEC file or --predictions, not both")
         loaded = load_spec(spec)
-        if overrides:
+        if drop_missing and loaded.predictions is None:
+            raise FairpromptError(f"--drop-missing leaves out rows of a predictions file; {spec} has no 'predictions' "
+                                  "block (a data set with missing labels must be filled or cleaned first)")
+        if overrides or drop_missing:
             raw = loaded.model_dump(mode="json", exclude_unset=True)
             raw["audit"] = {**raw.get("audit", {}), **overrides}
-            loaded = parse_spec(raw, source=f"{spec} with command-line options")
+            if drop_missing:
+                raw["predictions"] = {**raw["predictions"], "drop_missing": True}
+            loaded = parse_spec(raw, source=f"{spec} with command-line options", file=loaded.file)
     else:
         if predictions is None:
             raise FairpromptError("give a SPEC file (e.g. audits/adult_baseline.yaml) or --predictions FILE with --label, "
@@ -187,7 +196,8 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
             "name": name or predictions.stem.replace(" ", "_") or "predictions",
             "predictions": {k: v for k, v in dict(path=str(predictions), label=label, prediction=prediction, score=score,
                                                   weight=weight, positive_label=positive_label,
-                                                  score_threshold=score_threshold).items() if v is not None},
+                                                  score_threshold=score_threshold).items() if v is not None}
+            | ({"drop_missing": True} if drop_missing else {}),
             "audit": overrides,
         }
         loaded = parse_spec(raw, source="command line")
@@ -195,6 +205,7 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
         output = pipeline.run(loaded, out_dir=out, command=["fairprompt", *sys.argv[1:]], progress=progress,
                               use_cache=not fresh)
     _say_outputs(ctx, output)
+    _say_dropped(ctx, output.results.get("data") or {})
 
 
 def _warn(ctx: click.Context, message: str) -> None:
@@ -228,6 +239,14 @@ def _say_outputs(ctx: click.Context, output: Any) -> None:
         _say(ctx, f"{record['name']}: {chosen} training rows down-weighted; influence: "
                   f"{output.out_dir / files.get('influence_csv', '')}; repaired prompt: "
                   f"{output.out_dir / files.get('artifact_dir', '')}")
+
+
+def _say_dropped(ctx: click.Context, data: dict[str, Any]) -> None:
+    dropped = data.get("rows_dropped")
+    if dropped:
+        columns = ", ".join(f"{column} {count:,}" for column, count in (data.get("dropped_missing") or {}).items())
+        _say(ctx, f"dropped: {dropped:,} of {data.get('rows'):,} rows had a missing value ({columns}) and were left out "
+                  "(--drop-missing)")
 
 
 @cli.group()
@@ -283,7 +302,7 @@ def _mitigate(ctx: click.Context, name: str, spec: Path, *, out: Path | None, fr
     if not any(m.name == name for m in loaded.mitigations):
         raw = loaded.model_dump(mode="json", exclude_unset=True)
         raw["mitigations"] = [*raw.get("mitigations", []), name]
-        loaded = parse_spec(raw, source=str(spec))
+        loaded = parse_spec(raw, source=str(spec), file=loaded.file)
     with _progress(ctx.obj["quiet"]) as progress:
         output = pipeline.mitigate(loaded, names=(name,), out_dir=out, command=["fairprompt", *sys.argv[1:]],
                                    progress=progress, use_cache=not fresh)

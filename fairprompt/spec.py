@@ -37,6 +37,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     create_model,
     field_validator,
@@ -64,6 +65,9 @@ class PredictionsSpec(_Strict):
         None, description="value of label/prediction that is the favourable outcome")
     score_threshold: float | None = Field(
         None, description="predict positive where score >= threshold (when no prediction column)")
+    drop_missing: bool = Field(
+        False, description="drop rows with a missing label, prediction, score or weight and count them in the report "
+                           "(default: refuse such a file)")
 
     @model_validator(mode="after")
     def _prediction_source(self) -> PredictionsSpec:
@@ -338,6 +342,29 @@ class Spec(_Strict):
     output: str | None = Field(None, description="output directory (default reports/NAME)")
     mitigations: list[Annotated[Mitigation, BeforeValidator(_normalise_mitigation)]] = Field(
         default_factory=list, description="repairs run after the audit, in order (fairij, reprogram)")
+    _file: Path | None = PrivateAttr(None)
+
+    @property
+    def file(self) -> Path | None:
+        """The YAML file this spec was read from (None: built on the command line or in code)."""
+        return self._file
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder relative input paths start from: the spec file's (None: the current directory)."""
+        return None if self._file is None else self._file.parent
+
+    def input_path(self, value: str) -> str:
+        """An input path the spec gives, as it is opened: a relative path starts from :attr:`folder` (``a.csv`` in
+        ``audits/x.yaml`` is ``audits/a.csv``); absolute paths, ``~`` paths and paths of specs without a file stay
+        as written.  Only what is read (predictions, data set files, image roots, backbones) goes through here;
+        ``output`` starts from the current directory."""
+        path = Path(value)
+        if value.startswith("~"):
+            return str(path.expanduser())
+        if self.folder is None or path.is_absolute():
+            return value
+        return str(self.folder / path)
 
     @field_validator("mitigations", mode="before")
     @classmethod
@@ -478,8 +505,9 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(parent.model_fields) if parent is not None else []
 
 
-def parse_spec(raw: Any, *, source: str = "spec", default_name: str | None = None) -> Spec:
-    """Validate a spec mapping; raise one FairpromptError naming the first bad key."""
+def parse_spec(raw: Any, *, source: str = "spec", default_name: str | None = None, file: str | Path | None = None) -> Spec:
+    """Validate a spec mapping; raise one FairpromptError naming the first bad key.  ``file``: the YAML file it was
+    read from, whose folder the spec's relative input paths start from (:meth:`Spec.input_path`)."""
     if raw is None:
         raise FairpromptError(f"{source} is empty; "
                               "write a YAML mapping with at least 'name', and 'predictions' or 'data' + 'model'")
@@ -488,7 +516,7 @@ def parse_spec(raw: Any, *, source: str = "spec", default_name: str | None = Non
     if "name" not in raw and default_name is not None:
         raw = {"name": default_name, **raw}
     try:
-        return Spec.model_validate(raw)
+        spec = Spec.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = tuple(error.get("loc", ()))
@@ -508,10 +536,12 @@ def parse_spec(raw: Any, *, source: str = "spec", default_name: str | None = Non
                  else "")
         target = f"key {where!r}: " if loc else ""
         raise FairpromptError(f"{source}: {target}{message}{shown}") from None
+    spec._file = None if file is None else Path(file)
+    return spec
 
 
 def load_spec(path: str | Path) -> Spec:
-    """Read and validate a YAML spec file."""
+    """Read and validate a YAML spec file; its relative input paths start from the file's folder (:meth:`Spec.input_path`)."""
     path = Path(path)
     if not path.is_file():
         raise FairpromptError(f"spec {path} does not exist; give the path of a YAML spec such as audits/adult_baseline.yaml")
@@ -524,4 +554,4 @@ def load_spec(path: str | Path) -> Spec:
         raise FairpromptError(f"{path} is not valid YAML{where} ({problem}); fix the syntax there") from None
     except UnicodeDecodeError:
         raise FairpromptError(f"{path} is not UTF-8 text; save the spec as UTF-8 YAML") from None
-    return parse_spec(raw, source=str(path), default_name=path.stem)
+    return parse_spec(raw, source=str(path), default_name=path.stem, file=path)

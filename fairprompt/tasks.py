@@ -28,7 +28,7 @@ import pandas as pd
 from fairprompt import datasets
 from fairprompt.errors import FairpromptError, did_you_mean
 from fairprompt.metrics.audit import check_reference
-from fairprompt.metrics.inputs import binarize, scores_array
+from fairprompt.metrics.inputs import binarize, drop_missing_rows, scores_array
 from fairprompt.metrics.point import auc_or_none
 
 if TYPE_CHECKING:
@@ -85,18 +85,24 @@ class PredictionsTask:
     positive_label: Any
     score_threshold: float | None
     sensitive: list[str]
+    drop_missing: bool = False  # leave out rows with a missing label, prediction, score or weight (else refuse them)
 
     @property
     def seeds(self) -> dict[str, int]:
         return {}
 
     def audit_inputs(self, *, progress: Progress | None = None) -> AuditInputs:
-        """Read and check the file."""
+        """Read and check the file (rows with a missing label, prediction, score or weight are refused, or dropped
+        and counted with ``drop_missing``)."""
         frame = datasets.read_table(self.path)
-        for column, role in ((self.label, "label"), (self.prediction, "prediction"), (self.score, "score"),
-                             (self.weight, "weight")):
+        roles = {"label": self.label, "prediction": self.prediction, "score": self.score, "weight": self.weight}
+        for role, column in roles.items():
             _require_columns(frame, [column], source=self.path, role=role)
         _require_columns(frame, self.sensitive, source=self.path, role="sensitive")
+        rows = int(len(frame))
+        frame, dropped = drop_missing_rows(frame, columns=roles, source=f"predictions file '{self.path}'",
+                                           drop=self.drop_missing)
+        counted = {"rows_dropped": rows - len(frame), "dropped_missing": dropped} if self.drop_missing else {}
         y_true = binarize(frame[self.label], name=self.label, positive_label=self.positive_label)
         scores = scores_array(frame[self.score], name=self.score) if self.score else None
         if self.prediction is not None:
@@ -111,9 +117,9 @@ class PredictionsTask:
             data={"source": str(self.path), "label": self.label,
                   "positive_label": None if self.positive_label is None else str(self.positive_label),
                   "prediction": self.prediction or f"{self.score} >= {self.score_threshold}", "score": self.score,
-                  "weight": self.weight, "sensitive": self.sensitive, "rows": int(len(frame)), "split": None},
+                  "weight": self.weight, "sensitive": self.sensitive, "rows": rows, "split": None} | counted,
             inputs=[{"role": "predictions", "path": str(self.path), "sha256": datasets.sha256_file(self.path),
-                     "rows": int(len(frame))}],
+                     "rows": rows}],
         )
 
 
@@ -330,6 +336,43 @@ ModelTask = TextTask | ImageTask
 
 
 # ------------------------------------------------------------------------------------------ from the spec
+def _input_file(spec: Spec, value: str, *, key: str) -> str:
+    """A file or folder the spec names under ``key``, resolved from the spec file's folder
+    (:meth:`~fairprompt.spec.Spec.input_path`); one that is not there is an error naming the spec, the key and
+    where it was looked for (other paths get the reader's own error)."""
+    resolved = spec.input_path(value)
+    relative = spec.folder is not None and not value.startswith("~") and not Path(value).is_absolute()
+    if relative and not Path(resolved).exists():
+        raise FairpromptError(f"spec {spec.file}: {key} '{value}' does not exist in the spec's folder (looked for "
+                              f"'{resolved}'); relative paths in a spec start from the spec file's folder, so fix the path")
+    return resolved
+
+
+def _dataset_path(spec: Spec, value: str) -> str:
+    """``data.dataset``: an embedded or generated name as it is, else a file resolved from the spec's folder (a
+    bare word found nowhere is passed on as it is, for the loader's did-you-mean)."""
+    if value in datasets.NAMES or value in datasets.GENERATED_NAMES:
+        return value
+    resolved = spec.input_path(value)
+    if Path(resolved).exists() or Path(value).suffix or "/" in value or "\\" in value:
+        return _input_file(spec, value, key="data.dataset")
+    return value
+
+
+def _backbone_path(spec: Spec, value: str, *, kind: str) -> str:
+    """``model.backbone``: the embedded names (all-MiniLM-L6-v2, the image ``fixture``) as they are; a local
+    directory resolved from the spec's folder when it is there or is written as a path (``./my-model``, or any
+    image backbone); else as written (a hub id)."""
+    from fairprompt.models.backbones import is_default_alias
+
+    if (kind == "frozen_text" and is_default_alias(value)) or (kind == "frozen_image" and value == "fixture"):
+        return value
+    resolved = spec.input_path(value)
+    if kind == "frozen_image" or Path(resolved).exists() or value.startswith(("./", "../", ".\\", "..\\")):
+        return _input_file(spec, value, key="model.backbone")
+    return value
+
+
 def _sensitive(spec: Spec, ds: datasets.Dataset, *, name: str) -> list[str]:
     sensitive = list(spec.audit.sensitive or ds.sensitive)
     if not sensitive:
@@ -342,7 +385,7 @@ def _sensitive(spec: Spec, ds: datasets.Dataset, *, name: str) -> list[str]:
 def _load_data(spec: Spec) -> tuple[datasets.Dataset, list[str]]:
     d = spec.data
     assert d is not None
-    ds = datasets.load(d.dataset, label=d.label, favourable_label=d.positive_label, sensitive=d.sensitive,
+    ds = datasets.load(_dataset_path(spec, d.dataset), label=d.label, favourable_label=d.positive_label, sensitive=d.sensitive,
                        **({"options": d.options} if d.options else {}))
     if ds.label is None:
         raise FairpromptError(f"data set {d.dataset!r} has no label column; set data.label in the spec")
@@ -399,16 +442,17 @@ def _text_task(spec: Spec, m: FrozenTextSpec) -> TextTask:
     texts, text_info = model_texts(m.text, ds, sensitive, split_column=m.splits.column)
     splits = _splits(m.splits, ds)
     settings = None
+    backbone = _backbone_path(spec, m.backbone, kind=m.kind)
     if m.task_prompt != "none":
         t = m.training
         settings = TaskPromptSettings(
-            backbone=m.backbone, tokens=m.task_prompt.tokens, init=m.task_prompt.init, init_text=m.task_prompt.init_text,
+            backbone=backbone, tokens=m.task_prompt.tokens, init=m.task_prompt.init, init_text=m.task_prompt.init_text,
             max_length=m.text.max_length,
             training=TrainConfig(max_epochs=t.max_epochs, patience=t.patience, batch_size=t.batch_size, lr=t.lr,
                                  head_lr=t.head_lr, seed=t.seed),
         )
     return TextTask(dataset=ds, sensitive=sensitive, y=ds.y, splits=splits, threshold=m.threshold,
-                    batch_size=m.batch_size, texts=texts, text_info=text_info, settings=settings, backbone=m.backbone,
+                    batch_size=m.batch_size, texts=texts, text_info=text_info, settings=settings, backbone=backbone,
                     max_length=m.text.max_length, split_seed=m.splits.seed, training_seed=m.training.seed)
 
 
@@ -436,8 +480,10 @@ def _image_data(spec: Spec, progress: Progress | None) -> tuple[datasets.Dataset
     from fairprompt.datasets.images import load_image_folder
 
     i = d.images
-    table = load_image_folder(metadata=d.dataset, root=i.root, path_column=i.path_column, label_column=d.label or "label",
-                              sensitive=d.sensitive or spec.audit.sensitive or (), favourable_label=d.positive_label,
+    root = None if i.root is None else _input_file(spec, i.root, key="data.images.root")
+    table = load_image_folder(metadata=_dataset_path(spec, d.dataset), root=root, path_column=i.path_column,
+                              label_column=d.label or "label", sensitive=d.sensitive or spec.audit.sensitive or (),
+                              favourable_label=d.positive_label,
                               image_size=i.image_size, progress=progress)
     ds = datasets.Dataset(name=table.name or "images", frame=table.frame, label=table.label,
                           favourable_label=table.favourable_label, sensitive=table.sensitive, source=table.source,
@@ -448,19 +494,22 @@ def _image_data(spec: Spec, progress: Progress | None) -> tuple[datasets.Dataset
 def _image_task(spec: Spec, m: FrozenImageSpec, progress: Progress | None) -> ImageTask:
     ds, images, generated = _image_data(spec, progress)
     sensitive = _sensitive(spec, ds, name=ds.source)
+    backbone = _backbone_path(spec, m.backbone, kind=m.kind)
     return ImageTask(dataset=ds, sensitive=sensitive, y=ds.y, splits=_splits(m.splits, ds), threshold=m.threshold,
-                     batch_size=m.batch_size, images=images, generated=generated, backbone=m.backbone, epochs=m.epochs,
+                     batch_size=m.batch_size, images=images, generated=generated, backbone=backbone, epochs=m.epochs,
                      seed=m.seed, data_seed=int(spec.data.options.get("seed", 0)) if spec.data else 0)
 
 
 def load_task(spec: Spec, *, progress: Progress | None = None) -> Task:
     """The spec's task, with its data loaded and checked (columns, reference groups, splits) before any model is
-    built or anything is written."""
+    built or anything is written.  Relative input paths (``predictions.path``, a ``data.dataset`` file,
+    ``data.images.root``, a local ``model.backbone``) start from the spec file's folder."""
     if spec.predictions is not None:
         p = spec.predictions
-        return PredictionsTask(path=p.path, label=p.label, prediction=p.prediction, score=p.score, weight=p.weight,
-                               positive_label=p.positive_label, score_threshold=p.score_threshold,
-                               sensitive=list(spec.audit.sensitive or []))
+        return PredictionsTask(path=_input_file(spec, p.path, key="predictions.path"), label=p.label,
+                               prediction=p.prediction, score=p.score, weight=p.weight, positive_label=p.positive_label,
+                               score_threshold=p.score_threshold, sensitive=list(spec.audit.sensitive or []),
+                               drop_missing=p.drop_missing)
     m = spec.model
     assert m is not None
     if m.kind == "frozen_text":

@@ -143,8 +143,92 @@ def test_nan_in_label_or_prediction(predictions: Path, tmp_path: Path, column: s
     frame.to_csv(predictions, index=False)
     out = tmp_path / "r"
     code, _, err = run_cli("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender", "--out", str(out))
-    assert_user_error(code, err, f"'{column}'", "2 missing")
+    assert_user_error(code, err, "preds.csv", f"column '{column}' (2 of 600 rows)", "--drop-missing",
+                      "predictions.drop_missing: true")
     assert not out.exists()
+
+
+def test_drop_missing_leaves_out_and_counts_rows(predictions: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(predictions)
+    frame.loc[[0, 1, 2], "outcome"] = np.nan
+    frame.loc[[2, 3], "decision"] = np.nan  # row 2 misses both: one row dropped, counted under each column
+    frame.loc[[4], "score"] = np.nan
+    frame.loc[[5], "w"] = np.nan
+    frame.to_csv(predictions, index=False)
+    out = tmp_path / "r"
+    args = ["audit", "--predictions", str(predictions), *BASE, "--score", "score", "--weight", "w", "--sensitive",
+            "gender", "--n-boot", "20", "--out", str(out)]
+    code, _, err = run_cli(*args)
+    assert_user_error(code, err, "label column 'outcome' (3 of 600 rows)", "prediction column 'decision' (2 of 600 rows)",
+                      "score column 'score' (1 of 600 rows)", "weight column 'w' (1 of 600 rows)")
+    assert not out.exists()
+    code, stdout, err = run_cli(*args, "--drop-missing")
+    assert code == 0, err
+    assert "dropped: 6 of 600 rows had a missing value (outcome 3, decision 2, score 1, w 1)" in stdout
+    results = json.loads((out / "results.json").read_text())
+    data = results["data"]
+    assert (data["rows"], data["rows_dropped"], data["rows_audited"]) == (600, 6, 594)
+    assert data["dropped_missing"] == {"outcome": 3, "decision": 2, "score": 1, "w": 1}
+    assert results["audit"]["n_rows"] == 594 and results["inputs"][0]["rows"] == 600
+    assert sum(g["n"] for g in results["audit"]["slices"][0]["groups"]) == 594
+    dropped = "6 rows with a missing outcome (3) or decision (2) or score (1) or w (1), left out before the audit"
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert f"<dt>Rows dropped</dt><dd>{dropped} (--drop-missing)</dd>" in report
+    assert f"Not in any slice: {dropped}" in report
+    compliance = (out / "compliance.html").read_text(encoding="utf-8")
+    assert f"Rows dropped</th><td>{dropped}" in compliance and f"Not in any table: {dropped}" in compliance
+
+
+def test_drop_missing_in_a_spec(predictions: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(predictions)
+    frame.loc[[7, 8], "decision"] = np.nan
+    frame.to_csv(predictions, index=False)
+    block = f"path: {predictions}, label: outcome, prediction: decision, positive_label: hired"
+    spec = write_spec(tmp_path, f"name: t\npredictions: {{{block}}}\naudit: {{sensitive: [gender], n_boot: 20}}\n")
+    out = tmp_path / "r"
+    code, _, err = run_cli("-q", "audit", str(spec), "--out", str(out))
+    assert_user_error(code, err, "preds.csv", "'decision' (2 of 600 rows)", "--drop-missing")
+    assert not out.exists()
+    code, _, err = run_cli("-q", "audit", str(spec), "--drop-missing", "--out", str(out))  # the flag on a spec
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"]["dropped_missing"] == {"decision": 2} and results["spec"]["predictions"]["drop_missing"]
+    keyed = write_spec(tmp_path, f"name: t\npredictions: {{{block}, drop_missing: true}}\n"
+                                 "audit: {sensitive: [gender], n_boot: 20}\n", name="keyed.yaml")
+    code, _, err = run_cli("-q", "audit", str(keyed), "--out", str(tmp_path / "k"))  # the spec key
+    assert code == 0, err
+    data = json.loads((tmp_path / "k" / "results.json").read_text())["data"]
+    assert (data["rows_dropped"], data["rows_audited"]) == (2, 598)
+
+
+def test_drop_missing_with_nothing_missing_is_recorded(predictions: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    code, stdout, err = run_cli("audit", "--predictions", str(predictions), *BASE, "--sensitive", "gender",
+                                "--n-boot", "0", "--drop-missing", "--out", str(out))
+    assert code == 0, err
+    assert "dropped:" not in stdout
+    data = json.loads((out / "results.json").read_text())["data"]
+    assert (data["rows_dropped"], data["dropped_missing"], data["rows_audited"]) == (0, {}, 600)
+    assert "<dt>Rows dropped</dt><dd>none (--drop-missing" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_drop_missing_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "holes.csv"
+    pd.DataFrame({"outcome": [1, np.nan, 0, np.nan], "decision": [np.nan, 1, np.nan, 0],
+                  "gender": ["F", "M", "F", "M"]}).to_csv(path, index=False)
+    out = tmp_path / "r"
+    code, _, err = run_cli("audit", "--predictions", str(path), "--label", "outcome", "--prediction", "decision",
+                           "--sensitive", "gender", "--drop-missing", "--out", str(out))
+    assert_user_error(code, err, "every row of predictions file", "holes.csv", "'outcome' (2 of 4 rows)",
+                      "'decision' (2 of 4 rows)", "nothing is left to audit")
+    assert not out.exists()
+
+
+def test_drop_missing_needs_a_predictions_audit(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, {"name": "m", "data": {"dataset": "adult"}, "model": {"kind": "logistic_regression"}})
+    code, _, err = run_cli("audit", str(spec), "--drop-missing", "--out", str(tmp_path / "r"))
+    assert_user_error(code, err, "--drop-missing", "spec.yaml", "'predictions'")
+    assert not (tmp_path / "r").exists()
 
 
 def test_empty_file(tmp_path: Path) -> None:
@@ -212,6 +296,44 @@ def test_spec_runs_and_writes_to_its_output(tmp_path: Path, predictions: Path) -
     assert code == 0, err
     assert str(out / "report.html") in stdout
     assert (out / "results.json").is_file()
+
+
+def test_spec_paths_start_from_the_spec_folder(tmp_path: Path, predictions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "audits"
+    (folder / "data").mkdir(parents=True)
+    predictions.rename(folder / "data" / "preds.csv")
+    write_spec(folder, "name: rel\noutput: out\npredictions: {path: data/preds.csv, label: outcome, "
+                       "prediction: decision, positive_label: hired}\naudit: {sensitive: [gender], n_boot: 20}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run_cli("-q", "audit", "../audits/spec.yaml", "--n-boot", "20")  # a re-parse with options keeps the folder
+    assert code == 0, err
+    results = json.loads((elsewhere / "out" / "results.json").read_text())  # output: from the current directory
+    assert results["inputs"][0]["path"] == results["data"]["source"] == "../audits/data/preds.csv"
+    assert results["spec"]["predictions"]["path"] == "data/preds.csv"  # the spec as written: the same from any folder
+    monkeypatch.chdir(folder)
+    code, _, err = run_cli("-q", "audit", "spec.yaml", "--out", str(tmp_path / "again"))
+    assert code == 0, err
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["spec"] == results["spec"] and again["inputs"][0]["sha256"] == results["inputs"][0]["sha256"]
+    assert again["inputs"][0]["path"] == "data/preds.csv"
+    # --predictions on the command line starts from the current directory, as before
+    code, _, err = run_cli("-q", "audit", "--predictions", "data/preds.csv", *BASE, "--sensitive", "gender", "--n-boot",
+                           "0", "--out", str(tmp_path / "cli"))
+    assert code == 0, err
+
+
+def test_spec_path_missing_from_the_spec_folder(tmp_path: Path, predictions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "audits"
+    folder.mkdir()
+    spec = write_spec(folder, "name: rel\npredictions: {path: preds.csv, label: outcome, prediction: decision, "
+                              "positive_label: hired}\naudit: {sensitive: [gender]}\n")
+    monkeypatch.chdir(tmp_path)  # preds.csv is here, not beside the spec
+    code, _, err = run_cli("audit", str(spec), "--out", str(tmp_path / "r"))
+    assert_user_error(code, err, "spec.yaml", "predictions.path 'preds.csv'", str(folder / "preds.csv"),
+                      "spec file's folder")
+    assert not (tmp_path / "r").exists()
 
 
 def test_report_on_missing_results(tmp_path: Path) -> None:

@@ -195,6 +195,28 @@ def test_image_folder_happy_path(tmp_path: Path) -> None:
     np.testing.assert_array_equal(text.y, [0, 1, 0, 1, 0])
 
 
+def test_spec_relative_image_table_and_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.dataset, data.images.root and model.backbone of a frozen_image spec start from the spec's folder."""
+    from fairprompt.spec import load_spec
+    from fairprompt.tasks import ImageTask, load_task
+
+    folder = tmp_path / "specs"
+    meta = _write_folder(folder / "pictures", n=40)
+    frame = pd.read_csv(meta)
+    frame["split"] = ["train"] * 20 + ["validation"] * 10 + ["test"] * 10
+    frame.to_csv(folder / "table.csv", index=False)  # beside the spec: its paths start from the images root
+    (folder / "classifier").mkdir()
+    (folder / "spec.yaml").write_text(
+        "name: rel\ndata: {dataset: table.csv, label: label, sensitive: [group], images: {root: pictures, image_size: 8}}\n"
+        "model: {kind: frozen_image, backbone: classifier}\n", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    task = load_task(load_spec(folder / "spec.yaml"))
+    assert isinstance(task, ImageTask) and task.images.shape == (40, 8, 8, 3)
+    assert task.dataset.source == str(folder / "table.csv") and task.backbone == str(folder / "classifier")
+
+
 def test_image_folder_missing_metadata(tmp_path: Path) -> None:
     with pytest.raises(FairpromptError, match=r"image metadata file '.*nope\.csv' does not exist"):
         load_image_folder(metadata=tmp_path / "nope.csv")

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from factories import assert_user_error, run_cli, write_spec
+from fairprompt.errors import FairpromptError
 from fairprompt.spec import load_spec
 
 
@@ -130,6 +131,35 @@ def test_unknown_hub_id_offline(tmp_path: Path) -> None:
 
 def test_missing_backbone_directory(tmp_path: Path) -> None:
     _bad(tmp_path, _with_model(backbone=str(tmp_path / "nowhere")), "nowhere", "does not exist")
+
+
+def test_spec_relative_data_file_and_backbone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.dataset (a file) and a local model.backbone start from the spec's folder; a hub id and the embedded
+    names stay as written; the spec itself keeps the paths as written."""
+    from fairprompt.tasks import TextTask, load_task
+
+    folder = tmp_path / "specs"
+    (folder / "models" / "mine").mkdir(parents=True)
+    pd.DataFrame({"text": [f"row {i}" for i in range(40)], "label": [i % 2 for i in range(40)],
+                  "group": ["a", "b"] * 20}).to_csv(folder / "rows.csv", index=False)
+    spec = {"name": "rel", "data": {"dataset": "rows.csv", "label": "label", "sensitive": ["group"]},
+            "model": {"kind": "frozen_text", "backbone": "models/mine", "task_prompt": "none", "text": {"column": "text"},
+                      "splits": {"train": 10, "validation": 10, "test": 10}}}
+    write_spec(folder, spec)
+    monkeypatch.chdir(tmp_path)
+    loaded = load_spec("specs/spec.yaml")
+    task = load_task(loaded)
+    assert isinstance(task, TextTask)
+    assert task.dataset.source == str(Path("specs/rows.csv")) and task.backbone == str(Path("specs/models/mine"))
+    assert loaded.model_dump(mode="json")["data"]["dataset"] == "rows.csv"
+    for backbone in ("org/hub-model", "all-MiniLM-L6-v2"):  # not a folder beside the spec: as written
+        spec["model"]["backbone"] = backbone
+        write_spec(folder, spec)
+        assert load_task(load_spec("specs/spec.yaml")).backbone == backbone
+    spec["model"]["backbone"] = "./absent"  # written as a path: looked for beside the spec
+    write_spec(folder, spec)
+    with pytest.raises(FairpromptError, match=r"model.backbone './absent' does not exist in the spec's folder"):
+        load_task(load_spec("specs/spec.yaml"))
 
 
 def test_missing_text_column(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from fairprompt import __version__
 from fairprompt.atomic import write_text
 from fairprompt.report.audit_view import Compliance, Verdict, compliance_view, degenerate_reasons, verdict
-from fairprompt.report.format import fmt_int, fmt_num
+from fairprompt.report.format import dropped_text, fmt_int, fmt_num
 from fairprompt.report.repair_view import repair_title
 from fairprompt.results.audit import AuditRecord
 from fairprompt.results.base import dumps
@@ -106,6 +106,8 @@ class ComplianceView:
     """Mitigations without after-tables: (title, why)."""
     rendered_by: str
     """The fairprompt version that rendered the document (``fairprompt_version`` is the one that ran the audit)."""
+    dropped: str | None = None
+    """The rows left out before the audit for a missing label, prediction, score or weight, in words."""
 
     @property
     def before(self) -> AuditTables:
@@ -137,6 +139,9 @@ def _data_facts(results: Results) -> tuple[tuple[str, str], ...]:
         facts.append(("Rows audited from", data.split))
     rows = data.rows_audited if data is not None and data.rows_audited is not None else audit.n_rows
     facts.append(("Rows audited", fmt_int(rows) + (" (weighted)" if audit.weighted else "")))
+    dropped = None if data is None else dropped_text(data.rows_dropped, data.dropped_missing)
+    if dropped is not None:
+        facts.append(("Rows dropped", dropped))
     if data is not None and data.label is not None:
         facts.append(("Outcome", f"{data.label} (favourable: {data.positive_label})"))
     if data is not None and data.sensitive:
@@ -238,6 +243,7 @@ def build_compliance_view(results: Results | Mapping[str, Any], *, results_sha25
         sha256_of_file=results_sha256 is not None, model=_model_text(results), data=_data_facts(results),
         decision=None if data is None else data.prediction, threshold=threshold, small_category_share=share,
         audits=tuple(audits), verdicts=tuple(verdicts), not_shown=tuple(not_shown), rendered_by=__version__,
+        dropped=None if data is None or not data.rows_dropped else dropped_text(data.rows_dropped, data.dropped_missing),
     )
 
 

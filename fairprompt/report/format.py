@@ -182,6 +182,18 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+def dropped_text(rows: int | None, by_column: Mapping[str, int] | None) -> str | None:
+    """The rows a predictions audit left out for a missing label, prediction, score or weight (``--drop-missing``),
+    in words: ``5 rows with a missing outcome (3) or decision (2), left out before the audit (--drop-missing)``;
+    None when the run did not drop such rows (it refuses them by default)."""
+    if rows is None:
+        return None
+    if rows == 0:
+        return "none (--drop-missing: no row had a missing label, prediction, score or weight)"
+    columns = " or ".join(f"{column} ({count:,})" for column, count in (by_column or {}).items())
+    return f"{plural(rows, 'row')} with a missing {columns or 'value'}, left out before the audit (--drop-missing)"
+
+
 def as_text(value: Any) -> str:
     """A setting's value as text: a string as it is, anything else as compact JSON."""
     if isinstance(value, str):

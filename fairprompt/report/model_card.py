@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from fairprompt.metrics.compare import HEADLINE
 from fairprompt.report.audit_view import SliceView
-from fairprompt.report.format import DASH, Fact, as_text, fmt_int, fmt_num, fmt_pct, label
+from fairprompt.report.format import DASH, Fact, as_text, dropped_text, fmt_int, fmt_num, fmt_pct, label
 from fairprompt.report.model_view import ModelView
 from fairprompt.report.repair_view import MitigationView
 from fairprompt.results.model import ImageModel, TabularModel, TextModel
@@ -243,6 +243,9 @@ def _caveats(c: _Card) -> tuple[list[str], list[str]]:
         if s.verdict.uncertain:
             caveats.append(f"{s.name}: near the four-fifths threshold: the impact ratio's interval reaches below "
                            f"{s.verdict.threshold} for " + ", ".join(g for g, _ in s.verdict.uncertain) + ".")
+    data = c.results.data
+    if data is not None and data.rows_dropped:
+        caveats.append(f"Not audited: {dropped_text(data.rows_dropped, data.dropped_missing)}.")
     review = [s.name for s in c.slices if s.verdict.status == "review"]
     if review:
         caveats.append(f"The four-fifths rule asks for review in {', '.join(review)}: evidence to review, not a legal verdict.")

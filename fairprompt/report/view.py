@@ -29,7 +29,7 @@ from fairprompt.report.audit_view import (
     slice_view,
 )
 from fairprompt.report.fairij_view import fairij_view
-from fairprompt.report.format import Estimate, as_text, command_line
+from fairprompt.report.format import Estimate, as_text, command_line, dropped_text
 from fairprompt.report.model_card import ModelCard, build_model_card
 from fairprompt.report.model_view import ModelView, build_model_view
 from fairprompt.report.repair_view import MitigationView, unfinished_view
@@ -98,6 +98,12 @@ class Overview:
     def verdict(self) -> Literal["pass", "review"]:
         """``review`` when any slice needs review, or the model is degenerate."""
         return "review" if self.degenerate or any(s.verdict.status == "review" for s in self.slices) else "pass"
+
+    @property
+    def dropped(self) -> str | None:
+        """The rows left out before the audit for a missing label, prediction, score or weight, in words (None:
+        such rows were refused, not dropped)."""
+        return dropped_text(self.data.get("rows_dropped"), self.data.get("dropped_missing"))
 
 
 def _spec_yaml(spec: Any) -> str | None:

@@ -79,7 +79,10 @@ class InputFile(Record):
 
 
 class DataRecord(Record):
-    """What was audited: the source, the label and prediction, the sensitive columns."""
+    """What was audited: the source, the label and prediction, the sensitive columns.  ``rows`` counts the rows
+    read; with ``drop_missing`` (a predictions file), ``rows_dropped`` of them had a missing label, prediction,
+    score or weight and were left out, and ``dropped_missing`` counts the rows missing each such column (a row
+    missing two columns counts under both); both are absent otherwise."""
 
     source: str | None = None
     name: str | None = None
@@ -92,6 +95,8 @@ class DataRecord(Record):
     rows: int | None = None
     split: str | None = None
     rows_audited: int | None = None
+    rows_dropped: int | None = None
+    dropped_missing: dict[str, int] | None = None
 
 
 class Results(Record):
