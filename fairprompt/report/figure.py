@@ -21,6 +21,8 @@ from markupsafe import Markup
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 
+from fairprompt.report.format import visible_controls
+
 COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8C564B")
 """Okabe-Ito palette (colour-blind safe; yellow swapped for brown, which reads on white); always paired with markers
 and line styles."""
@@ -57,8 +59,8 @@ class Figure:
 
 
 def plain(text: str) -> str:
-    """A label matplotlib draws literally (no mathtext from ``$``)."""
-    return str(text).replace("$", r"\$")
+    """A label matplotlib draws literally: no mathtext from ``$``, bidirectional controls shown, not obeyed."""
+    return visible_controls(str(text)).replace("$", r"\$")
 
 
 def as_nan(x: Any) -> float:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from markupsafe import Markup
 
 DASH = "—"
 
@@ -283,3 +286,30 @@ class Fact:
     title: str | None = None
     summary: bool = False
     """Also listed in the Markdown summary."""
+
+
+BIDI_CONTROLS: dict[str, str] = {"\u202a": "LRE", "\u202b": "RLE", "\u202c": "PDF", "\u202d": "LRO", "\u202e": "RLO",
+                                 "\u2066": "LRI", "\u2067": "RLI", "\u2068": "FSI", "\u2069": "PDI"}
+"""The explicit bidirectional controls (embeddings, overrides, isolates): in a user's string they reorder text."""
+
+
+def visible_controls(text: str) -> str:
+    """``text`` with each explicit bidirectional control shown as ``<U+202E RLO>``: a group name that hides one is
+    shown as it is, and cannot reverse what follows it."""
+    return "".join(f"<U+{ord(ch):04X} {BIDI_CONTROLS[ch]}>" if ch in BIDI_CONTROLS else ch for ch in text)
+
+
+def isolate_bidi(value: Any) -> Any:
+    """A string of the page, made unable to reorder the text around it (the plain-text ``<bdi>``); anything else,
+    and Markup (escaped already, or made by fairprompt), as it is.
+
+    Explicit controls (a U+202E override in a group name, say) are shown (:func:`visible_controls`), and a string
+    with right-to-left letters is wrapped in FIRST STRONG ISOLATE ... POP DIRECTIONAL ISOLATE, in text and in
+    attributes alike, so it keeps its own direction without pulling the numbers and words beside it into it.
+    """
+    if not isinstance(value, str) or isinstance(value, Markup):
+        return value
+    if not any(unicodedata.bidirectional(ch) in ("R", "AL") or ch in BIDI_CONTROLS for ch in value):
+        return value
+    text = visible_controls(value)
+    return f"\u2068{text}\u2069" if any(unicodedata.bidirectional(ch) in ("R", "AL") for ch in text) else text

@@ -16,14 +16,12 @@ figures' SVG, which matplotlib writes with the text escaped.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
 
 from fairprompt.atomic import write_text
 from fairprompt.report.format import (
@@ -35,6 +33,7 @@ from fairprompt.report.format import (
     fmt_seconds,
     fmt_share,
     fmt_weight,
+    isolate_bidi,
     label,
 )
 from fairprompt.report.view import Overview, build_view
@@ -71,26 +70,6 @@ def markdown_number(value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _MarkdownSafe(f"{value:,}" if isinstance(value, int) else f"{value:g}")
     raise TypeError(f"the num filter takes an Estimate or a number, got {type(value).__name__}")
-
-
-_ISOLATES = {"\u2066": "LRI", "\u2067": "RLI", "\u2068": "FSI", "\u2069": "PDI"}
-_BIDI_CLASSES = frozenset({"R", "AL", "LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
-
-
-def isolate_bidi(value: Any) -> Any:
-    """A string that could reorder the text around it, isolated (the plain-text ``<bdi>``); anything else as it is.
-
-    A string holding right-to-left letters or bidirectional controls (a U+202E override in a group name, say) is
-    wrapped in FIRST STRONG ISOLATE ... POP DIRECTIONAL ISOLATE, which ends every embedding and override opened
-    inside it, in text and in attributes alike. Isolate controls of its own would close the wrapper early, so they
-    are shown as ``<U+2069 PDI>`` instead. Markup (escaped already, or made by fairprompt) is left alone.
-    """
-    if not isinstance(value, str) or isinstance(value, Markup):
-        return value
-    if not any(unicodedata.bidirectional(ch) in _BIDI_CLASSES for ch in value):
-        return value
-    text = "".join(f"<U+{ord(ch):04X} {_ISOLATES[ch]}>" if ch in _ISOLATES else ch for ch in value)
-    return f"\u2068{text}\u2069"
 
 
 def _loader() -> jinja2.BaseLoader:
