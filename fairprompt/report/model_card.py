@@ -246,6 +246,12 @@ def _caveats(c: _Card) -> tuple[list[str], list[str]]:
     data = c.results.data
     if data is not None and data.rows_dropped:
         caveats.append(f"Not audited: {dropped_text(data.rows_dropped, data.dropped_missing)}.")
+    degenerate = next((s.verdict.degenerate for s in c.slices if s.verdict.degenerate), ())
+    if degenerate:
+        caveats.append(f"The model is degenerate ({'; '.join(degenerate)}): its fairness metrics describe (nearly) one "
+                       "decision for everyone, and every verdict is REVIEW.")
+        recs.append("Retrain the model (class balance, more rows, learning rate, epochs) before reading its fairness "
+                    "findings or repairing it.")
     review = [s.name for s in c.slices if s.verdict.status == "review"]
     if review:
         caveats.append(f"The four-fifths rule asks for review in {', '.join(review)}: evidence to review, not a legal verdict.")
