@@ -3,7 +3,9 @@
 Every check on the inputs happens before anything is written (the spec as a whole, then the data,
 the splits and each mitigation's repair group, before any model is built), and the outputs are
 rendered in memory first, then each written atomically, so a bad input or a crash leaves no
-half-written report directory behind.
+half-written report directory behind.  The output folder is checked writable and locked before any work, and
+each write ends with its ``manifest.json`` (:mod:`fairprompt.run_folder`), so a run killed while writing is
+named, never mistaken for a whole one.
 
 Mitigations (the spec's ``mitigations:`` list, or ``fairprompt mitigate NAME SPEC``) run after the audit,
 which is written first: ``results.json``, ``metrics_by_group.csv``, ``report.html`` and ``compliance.html``
@@ -30,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,7 +133,7 @@ def _run_repairs(repairs: Sequence[Repair], context: RepairContext, *, spec: Spe
                        before=before, progress=progress, offset=offset, only=only, write_files=folder.writer)
 
 
-def _hold(target: Path) -> Any:
+def _hold(target: Path) -> AbstractContextManager[RunFolder]:
     """The output folder, checked writable and locked before any work (:func:`fairprompt.run_folder.hold`)."""
     return hold(target, writer=is_main_process())
 

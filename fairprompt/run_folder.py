@@ -230,7 +230,8 @@ def _prepare(path: Path, *, create: bool) -> list[Path]:
         raise FairpromptError(f"the output folder {path} is not writable ({exc.strerror or exc}); fix its permissions "
                               "or choose another folder") from None
     os.close(fd)
-    os.unlink(probe)
+    with contextlib.suppress(FileNotFoundError):  # the holder of the lock may have swept it up as a leftover
+        os.unlink(probe)
     return created
 
 
