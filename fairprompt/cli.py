@@ -339,32 +339,50 @@ def datasets_list(ctx: click.Context) -> None:
 def report(ctx: click.Context, directory: Path, fmt: str, pdf: bool) -> None:
     """Re-render DIRECTORY/report.html (or compliance.html) from DIRECTORY/results.json alone (no model needed).
 
+    DIRECTORY must be writable and not in use by a running fairprompt; when it has a manifest.json, results.json must
+    match it (a run that stopped while writing is named), and the page written is entered into it.
+
         fairprompt report reports/adult_income --format compliance --pdf
     """
     from fairprompt.atomic import write_text
     from fairprompt.results import load_results
+    from fairprompt.run_folder import hold, verify
 
-    results = load_results(directory)
-    chromium = None
-    if pdf:
-        from fairprompt.report.pdf import find_chromium
+    with hold(directory, create=False, wait_hint="wait for it to finish, then run `fairprompt report` again") as folder:
+        results = load_results(directory)
+        check = verify(directory)
+        if check.is_stale("results.json"):
+            raise FairpromptError(f"{check.describe('results.json')}: the last run into {directory} stopped while "
+                                  f"writing; run the audit again into {directory}")
+        chromium = None
+        if pdf:
+            from fairprompt.report.pdf import find_chromium
 
-        chromium = find_chromium()  # before anything is written
-    if fmt == "compliance":
-        from fairprompt.report.compliance import COMPLIANCE_FILE, file_sha256, render_compliance
+            chromium = find_chromium()  # before anything is written
+        if fmt == "compliance":
+            from fairprompt.report.compliance import COMPLIANCE_FILE, file_sha256, render_compliance
 
-        sha256 = file_sha256(directory / "results.json")
-        path = write_text(directory / COMPLIANCE_FILE, render_compliance(results, results_sha256=sha256))
-        _say(ctx, f"compliance: {path}")
-    else:
-        from fairprompt.report import render_html
+            sha256 = file_sha256(directory / "results.json")
+            path = write_text(directory / COMPLIANCE_FILE, render_compliance(results, results_sha256=sha256))
+            _say(ctx, f"compliance: {path}")
+        else:
+            from fairprompt.report import render_html
 
-        path = write_text(directory / "report.html", render_html(results))
-        _say(ctx, f"report: {path}")
-    if pdf:
-        from fairprompt.report.pdf import write_pdf
+            path = write_text(directory / "report.html", render_html(results))
+            _say(ctx, f"report: {path}")
+        written = [path.name]
+        if pdf:
+            from fairprompt.report.pdf import write_pdf
 
-        _say(ctx, f"pdf: {write_pdf(path, path.with_suffix('.pdf'), chromium=chromium)}")
+            printed = write_pdf(path, path.with_suffix(".pdf"), chromium=chromium)
+            written.append(printed.name)
+            _say(ctx, f"pdf: {printed}")
+        folder.record(written)
+        stale = [name for name in check.stale if name not in written]
+        if stale:
+            verb, them = ("does", "it") if len(stale) == 1 else ("do", "them")
+            click.echo(f"warning: {', '.join(stale)} in {directory} {verb} not match its manifest.json (a run stopped "
+                       f"while writing); run the audit again into {directory} to rewrite {them}", err=True)
 
 
 def main() -> None:

@@ -3,7 +3,9 @@
 Every check on the inputs happens before anything is written (the spec as a whole, then the data,
 the splits and each mitigation's repair group, before any model is built), and the outputs are
 rendered in memory first, then each written atomically, so a bad input or a crash leaves no
-half-written report directory behind.
+half-written report directory behind.  The output folder is checked writable and locked before any work, and
+each write ends with its ``manifest.json`` (:mod:`fairprompt.run_folder`), so a run killed while writing is
+named, never mistaken for a whole one.
 
 Mitigations (the spec's ``mitigations:`` list, or ``fairprompt mitigate NAME SPEC``) run after the audit,
 which is written first: ``results.json``, ``metrics_by_group.csv``, ``report.html`` and ``compliance.html``
@@ -30,18 +32,19 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairprompt.atomic import write_text
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics import Audit, audit
 from fairprompt.mitigation.registry import RepairContext
 from fairprompt.repairs import not_run, repair_seeds, run_repairs
 from fairprompt.report import render_html
 from fairprompt.results import build_results, dumps, parse_results
-from fairprompt.resume import resume_results, reusable_results, same_model, single_process
+from fairprompt.resume import output_paths, resume_results, reusable_results, same_model, single_process
+from fairprompt.run_folder import RunFolder, hold, verify
 from fairprompt.spec import AuditSpec, Spec
 from fairprompt.tasks import AuditInputs, ImageTask, ModelTask, Repair, TextTask, load_repairs, load_task
 
@@ -77,23 +80,22 @@ def _paths(target: Path) -> tuple[Path, Path, Path]:
     return target / "results.json", target / "metrics_by_group.csv", target / "report.html"
 
 
-def _write(target: Path, results: dict[str, Any], csv_text: str | None = None) -> tuple[Path, Path, Path]:
+def _write(folder: RunFolder, results: dict[str, Any], csv_text: str | None = None) -> tuple[Path, Path, Path]:
     """results.json (+ metrics_by_group.csv) + report.html + compliance.html, each rendered first, then written
-    atomically."""
+    atomically as one step of the run, with manifest.json (:meth:`RunFolder.write_step`) listing them, the
+    metrics_by_group.csv already written, and every repair's files."""
     from fairprompt.report.compliance import COMPLIANCE_FILE, render_compliance
 
     record = parse_results(results, source="the results of this run")  # checked as a whole, once
     json_text = dumps(record.to_json())
     html_text = render_html(record)
     compliance_text = render_compliance(record, results_sha256=hashlib.sha256(json_text.encode("utf-8")).hexdigest())
-    paths = _paths(target)
-    if is_main_process():
-        write_text(paths[0], json_text)
-        if csv_text is not None:
-            write_text(paths[1], csv_text)
-        write_text(paths[2], html_text)
-        write_text(target / COMPLIANCE_FILE, compliance_text)
-    return paths
+    results_path, csv_path, report_path = _paths(folder.path)
+    contents = {results_path.name: json_text, **({csv_path.name: csv_text} if csv_text is not None else {}),
+                report_path.name: html_text, COMPLIANCE_FILE: compliance_text}
+    outputs = [p for r in results.get("mitigations") or [] if isinstance(r, dict) for p in output_paths(r.get("outputs"))]
+    folder.write_step(contents, keep=[csv_path.name, *outputs])
+    return results_path, csv_path, report_path
 
 
 def _auditor(settings: AuditSpec, progress: Progress | None) -> Callable[[AuditInputs], Audit]:
@@ -124,11 +126,16 @@ def _model_task(spec: Spec, *, progress: Progress | None, use_cache: bool,
 
 
 def _run_repairs(repairs: Sequence[Repair], context: RepairContext, *, spec: Spec, results: dict[str, Any],
-                 target: Path, command: Sequence[str] | None, before: str, progress: Progress | None,
+                 folder: RunFolder, command: Sequence[str] | None, before: str, progress: Progress | None,
                  offset: int = 0, only: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    return run_repairs(repairs, context=context, results=results, target=target,
-                       audit=_auditor(spec.audit, progress), write=lambda r: _write(target, r), command=command,
-                       before=before, progress=progress, offset=offset, only=only, write_files=is_main_process())
+    return run_repairs(repairs, context=context, results=results, target=folder.path,
+                       audit=_auditor(spec.audit, progress), write=lambda r: _write(folder, r), command=command,
+                       before=before, progress=progress, offset=offset, only=only, write_files=folder.writer)
+
+
+def _hold(target: Path) -> AbstractContextManager[RunFolder]:
+    """The output folder, checked writable and locked before any work (:func:`fairprompt.run_folder.hold`)."""
+    return hold(target, writer=is_main_process())
 
 
 def run(
@@ -150,10 +157,18 @@ def run(
     results.json was written by this fairprompt version for the same spec (mitigations aside), data and
     model, and each mitigation whose record is ``ok`` with the same settings and files on disk.  Under
     several processes (``torchrun`` or ``accelerate launch``) every process trains and predicts its shard,
-    and only the main process audits and writes (a spec with mitigations is refused there).
+    and only the main process audits and writes (a spec with mitigations is refused there).  The output
+    folder is checked and locked before any work (:mod:`fairprompt.run_folder`): a second run into it stops
+    at once with a :class:`FairpromptError` naming the first one's PID.
     """
     _single_process(spec)
-    target = spec.output_dir(out_dir)
+    with _hold(spec.output_dir(out_dir)) as folder:
+        return _run(spec, folder, command=command, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
+
+
+def _run(spec: Spec, folder: RunFolder, *, command: Sequence[str] | None, progress: Progress | None, use_cache: bool,
+         use_shipped: bool) -> RunOutput:
+    target = folder.path
     context: RepairContext | None = None
     repairs: list[Repair] = []
     if spec.model is not None and spec.model.kind in ("frozen_text", "frozen_image"):
@@ -163,7 +178,7 @@ def run(
                     if use_cache and use_shipped and single_process() else None)
         if previous is not None and same_model(previous, task, model):
             return _resume(spec, previous, repairs=repairs, context=RepairContext(task=task, model=model, training=training),
-                           target=target, command=command, progress=progress)
+                           folder=folder, command=command, progress=progress)
         prepared = task.audit_inputs(model=model, training=training, progress=progress)
         context = RepairContext(task=task, model=model, training=training, test_scores=prepared.y_score)
         seeds = task.seeds
@@ -182,31 +197,32 @@ def run(
     )
     if progress:
         progress("rendering the report", 0, 1)
-    paths = _write(target, results, result.by_group().to_csv(index=False))
+    paths = _write(folder, results, result.by_group().to_csv(index=False))
     if progress:
         progress("rendering the report", 1, 1)
     records: list[dict[str, Any]] = []
-    if context is not None and repairs and is_main_process():
-        records = _run_repairs(repairs, context, spec=spec, results=results, target=target, command=command,
+    if context is not None and repairs and folder.writer:
+        records = _run_repairs(repairs, context, spec=spec, results=results, folder=folder, command=command,
                                before="computed in this run", progress=progress)
     return RunOutput(out_dir=target, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=result,
                      results=results, mitigations=records)
 
 
-def _resume(spec: Spec, previous: dict[str, Any], *, repairs: list[Repair], context: RepairContext, target: Path,
+def _resume(spec: Spec, previous: dict[str, Any], *, repairs: list[Repair], context: RepairContext, folder: RunFolder,
             command: Sequence[str] | None, progress: Progress | None) -> RunOutput:
     """Re-run a spec into a directory that already holds its before-audit: keep that audit and every
-    finished mitigation made with the same settings, run the rest, and re-render the report."""
+    finished mitigation made with the same settings (and files that match the folder's manifest), run the
+    rest, and re-render the report."""
     resumed = resume_results(previous, spec=spec.model_dump(mode="json"), seeds=repair_seeds(repairs),
-                             repairs=repairs, target=target)
+                             repairs=repairs, target=folder.path)
     results = resumed.results
-    paths = _write(target, results)
+    paths = _write(folder, results)
     records = []
     if resumed.todo:
-        records = _run_repairs(repairs, context, spec=spec, results=results, target=target, command=command,
+        records = _run_repairs(repairs, context, spec=spec, results=results, folder=folder, command=command,
                                before=f"reused from {paths[0]} (created {previous.get('created')})",
                                progress=progress, only=resumed.todo)
-    return RunOutput(out_dir=target, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=None,
+    return RunOutput(out_dir=folder.path, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=None,
                      results=results, mitigations=records, reused=resumed.reused)
 
 
@@ -225,9 +241,9 @@ def mitigate(
     The before-audit is reused from the output directory's results.json when that file was written for
     the same spec (mitigations aside), the same data and the same task prompt (its cache key); the task
     prompt is then loaded from the cache or the prompts shipped with fairprompt.  Otherwise (no
-    results.json, another spec, or ``use_cache=False``) the whole run happens: the before-audit is
-    computed and written first, then the mitigations.  Records of other mitigations already in
-    results.json are kept.
+    results.json, another spec, ``use_cache=False``, or files that do not match the folder's manifest) the
+    whole run happens: the before-audit is computed and written first, then the mitigations.  Records of
+    other mitigations already in results.json are kept.
     """
     chosen = [m for m in spec.mitigations if m.name in names]
     missing = [n for n in names if n not in {m.name for m in chosen}]
@@ -235,25 +251,34 @@ def mitigate(
         raise FairpromptError(f"spec {spec.name!r} lists no mitigation {missing[0]!r}; add it to 'mitigations'")
     spec = spec.model_copy(update={"mitigations": chosen})
     _single_process(spec)
-    target = spec.output_dir(out_dir)
+    with _hold(spec.output_dir(out_dir)) as folder:
+        return _mitigate(spec, folder, names=names, command=command, progress=progress, use_cache=use_cache,
+                         use_shipped=use_shipped)
+
+
+def _mitigate(spec: Spec, folder: RunFolder, *, names: Sequence[str], command: Sequence[str] | None,
+              progress: Progress | None, use_cache: bool, use_shipped: bool) -> RunOutput:
+    target = folder.path
     previous = reusable_results(target, spec.model_dump(mode="json")) if use_cache else None
+    kept = [r for r in (previous or {}).get("mitigations") or [] if r.get("name") not in names]
+    if previous is not None:
+        check = verify(target)
+        if any(check.is_stale(p) for r in kept for p in output_paths(r.get("outputs"))):
+            previous = None  # another repair's files no longer match its record: recompute the whole run
     if previous is None:
-        return run(spec, out_dir=out_dir, command=command, progress=progress, use_cache=use_cache,
-                   use_shipped=use_shipped)
+        return _run(spec, folder, command=command, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
     task, repairs, model, training = _model_task(spec, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
     if not same_model(previous, task, model):
-        return run(spec, out_dir=out_dir, command=command, progress=progress, use_cache=use_cache,
-                   use_shipped=use_shipped)
+        return _run(spec, folder, command=command, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
     results = dict(previous)
     results["spec"] = spec.model_dump(mode="json") | {"mitigations": [
         *[m for m in (previous.get("spec") or {}).get("mitigations") or [] if m.get("name") not in names],
-        *[m.model_dump(mode="json") for m in chosen]]}
+        *[m.model_dump(mode="json") for m in spec.mitigations]]}
     results["seeds"] = dict(results.get("seeds") or {}) | repair_seeds(repairs)
-    kept = [r for r in results.get("mitigations") or [] if r.get("name") not in names]
     results["mitigations"] = [*kept, *[not_run(r) for r in repairs]]
     paths = _paths(target)
     records = _run_repairs(repairs, RepairContext(task=task, model=model, training=training), spec=spec,
-                           results=results, target=target, command=command,
+                           results=results, folder=folder, command=command,
                            before=f"reused from {paths[0]} (created {previous.get('created')})", progress=progress,
                            offset=len(kept))
     return RunOutput(out_dir=target, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=None,

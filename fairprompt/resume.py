@@ -3,8 +3,11 @@
 Running a frozen-model spec again into the same directory resumes: the before-audit in ``results.json`` is
 reused when the spec (mitigations aside), the data's sha256, the model (task-prompt cache key, or backbone
 sha256) and the fairprompt version match, and so is every repair whose record is ``ok`` with the same
-settings and group and whose files are still there.  These functions decide what can be reused; the pipeline
-runs the rest.
+settings and group and whose files are still there.  In a folder with a ``manifest.json``
+(:mod:`fairprompt.run_folder`) only what matches it is reused: a stale ``results.json`` or
+``metrics_by_group.csv`` (a run stopped while writing) means the whole run is done again, a repair's stale
+file means that repair runs again.  A folder without a manifest (an older fairprompt's) is reused as before.
+These functions decide what can be reused; the pipeline runs the rest.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from fairprompt import __version__
 from fairprompt.errors import FairpromptError
 from fairprompt.repairs import not_run
 from fairprompt.results import load_results, to_jsonable
+from fairprompt.run_folder import Verification, verify
 from fairprompt.tasks import ModelTask, Repair, TextTask
 
 
@@ -39,6 +43,9 @@ def reusable_results(target: Path, spec: Mapping[str, Any]) -> dict[str, Any] | 
     path = target / "results.json"
     if not path.is_file():
         return None
+    check = verify(target)
+    if check.is_stale(path.name) or check.is_stale("metrics_by_group.csv"):
+        return None  # a run into the folder stopped while writing: its files do not belong together
     try:
         previous = load_results(path).to_json()
     except FairpromptError:
@@ -72,14 +79,17 @@ def output_paths(outputs: Any) -> list[str]:
     return []
 
 
-def reusable_record(record: Any, repair: Repair, target: Path) -> bool:
-    """A finished repair record made with these settings, whose files are still on disk (each mitigation name
-    appears at most once in a spec, so its files are its own)."""
+def reusable_record(record: Any, repair: Repair, target: Path, *, check: Verification | None = None) -> bool:
+    """A finished repair record made with these settings, whose files are still on disk and match the folder's
+    manifest (``check``, else read now; each mitigation name appears at most once in a spec, so its files are its
+    own)."""
     if not isinstance(record, dict) or record.get("status") != "ok" or record.get("name") != repair.name:
         return False
     if record.get("group") != repair.group or record.get("config") != to_jsonable(repair.settings):
         return False
-    return all((target / path).exists() for path in output_paths(record.get("outputs")))
+    check = check or verify(target)
+    paths = output_paths(record.get("outputs"))
+    return all((target / path).exists() and not check.is_stale(path) for path in paths)
 
 
 @dataclass(frozen=True)
@@ -100,10 +110,11 @@ def resume_results(previous: Mapping[str, Any], *, spec: Mapping[str, Any], seed
     results["seeds"] = {k: v for k, v in (results.get("seeds") or {}).items() if not k.startswith("mitigation_")} \
         | dict(seeds)
     old = [r for r in previous.get("mitigations") or [] if isinstance(r, dict)]
+    check = verify(target)
     slots: list[dict[str, Any]] = []
     todo: list[int] = []
     for index, repair in enumerate(repairs):
-        match = next((r for r in old if reusable_record(r, repair, target)), None)
+        match = next((r for r in old if reusable_record(r, repair, target, check=check)), None)
         if match is None:
             todo.append(index)
             match = not_run(repair)

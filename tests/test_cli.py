@@ -48,8 +48,8 @@ def test_predictions_audit_end_to_end(predictions: Path, tmp_path: Path) -> None
                             "--sensitive", "gender,ethnicity", "--reference", "gender=M", "--n-boot", "50", "--out", str(out))
     assert code == 0, err
     assert stdout == "" and err == ""
-    assert sorted(p.name for p in out.iterdir()) == ["compliance.html", "metrics_by_group.csv", "report.html",
-                                                     "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["compliance.html", "manifest.json", "metrics_by_group.csv",
+                                                     "report.html", "results.json"]
     results = json.loads((out / "results.json").read_text())
     compliance = (out / "compliance.html").read_text(encoding="utf-8")
     assert hashlib.sha256((out / "results.json").read_bytes()).hexdigest() in compliance  # the file it describes

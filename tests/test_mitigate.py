@@ -22,6 +22,7 @@ from factories import assert_record_round_trips, assert_user_error, run_cli, wri
 from fairprompt.cli import cli
 from fairprompt.errors import FairpromptError
 from fairprompt.results.run import SCHEMA_VERSION
+from fairprompt.run_folder import verify
 from fairprompt.spec import load_spec
 
 pytestmark = [pytest.mark.slow,  # whole spec runs with both repairs, reruns and resumes (make check skips it)
@@ -442,6 +443,19 @@ def test_running_a_spec_again_reuses_the_audit_and_finished_mitigations(tmp_path
     assert third["mitigations"][0] == first["mitigations"][0]
     assert third["mitigations"][1]["before_audit"].startswith("reused from")
     assert [p["lambda"] for p in third["mitigations"][1]["reprogram"]["points"]] == [0.0, 3.0]
+    check = verify(out)  # the manifest lists every file of the run, the repairs' included, and they match it
+    assert check.stale == () and check.complete
+    assert {"influence.csv", "fairij/fairij.json", "reprogram/trigger.safetensors"} <= set(check.files)
+
+    # a repair's file that no longer matches the manifest (another run's, or a half-copied folder): that repair reruns
+    (out / "fairij" / "fairij.json").write_text("{}")
+    code, stdout, err = run_cli("audit", str(spec), "--out", str(out))
+    assert code == 0, err
+    assert stdout.splitlines()[3].endswith("--fresh recomputes): before-audit, reprogram"), stdout  # fairij ran again
+    fourth = json.loads((out / "results.json").read_text())
+    assert fourth["audit"] == first["audit"] and fourth["mitigations"][1] == third["mitigations"][1]
+    assert json.loads((out / "fairij" / "fairij.json").read_text())["format"] == "fairprompt.fairij"
+    assert verify(out).stale == ()
 
     # a changed audit setting (or --fresh) recomputes the before-audit and every mitigation
     code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(out), "--fresh")
