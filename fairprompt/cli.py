@@ -133,7 +133,7 @@ def _say(ctx: click.Context, message: str) -> None:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fairprompt")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars and no messages, only errors.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress (bars, or stage lines in a log) and no messages, only errors.")
 @click.pass_context
 def cli(ctx: click.Context, quiet: bool) -> None:
     """Audit models for unfair treatment of groups, and repair them with prompts only."""
