@@ -23,10 +23,12 @@ from fairprompt import __version__
 from fairprompt.errors import FairpromptError
 
 EXIT_USER_ERROR = 2
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; older clicks exit 0 themselves
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """``text`` with its line breaks (and the spaces around them) as one space."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).strip()
 
 
 def _usage_line(exc: click.UsageError) -> str:
@@ -56,7 +58,7 @@ class _Group(click.Group):
         except click.exceptions.Abort:
             click.echo("aborted", err=True)
             sys.exit(130)
-        except click.exceptions.NoArgsIsHelpError as exc:  # a bare `fairprompt` or group: its help
+        except _NO_ARGS_IS_HELP as exc:  # a bare `fairprompt` or `fairprompt mitigate`: its help
             exc.show()
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
