@@ -1,15 +1,19 @@
 """The ``fairprompt`` command line: parse, call the API, print.
 
-A :class:`~fairprompt.errors.FairpromptError` is printed as one line on stderr
-and the command exits with status 2, without a traceback.  Progress goes to
-stderr (rich), silenced by ``--quiet``.
+A :class:`~fairprompt.errors.FairpromptError`, and every usage error (a bad
+option value, an unknown option, a missing argument), is printed as one line on
+stderr and the command exits with status 2, without a traceback or a usage block.
+Progress goes to stderr: rich bars on a terminal, one plain line per stage
+otherwise (a CI log, a pipe), nothing with ``--quiet``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,23 +24,49 @@ from fairprompt import __version__
 from fairprompt.errors import FairpromptError
 
 EXIT_USER_ERROR = 2
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; older clicks exit 0 themselves
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks (and the spaces around them) as one space."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).strip()
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    """Click's message of a usage error, on one line, with the ``--help`` of the command it concerns."""
+    names: list[str] = []
+    ctx = exc.ctx
+    while ctx is not None:
+        names.insert(0, (ctx.info_name or "") if ctx.parent is not None else "fairprompt")
+        ctx = ctx.parent
+    command = " ".join(n for n in names if n) or "fairprompt"
+    message = re.sub(r"\. Did you mean (.*\?)$", r" (did you mean \1)", _one_line(exc.format_message())).rstrip(".")
+    if message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    return f"{message}; see `{command} --help`"
 
 
 class _Group(click.Group):
-    """Turns user errors into one line and exit status 2."""
+    """Turns user errors and usage errors into one line and exit status 2."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
         kwargs.setdefault("standalone_mode", True)
         try:
             return super().main(*args, **{**kwargs, "standalone_mode": False})
         except FairpromptError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_one_line(str(exc))}", err=True)
             sys.exit(EXIT_USER_ERROR)
         except click.exceptions.Abort:
             click.echo("aborted", err=True)
             sys.exit(130)
-        except click.ClickException as exc:
+        except _NO_ARGS_IS_HELP as exc:  # a bare `fairprompt` or `fairprompt mitigate`: its help
             exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            click.echo(f"error: {_usage_line(exc)}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except click.ClickException as exc:
+            click.echo(f"error: {_one_line(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
@@ -44,13 +74,17 @@ class _Group(click.Group):
 
 @contextmanager
 def _progress(quiet: bool) -> Iterator[Any]:
-    """A ``progress(stage, done, total)`` callback drawing rich bars on stderr (None when quiet).
+    """A ``progress(stage, done, total)`` callback for stderr (None when quiet): rich bars on a terminal, else
+    :func:`_stage_lines`.
 
     The display starts with the first report, so a command that fails while
     checking its inputs prints nothing but its one-line error.
     """
     if quiet:
         yield None
+        return
+    if not (sys.stderr is not None and sys.stderr.isatty()):
+        yield _stage_lines(lambda line: click.echo(line, err=True))
         return
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -73,6 +107,28 @@ def _progress(quiet: bool) -> Iterator[Any]:
             bars.stop()
 
 
+def _stage_lines(echo: Callable[[str], None]) -> Callable[[str, int, int], None]:
+    """A progress callback for logs: one line when a stage starts (``predict (6,000) ...``) and one when it
+    ends, with its duration (``predict: done in 12.3 s``), never one per update."""
+    running: dict[str, float] = {}
+    finished: set[str] = set()
+
+    def update(stage: str, done: int, total: int) -> None:
+        if done < total:
+            if stage not in running:
+                running[stage] = time.perf_counter()
+                finished.discard(stage)
+                echo(f"{stage} ({total:,}) ..." if total > 1 else f"{stage} ...")
+        elif stage in running:
+            echo(f"{stage}: done in {time.perf_counter() - running.pop(stage):.1f} s")
+            finished.add(stage)
+        elif stage not in finished:
+            echo(f"{stage}: done")
+            finished.add(stage)
+
+    return update
+
+
 def _say(ctx: click.Context, message: str) -> None:
     if not ctx.obj.get("quiet"):
         click.echo(message)
@@ -80,7 +136,7 @@ def _say(ctx: click.Context, message: str) -> None:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fairprompt")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars and no messages, only errors.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress (bars, or stage lines in a log) and no messages, only errors.")
 @click.pass_context
 def cli(ctx: click.Context, quiet: bool) -> None:
     """Audit models for unfair treatment of groups, and repair them with prompts only."""
@@ -136,7 +192,7 @@ def _references(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--reference", multiple=True, metavar="COL=VALUE",
               help="Reference group for to_reference disparities (repeatable).")
 @click.option("--impact-threshold", type=float, help="Four-fifths rule threshold [0.8].")
-@click.option("--n-boot", type=int, help="Bootstrap resamples [1000].")
+@click.option("--n-boot", type=int, help="Bootstrap resamples [1000], at most 100,000 (0: no intervals).")
 @click.option("--seed", type=int, help="Seed of the bootstrap [0].")
 @click.option("--min-group-size", type=int, help="Flag groups with fewer rows [30].")
 @click.option("--name", help="Audit name (report title) for a predictions audit.")
@@ -168,9 +224,18 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
         overrides["reference"] = _references(reference)
     if sensitive:
         overrides["sensitive"] = _split_columns(sensitive)
+    if prediction is not None and score_threshold is not None:
+        raise FairpromptError(f"give either --prediction {prediction} or --score-threshold {score_threshold:g} (which "
+                              "makes predictions from --score), not both")
     if spec is not None:
         if predictions is not None:
             raise FairpromptError("give either a SPEC file or --predictions, not both")
+        ignored = [flag for flag, value in (("--label", label), ("--prediction", prediction), ("--score", score),
+                                            ("--weight", weight), ("--positive-label", positive_label),
+                                            ("--score-threshold", score_threshold), ("--name", name)) if value is not None]
+        if ignored:
+            raise FairpromptError(f"{', '.join(ignored)} describe a --predictions file; with a SPEC, set them in {spec} "
+                                  "(its 'predictions' block, or 'name')")
         loaded = load_spec(spec)
         if drop_missing and loaded.predictions is None:
             raise FairpromptError(f"--drop-missing leaves out rows of a predictions file; {spec} has no 'predictions' "

@@ -45,6 +45,7 @@ from pydantic import (
 )
 
 from fairprompt.errors import FairpromptError, closest, did_you_mean
+from fairprompt.metrics.bootstrap import MAX_N_BOOT
 from fairprompt.mitigation.registry import methods
 from fairprompt.results.model import MODEL_KINDS
 
@@ -71,6 +72,12 @@ class PredictionsSpec(_Strict):
 
     @model_validator(mode="after")
     def _prediction_source(self) -> PredictionsSpec:
+        if self.prediction is not None and self.score_threshold is not None:
+            raise ValueError(f"'prediction' ({self.prediction!r}) and 'score_threshold' ({self.score_threshold:g}) both "
+                             "say how predictions are made; keep one: a prediction column, or score_threshold applied "
+                             "to the score column")
+        if self.score_threshold is not None and self.score is None:
+            raise ValueError("score_threshold makes predictions from a score column; add 'score', the column it applies to")
         if self.prediction is None and (self.score is None or self.score_threshold is None):
             raise ValueError("give a prediction column, or a score column together with score_threshold")
         return self
@@ -195,11 +202,19 @@ class AuditSpec(_Strict):
     sensitive: list[str] | None = Field(None, description="sensitive columns; several give intersections too")
     reference: dict[str, str] = Field(default_factory=dict, description="reference group per column for to_reference disparities")
     impact_threshold: float = Field(0.8, gt=0.0, le=1.0, description="four-fifths rule threshold")
-    n_boot: int = Field(1000, ge=0, description="bootstrap resamples (0: no CIs)")
+    n_boot: int = Field(1000, ge=0, description=f"bootstrap resamples (0: no CIs; at most {MAX_N_BOOT:,})")
     ci_level: float = Field(0.95, gt=0.0, lt=1.0, description="confidence level")
     seed: int = Field(0, description="seed of every bootstrap draw")
     min_group_size: int = Field(30, ge=1, description="groups with fewer rows are flagged")
     bootstrap: Literal["counts", "rows"] = Field("counts", description="count-table (fast) or row-level resampling")
+
+    @field_validator("n_boot")
+    @classmethod
+    def _at_most(cls, value: int) -> int:
+        if value > MAX_N_BOOT:
+            raise ValueError(f"n_boot is at most {MAX_N_BOOT:,} (time and memory grow with it; 1,000 to 10,000 "
+                             f"resamples give stable 95% intervals), got {value:,}")
+        return value
 
     @field_validator("reference", mode="before")
     @classmethod

@@ -5,14 +5,16 @@ and score-metric CIs match a naive resampling loop with scikit-learn."""
 from __future__ import annotations
 
 import functools
+import tracemalloc
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fairprompt.metrics import CountTable, audit
-from fairprompt.metrics.bootstrap import counts_from_rows, multiplicities, percentile_interval, resample_counts
+from fairprompt.errors import FairpromptError
+from fairprompt.metrics import AuditConfig, CountTable, audit
+from fairprompt.metrics.bootstrap import MAX_N_BOOT, counts_from_rows, multiplicities, percentile_interval, resample_counts
 from fairprompt.metrics.counts import confusion_cell, group_codes
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -198,6 +200,52 @@ def test_count_resamples_keep_every_group_size():
     low, high = percentile_interval(shares, level=0.95)
     np.testing.assert_allclose(low, high, rtol=0, atol=1e-15)
     np.testing.assert_allclose(low, table.n / table.n.sum(), rtol=1e-12)
+
+
+def _one_shot_counts(table: CountTable, *, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """The count-table bootstrap drawn in one piece, as fairprompt drew it before it drew in chunks."""
+    n = table.k.sum(axis=1)
+    draws = rng.multinomial(n, table.k / np.maximum(n, 1)[:, None], size=(n_boot, len(n)))
+    if not table.weighted:
+        return draws.astype(np.float64)
+    k = np.maximum(table.k, 1)
+    mean = table.w / k
+    var = np.maximum(table.w2 / k - mean * mean, 0.0)
+    noise = rng.standard_normal(draws.shape)
+    return np.maximum(draws * mean + np.sqrt(draws * var) * noise, 0.0)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_count_resamples_drawn_in_chunks_are_bit_identical(weighted):
+    """Chunks bound memory without changing a single draw: the seed gives the same resamples as one draw of all."""
+    *_, table = _fine_table(weighted)
+    expected = _one_shot_counts(table, n_boot=301, rng=np.random.default_rng(5))
+    for chunk in (1, 7, 300, 301, None):
+        got = resample_counts(table, n_boot=301, rng=np.random.default_rng(5), chunk=chunk)
+        assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes(), chunk
+
+
+def _extra_memory(table: CountTable, n_boot: int) -> int:
+    """Peak bytes allocated by resample_counts beyond its result."""
+    tracemalloc.start()
+    try:
+        result = resample_counts(table, n_boot=n_boot, rng=np.random.default_rng(0), chunk=500)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak - result.nbytes
+
+
+def test_count_bootstrap_memory_beyond_its_result_does_not_grow_with_n_boot():
+    *_, table = _fine_table(True)
+    small, large = _extra_memory(table, 2_000), _extra_memory(table, 40_000)
+    assert large < 2 * small + 200_000, (small, large)  # one-shot drawing needs ~4x the result more
+
+
+def test_n_boot_is_capped():
+    AuditConfig(n_boot=MAX_N_BOOT)
+    with pytest.raises(FairpromptError, match=f"n_boot must be at most {MAX_N_BOOT:,}, got 10,000,000"):
+        AuditConfig(n_boot=10_000_000)
 
 
 def test_row_resamples_keep_every_stratum_size():

@@ -68,10 +68,11 @@ def test_an_int_stays_an_int_and_nan_is_written_as_null(results: dict) -> None:
 @pytest.mark.parametrize(("version", "message"), [
     ("abc", "'schema_version' is 'abc', not a whole number"),
     ("1", "'schema_version' is '1', not a whole number"),
-    (None, "'schema_version' is missing, not a whole number"),
+    (None, "'schema_version' is null, not a whole number"),
     (True, "'schema_version' is True, not a whole number"),
-    (0, "schema version 0, which fairprompt cannot read"),
-    (-1, "schema version -1, which fairprompt cannot read"),
+    (1.0, "'schema_version' is 1.0, not a whole number"),
+    (0, r"'schema_version' is 0, not a version \(they start at 1\)"),
+    (-1, r"'schema_version' is -1, not a version \(they start at 1\)"),
     (SCHEMA_VERSION + 1, f"schema version {SCHEMA_VERSION + 1}, newer than this fairprompt understands"),
 ])
 def test_versions_other_than_the_current_one_are_refused_naming_the_version(results: dict, tmp_path: Path,
@@ -84,7 +85,7 @@ def test_versions_other_than_the_current_one_are_refused_naming_the_version(resu
         load_results(path)
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
     del raw["schema_version"]
-    with pytest.raises(FairpromptError, match="'schema_version' is missing"):
+    with pytest.raises(FairpromptError, match="required key 'schema_version' is missing"):
         parse_results(raw)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from fairprompt.errors import FairpromptError, did_you_mean
-from fairprompt.metrics.bootstrap import counts_from_rows, multiplicities, percentile_interval, resample_counts
+from fairprompt.metrics.bootstrap import MAX_N_BOOT, counts_from_rows, multiplicities, percentile_interval, resample_counts
 from fairprompt.metrics.counts import CountTable, GroupKey, confusion_cell, group_codes
 from fairprompt.metrics.degenerate import Degeneracy, assess_degeneracy
 from fairprompt.metrics.disparities import DISPARITIES
@@ -62,6 +62,9 @@ class AuditConfig:
     def __post_init__(self) -> None:
         if self.n_boot < 0:
             raise FairpromptError(f"n_boot must be 0 or more, got {self.n_boot}")
+        if self.n_boot > MAX_N_BOOT:
+            raise FairpromptError(f"n_boot must be at most {MAX_N_BOOT:,}, got {self.n_boot:,}; 1,000 to 10,000 "
+                                  "resamples give stable 95% intervals")
         if not 0.0 < self.ci_level < 1.0:
             raise FairpromptError(f"ci_level must lie strictly between 0 and 1, got {self.ci_level}")
         if not 0.0 < self.impact_threshold <= 1.0:
@@ -279,7 +282,7 @@ def audit(
         positive_label: the favourable label value when labels are not 0/1.
         reference: reference group per column for the ``to_reference`` convention;
             default the largest group.
-        n_boot: bootstrap resamples (0 disables CIs).
+        n_boot: bootstrap resamples (0 disables CIs; at most :data:`~fairprompt.metrics.bootstrap.MAX_N_BOOT`).
         ci_level: confidence level of the percentile intervals.
         seed: seed of every random draw.
         min_group_size: groups with fewer rows are flagged ``small_group``.
@@ -334,6 +337,8 @@ def audit(
         overall_agg = ScoreAggregator(y_true=y, y_score=scores, group_index=np.zeros(n_rows, np.int64), n_groups=1,
                                       sample_weight=weights, n_bins=n_bins)
     if n_boot > 0 and config.bootstrap == "counts":
+        if progress:
+            progress("bootstrap: count tables", 0, n_boot)
         fine_boot = resample_counts(table, n_boot=n_boot, rng=counts_rng)
         if progress:
             progress("bootstrap: count tables", n_boot, n_boot)
@@ -341,6 +346,8 @@ def audit(
         cell = confusion_cell(y, p)
         parts: list[np.ndarray] = []
         done = 0
+        if progress:
+            progress("bootstrap: rows", 0, n_boot)
         for mult in multiplicities(fine_index, n_boot=n_boot, rng=rows_rng):
             if config.bootstrap == "rows":
                 parts.append(counts_from_rows(mult, group_index=fine_index, cell=cell, n_groups=len(fine_keys),

@@ -29,19 +29,42 @@ import scipy.sparse as sp
 
 from fairprompt.metrics.counts import CountTable
 
+MAX_N_BOOT = 100_000
+"""The most resamples an audit draws (specs and the CLI refuse more): time and the resampled statistics
+grow with ``n_boot``; 1,000 to 10,000 give stable 95% intervals."""
 
-def resample_counts(table: CountTable, *, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Weighted cell counts of ``n_boot`` stratified resamples, shape ``(n_boot, G, 4)``."""
+CHUNK_CELLS = 1_000_000
+"""Cells (resamples x groups x 4) drawn at a time by :func:`resample_counts` (8 MB per temporary array),
+whatever ``n_boot`` is."""
+
+
+def resample_counts(table: CountTable, *, n_boot: int, rng: np.random.Generator, chunk: int | None = None) -> np.ndarray:
+    """Weighted cell counts of ``n_boot`` stratified resamples, shape ``(n_boot, G, 4)``.
+
+    Resamples are drawn ``chunk`` at a time (default: :data:`CHUNK_CELLS` cells) into the one output array, so
+    memory beyond the result does not grow with ``n_boot``.  The random stream is consumed exactly as by one
+    draw of every resample (every multinomial first, then, when weighted, every normal), so the result does not
+    depend on ``chunk``.
+    """
     n = table.k.sum(axis=1)
     shares = table.k / np.maximum(n, 1)[:, None]
-    draws = rng.multinomial(n, shares, size=(n_boot, len(n)))  # (B, G, 4)
+    n_groups = len(n)
+    if chunk is None:
+        chunk = max(1, CHUNK_CELLS // max(4 * n_groups, 1))
+    steps = [slice(start, min(start + chunk, n_boot)) for start in range(0, n_boot, chunk)]
+    out = np.empty((n_boot, n_groups, 4), dtype=np.float64)
+    for step in steps:  # counts are exact in float64
+        out[step] = rng.multinomial(n, shares, size=(step.stop - step.start, n_groups))
     if not table.weighted:
-        return draws.astype(np.float64)
+        return out
     k = np.maximum(table.k, 1)
     mean = table.w / k
     var = np.maximum(table.w2 / k - mean * mean, 0.0)
-    noise = rng.standard_normal(draws.shape)
-    return np.maximum(draws * mean + np.sqrt(draws * var) * noise, 0.0)
+    for step in steps:
+        draws = out[step]
+        noise = rng.standard_normal(draws.shape)
+        out[step] = np.maximum(draws * mean + np.sqrt(draws * var) * noise, 0.0)
+    return out
 
 
 def multiplicities(

@@ -194,11 +194,21 @@ def _location(loc: Sequence[Any]) -> str:
     return ".".join(out) or "(top level)"
 
 
+_MISSING = object()
+
+
 def _version_error(version: Any, source: str) -> FairpromptError | None:
+    """The one-line error for a ``schema_version`` this fairprompt cannot read (None when it can): missing, not a
+    whole number (a string, a bool, a float, null), below 1, newer than :data:`SCHEMA_VERSION`, or older without a
+    migration."""
+    written = f"give a results.json written by fairprompt (schema_version {SCHEMA_VERSION})"
+    if version is _MISSING:
+        return FairpromptError(f"{source}: required key 'schema_version' is missing; {written}")
     if not isinstance(version, int) or isinstance(version, bool):
-        shown = "missing" if version is None else repr(version)
-        return FairpromptError(f"{source}: 'schema_version' is {shown}, not a whole number; give a results.json written "
-                               f"by fairprompt (schema_version {SCHEMA_VERSION})")
+        shown = "null" if version is None else repr(version)
+        return FairpromptError(f"{source}: 'schema_version' is {shown}, not a whole number; {written}")
+    if version < 1:
+        return FairpromptError(f"{source}: 'schema_version' is {version}, not a version (they start at 1); {written}")
     if version > SCHEMA_VERSION:
         return FairpromptError(f"{source} has schema version {version}, newer than this fairprompt understands "
                                f"({SCHEMA_VERSION}); upgrade fairprompt")
@@ -220,7 +230,7 @@ def parse_results(raw: Any, *, source: str = "results") -> Results:
     if not isinstance(raw, Mapping) or raw.get("schema") != SCHEMA:
         raise FairpromptError(f"{source} is not a fairprompt results file (no 'schema': {SCHEMA!r}); give a "
                               "results.json written by fairprompt")
-    error = _version_error(raw.get("schema_version"), source)
+    error = _version_error(raw.get("schema_version", _MISSING), source)
     if error is not None:
         raise error
     data = dict(raw)
