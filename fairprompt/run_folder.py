@@ -217,7 +217,8 @@ def _prepare(path: Path, *, create: bool) -> list[Path]:
         raise FairpromptError(f"the output folder {path} is a file; give --out a folder (new or of an earlier run)")
     created = _missing_ancestors(path)
     if created and not create:
-        raise FairpromptError(f"{path} does not exist; give the folder a run wrote (the one that holds results.json)")
+        raise FairpromptError(f"{path} does not exist; run `fairprompt audit` first, or give the folder a run wrote "
+                              "(the one that holds results.json)")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
