@@ -31,6 +31,7 @@ from fairprompt.errors import FairpromptError
 from fairprompt.metrics import audit
 from fairprompt.report.pdf import find_chromium
 from fairprompt.results import dumps
+from fairprompt.run_folder import MANIFEST_FILE
 from report_factories import comparison_rows, fairij_entry, reprogram_entry
 
 pytestmark = pytest.mark.slow  # a real headless Chromium (make check skips it)
@@ -125,6 +126,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         mitigations.append(entry)
     results["mitigations"] = mitigations
     (out / "results.json").write_text(dumps(results), encoding="utf-8")
+    (out / MANIFEST_FILE).unlink()  # a results.json assembled by hand: no run's manifest vouches for it any more
     return out
 
 
