@@ -121,6 +121,8 @@ class SplitSpec(_Strict):
     train: int = Field(2000, ge=10, description="training rows (drawn at random, stratified by label)")
     validation: int = Field(1000, ge=10, description="validation rows (early stopping; never audited)")
     test: int | None = Field(6000, ge=10, description="test rows that are audited (null: all remaining rows)")
+    final: int = Field(0, ge=0, description="rows held out for the final judgement, drawn last from the rows no other "
+                                            "split uses (never audited by a spec; benchmarks read them behind --final)")
     seed: int = Field(0, description="seed of the draw")
 
 

@@ -398,7 +398,7 @@ def _splits(s: SplitSpec, ds: datasets.Dataset) -> Splits:
     from fairprompt.datasets.splits import make_splits
 
     return make_splits(frame=ds.frame, y=ds.y, column=s.column, train=s.train, validation=s.validation, test=s.test,
-                       seed=s.seed, source=ds.source)
+                       seed=s.seed, final=s.final, source=ds.source)
 
 
 def model_texts(t: TextSpec, ds: datasets.Dataset, sensitive: list[str], *,

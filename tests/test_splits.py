@@ -46,3 +46,45 @@ def test_split_column() -> None:
 def test_bad_splits(frame: pd.DataFrame, kwargs: dict, message: str) -> None:
     with pytest.raises(FairpromptError, match=message):
         make_splits(frame=frame, y=np.zeros(len(frame), dtype=np.int64), **kwargs)
+
+
+def test_the_final_split_is_drawn_last_from_unused_rows_and_changes_no_other() -> None:
+    """Adult as the specs split it: 2,000 / 1,000 / 5,000, then 10,000 final rows from the 24,561 left."""
+    from fairprompt.datasets import load as load_dataset
+
+    ds = load_dataset("adult")
+    sizes = dict(train=2000, validation=1000, test=5000, seed=0)
+    without = make_splits(frame=ds.frame, y=ds.y, **sizes)
+    with_final = make_splits(frame=ds.frame, y=ds.y, final=10_000, **sizes)
+    for name in ("train", "validation", "test"):
+        assert np.array_equal(getattr(without, name), getattr(with_final, name))
+    final = with_final.final
+    assert final.size == 10_000 and np.unique(final).size == 10_000 and without.final.size == 0
+    used = np.concatenate([with_final.train, with_final.validation, with_final.test])
+    assert not np.intersect1d(final, used).size  # disjoint from every other split
+    assert np.array_equal(final, make_splits(frame=ds.frame, y=ds.y, final=10_000, **sizes).final)  # seeded
+    assert abs(ds.y[final].mean() - ds.y.mean()) < 0.01  # stratified by label
+    assert with_final.describe()["final"] == 10_000 and "final" not in without.describe()
+    left = len(ds.frame) - 8000
+    assert make_splits(frame=ds.frame, y=ds.y, final=left, **sizes).final.size == left  # every unused row
+    with pytest.raises(FairpromptError, match=f"has {left:,} rows left .* fewer than splits.final = {left + 1:,}"):
+        make_splits(frame=ds.frame, y=ds.y, final=left + 1, **sizes)
+
+
+def test_a_split_column_may_name_final_rows() -> None:
+
+    frame = pd.DataFrame({"split": ["train", "val", "test", "final", "Final", "train"]})
+    splits = make_splits(frame=frame, y=np.array([0, 1, 0, 1, 0, 1]), column="split")
+    assert splits.final.tolist() == [3, 4] and splits.train.tolist() == [0, 5]
+
+
+def test_a_final_split_larger_than_the_unused_rows_is_one_line(tmp_path) -> None:
+    from factories import assert_user_error, run_cli, write_spec
+
+    spec = write_spec(tmp_path, {"name": "t", "data": {"dataset": "adult"},
+                                 "model": {"kind": "frozen_text", "splits": {"train": 2000, "validation": 1000,
+                                                                             "test": 5000, "final": 30_000}},
+                                 "audit": {"sensitive": ["sex"]}})
+    code, _, err = run_cli("audit", str(spec), "--out", str(tmp_path / "out"))
+    assert_user_error(code, err, "splits.final = 30,000", "24,561 rows left")
+    assert not (tmp_path / "out").exists()

@@ -7,11 +7,16 @@ size of the test split does not change which rows a model is trained on (a
 smaller audit reuses the same cached task prompt).
 The validation split only steers training (early stopping, and later the
 mitigations' choices); audits report the test split.
+
+A ``final`` split (optional, ``splits.final`` rows) is drawn last, from the rows
+no other split uses, so adding it changes none of the others. It is the untouched
+split on which methods are judged once, at the end: no spec audits it, and
+``benchmarks/bench_frontier.py`` reads it only behind ``--final``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -20,8 +25,13 @@ from sklearn.model_selection import train_test_split
 from fairprompt.errors import FairpromptError, did_you_mean
 
 SPLIT_NAMES = ("train", "validation", "test")
+"""The splits every task has; ``final`` is optional."""
 _ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation", "valid": "validation",
-            "dev": "validation", "test": "test"}
+            "dev": "validation", "test": "test", "final": "final"}
+
+
+def _none() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -33,10 +43,14 @@ class Splits:
     test: np.ndarray
     rule: str
     seed: int | None
+    final: np.ndarray = field(default_factory=_none)
+    """Rows held out for the final judgement (empty when the spec asks for none)."""
 
     def describe(self) -> dict[str, object]:
-        return {"train": int(self.train.size), "validation": int(self.validation.size), "test": int(self.test.size),
-                "rule": self.rule, "seed": self.seed}
+        sizes = {"train": int(self.train.size), "validation": int(self.validation.size), "test": int(self.test.size)}
+        if self.final.size:
+            sizes["final"] = int(self.final.size)
+        return sizes | {"rule": self.rule, "seed": self.seed}
 
 
 def _from_column(frame: pd.DataFrame, column: str, source: str) -> Splits:
@@ -46,24 +60,26 @@ def _from_column(frame: pd.DataFrame, column: str, source: str) -> Splits:
     unknown = frame[column][values.isna()]
     if len(unknown):
         raise FairpromptError(
-            f"split column {column!r} of {source} has value {str(unknown.iloc[0])!r}; use train, validation or test"
+            f"split column {column!r} of {source} has value {str(unknown.iloc[0])!r}; use train, validation, test or final"
         )
-    parts = {name: np.flatnonzero((values == name).to_numpy()) for name in SPLIT_NAMES}
-    for name, rows in parts.items():
-        if rows.size == 0:
+    parts = {name: np.flatnonzero((values == name).to_numpy()) for name in (*SPLIT_NAMES, "final")}
+    for name in SPLIT_NAMES:
+        if parts[name].size == 0:
             raise FairpromptError(f"split column {column!r} of {source} has no {name!r} rows; every split needs rows")
-    return Splits(parts["train"], parts["validation"], parts["test"], rule=f"as given by column {column!r}", seed=None)
+    return Splits(parts["train"], parts["validation"], parts["test"], rule=f"as given by column {column!r}", seed=None,
+                  final=parts["final"])
 
 
 def make_splits(
     *, frame: pd.DataFrame, y: np.ndarray, column: str | None = None, train: int = 2000, validation: int = 1000,
-    test: int | None = 6000, seed: int = 0, source: str = "data",
+    test: int | None = 6000, seed: int = 0, final: int = 0, source: str = "data",
 ) -> Splits:
-    """Split rows by ``column``, or draw ``test``, then ``train`` and ``validation`` rows stratified by ``y``."""
+    """Split rows by ``column``, or draw ``train`` and ``validation``, then ``test``, then ``final`` rows, each
+    stratified by ``y`` (``test=None``: every row left after the final split)."""
     if column is not None:
         return _from_column(frame, column, source)
     n = len(frame)
-    n_test = n - train - validation if test is None else test
+    n_test = n - train - validation - final if test is None else test
     if n_test < 1 or train + validation + n_test > n:
         raise FairpromptError(
             f"{source} has {n:,} rows, fewer than splits.train + splits.validation + splits.test "
@@ -74,11 +90,21 @@ def make_splits(
     train_rows, rest = train_test_split(index, train_size=train, random_state=seed, stratify=stratify)
     validation_rows, rest = train_test_split(rest, train_size=validation, random_state=seed,
                                              stratify=None if stratify is None else y[rest])
+    unused = rest.size - n_test
+    if final > unused:
+        raise FairpromptError(f"{source} has {max(unused, 0):,} rows left after splits.train, splits.validation and "
+                              f"splits.test, fewer than splits.final = {final:,}; lower splits.final (or the others)")
     if n_test < rest.size:
-        test_rows, _ = train_test_split(rest, train_size=n_test, random_state=seed,
-                                        stratify=None if stratify is None else y[rest])
+        test_rows, rest = train_test_split(rest, train_size=n_test, random_state=seed,
+                                           stratify=None if stratify is None else y[rest])
     else:
-        test_rows = rest
+        test_rows, rest = rest, rest[:0]
+    final_rows = _none()
+    if final:
+        final_rows = rest if final == rest.size else train_test_split(
+            rest, train_size=final, random_state=seed, stratify=None if stratify is None else y[rest])[0]
     rule = (f"seeded draw stratified by label: {train:,} train and {validation:,} validation rows from all {n:,}, "
-            f"then {n_test:,} test rows from the rest (seed {seed})")
-    return Splits(np.sort(train_rows), np.sort(validation_rows), np.sort(test_rows), rule=rule, seed=seed)
+            f"then {n_test:,} test rows from the rest (seed {seed})"
+            + (f", then {final:,} final rows from the rows left (held out; no spec audits them)" if final else ""))
+    return Splits(np.sort(train_rows), np.sort(validation_rows), np.sort(test_rows), rule=rule, seed=seed,
+                  final=np.sort(final_rows))

@@ -30,6 +30,7 @@ class SplitSizes(Record):
     train: int | None = None
     validation: int | None = None
     test: int | None = None
+    final: int | None = None
     rule: str | None = None
     seed: int | None = None
 
