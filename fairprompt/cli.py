@@ -425,7 +425,8 @@ def report(ctx: click.Context, directory: Path, fmt: str, pdf: bool) -> None:
 
             chromium = find_chromium()  # before anything is written
         if fmt == "compliance":
-            from fairprompt.report.compliance import COMPLIANCE_FILE, file_sha256, render_compliance
+            from fairprompt.atomic import file_sha256
+            from fairprompt.report.compliance import COMPLIANCE_FILE, render_compliance
 
             sha256 = file_sha256(directory / "results.json")
             path = write_text(directory / COMPLIANCE_FILE, render_compliance(results, results_sha256=sha256))

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fairprompt import __version__
-from fairprompt.atomic import write_bytes, write_text
+from fairprompt.atomic import file_sha256, write_bytes, write_text
 from fairprompt.errors import FairpromptError
 
 LOCK_FILE = ".fairprompt.lock"
@@ -43,15 +43,6 @@ MANIFEST_FORMAT = "fairprompt.manifest"
 PRINTED = ("report.pdf", "compliance.pdf")  # printed from an earlier results.json: removed when a run rewrites it
 _TEMP_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # fairprompt.atomic's temporary files
 _STAGING_DIR = re.compile(r"^\.[^/]{1,12}-(old-)?[a-z0-9_]{8}$")  # fairprompt.atomic.replace_dir's staging folders
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _text_sha256(content: str | bytes) -> str:
@@ -329,5 +320,5 @@ def hold(folder: str | os.PathLike[str], *, create: bool = True, writer: bool = 
         _remove_empty(created)
 
 
-__all__ = ["LOCK_FILE", "MANIFEST_FILE", "PRINTED", "RunFolder", "Verification", "file_sha256", "files_under", "hold",
+__all__ = ["LOCK_FILE", "MANIFEST_FILE", "PRINTED", "RunFolder", "Verification", "files_under", "hold",
            "remove_leftovers", "verify"]

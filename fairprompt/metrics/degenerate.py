@@ -92,10 +92,6 @@ def _margin(cells: np.ndarray) -> np.ndarray:
         return (correct - majority) / total
 
 
-def _label_group(key: tuple[Any, ...]) -> str:
-    return " × ".join(str(v) for v in key)
-
-
 def assess_degeneracy(table: CountTable, *, boot: np.ndarray | None = None, level: float = 0.95) -> Degeneracy:
     """Check the model whose decisions ``table`` counts (``boot``: its resampled weighted cells ``(B, G, 4)``)."""
     reasons: list[DegenerateReason] = []
@@ -123,7 +119,7 @@ def assess_degeneracy(table: CountTable, *, boot: np.ndarray | None = None, leve
                 if share >= MAX_DECISION_SHARE:
                     reasons.append(DegenerateReason(
                         "constant_in_group",
-                        f"{column} = {_label_group(key)}: {100 * share:.1f}% of its {size:,} rows get the {decision} "
+                        f"{column} = {key[0]}: {100 * share:.1f}% of its {size:,} rows get the {decision} "
                         f"decision, though {100 * label_share:.0f}% of them have the positive label"))
     cells = table.w.sum(axis=0)
     margin = float(_margin(cells))

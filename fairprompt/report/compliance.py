@@ -261,10 +261,3 @@ def write_compliance(results: Results | Mapping[str, Any], out_dir: str | Path, 
     return write_text(Path(out_dir) / COMPLIANCE_FILE, render_compliance(results, results_sha256=results_sha256))
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (``results.json`` in the header)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
