@@ -49,11 +49,32 @@ class TestSplit:
     before_score: Callable[[], np.ndarray]
 
 
+@dataclass(frozen=True)
+class GridPoint:
+    """One model of a repair's grid (one lambda, one k): built on the training split, judged on the validation split.
+
+    ``predictor`` builds the model when called (a copy predicting as the input model does; the input is unchanged),
+    so a grid of parameter sets costs one model at a time.  ``same_as_input`` marks a point that decides exactly as
+    the audited model (FairIJ's k = 0): its scores are the audited model's, not predicted again.
+    """
+
+    setting: float
+    predictor: Callable[[], Any]
+    chosen: bool
+    same_as_input: bool = False
+
+
 class RepairRun(Protocol):
     """One finished repair, before the after-audit's record is assembled."""
 
     predictor: Any  # the repaired model: predicts as the input model does (a copy; the input is unchanged)
     changed: str    # what the repair changed, in words (``after_model.changed``)
+    setting_name: str  # what a grid point's setting is ("lambda", "k")
+
+    def grid(self) -> list[GridPoint]:
+        """Every model of the method's grid that was built (the chosen one among them, ``chosen`` set), in the
+        grid's order; the export and the report's frontier show each of them on the validation and test rows."""
+        ...
 
     def write(self, target: Path, *, write: bool = True) -> dict[str, Any]:
         """Write the method's files into the report directory ``target`` (atomically; ``write=False``: only name
@@ -111,4 +132,4 @@ def method(name: str) -> RepairMethod:
     return known[name]
 
 
-__all__ = ["RepairContext", "RepairMethod", "RepairRun", "TestSplit", "method", "methods"]
+__all__ = ["GridPoint", "RepairContext", "RepairMethod", "RepairRun", "TestSplit", "method", "methods"]

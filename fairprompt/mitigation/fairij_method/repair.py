@@ -231,6 +231,7 @@ def fairij(
         influence_utility=scores.influence_utility.copy(), alphas=alphas, chosen_k=chosen_k, curve=chosen.curve,
         before=base, after=after, influence=scores.summary(), timings=timings, repaired_model=repaired, prompt=prompt,
         append=append_info, scores=scores if keep_scores else None,
+        grid_parameters=chosen.parameters if c.mode == "ij" else {},
     )
     if c.verify:
         from fairprompt.mitigation.fairij_method.verify import verify

@@ -67,6 +67,8 @@ class FairIJResult:
     artifacts: dict[str, str] = field(default_factory=dict)
     verification: FairIJVerification | None = None
     scores: InfluenceScores | None = field(default=None, repr=False)
+    grid_parameters: dict[int, list[Any]] = field(default_factory=dict, repr=False)
+    """Mode ij: the one-step task prompt and head (tensors) at each k > 0 of the grid that did not diverge."""
 
     @property
     def flagged(self) -> np.ndarray:

@@ -107,6 +107,7 @@ class Selection:
     alphas: np.ndarray
     base: dict[str, float]             # validation F and U of the input model (k = 0)
     scratch: FrozenTextClassifier      # an adapter copy at theta_hat
+    parameters: dict[int, list[torch.Tensor]]  # the one-step task prompt and head at each k > 0 that did not diverge
 
 
 def select(*, model: FrozenTextClassifier, scores: InfluenceScores, validation_rows: TextRows, groups: np.ndarray,
@@ -123,6 +124,7 @@ def select(*, model: FrozenTextClassifier, scores: InfluenceScores, validation_r
     theta_hat = [p.detach().clone() for p in scratch.task_parameters()]
     curve: list[dict[str, Any]] = []
     alphas_by_k: dict[int, np.ndarray] = {}
+    parameters: dict[int, list[torch.Tensor]] = {}
     base = evaluate(scratch, validation_rows, groups, measure, temperature, batch_size)
     for step, k in enumerate(sizes):
         alphas = alphas_for(k, order, I_F, I_U, n=n, graded=config.graded, budget=config.utility_budget)
@@ -133,10 +135,13 @@ def select(*, model: FrozenTextClassifier, scores: InfluenceScores, validation_r
             actual = dict(base)
         else:
             try:
-                set_task_parameters(scratch, ij_update(scores=scores, alphas=alphas))
+                updated = ij_update(scores=scores, alphas=alphas)
+                set_task_parameters(scratch, updated)
                 actual = evaluate(scratch, validation_rows, groups, measure, temperature, batch_size)
             except FairpromptError:  # the step diverged (non-finite margins): record it, never choose it
                 actual = {"fairness": math.nan, "utility": math.nan}
+            else:
+                parameters[k] = [t.detach().clone() for t in updated]
         point.update({"actual_F": actual["fairness"], "actual_U": actual["utility"],
                       "actual_dF": actual["fairness"] - base["fairness"], "actual_dU": actual["utility"] - base["utility"]})
         point["feasible_predicted"] = bool(point["predicted_dU"] <= config.utility_budget)
@@ -154,7 +159,8 @@ def select(*, model: FrozenTextClassifier, scores: InfluenceScores, validation_r
     for point in curve:
         point["chosen"] = point is best
     chosen_k = int(best["k"])
-    return Selection(curve=curve, best=best, chosen_k=chosen_k, alphas=alphas_by_k[chosen_k], base=base, scratch=scratch)
+    return Selection(curve=curve, best=best, chosen_k=chosen_k, alphas=alphas_by_k[chosen_k], base=base, scratch=scratch,
+                     parameters=parameters)
 
 
 __all__ = ["BINARY_RULE", "GRADED_RULE", "GRID_FRACTIONS", "RULES", "Selection", "alphas_for", "evaluate", "grid",

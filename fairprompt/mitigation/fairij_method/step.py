@@ -4,7 +4,7 @@ part of the results record."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,7 @@ from fairprompt.results.repairs import FairIJRepair
 
 if TYPE_CHECKING:
     from fairprompt.mitigation.fairij_method.result import FairIJResult
-    from fairprompt.mitigation.registry import Progress, RepairContext, TestSplit
+    from fairprompt.mitigation.registry import GridPoint, Progress, RepairContext, TestSplit
     from fairprompt.tasks import ImageTask, TextTask
 
 
@@ -33,9 +33,38 @@ class FairIJRun:
     settings: Mapping[str, Any]
     artifacts: dict[str, str] = field(default_factory=dict)
 
+    setting_name = "k"
+
     @property
     def predictor(self) -> Any:
         return self.result.repaired_model
+
+    def grid(self) -> list[GridPoint]:
+        """Mode ij: every k of the curve whose one-step update did not diverge (k = 0 is the audited model's task
+        prompt and head); mode append: the chosen k only, the one set of appended tokens trained (the curve that
+        chose it is the one-step proxy, not the appended model)."""
+        from fairprompt.mitigation.fairij_method.selection import set_task_parameters
+        from fairprompt.mitigation.registry import GridPoint
+
+        chosen_k = self.result.chosen_k
+        if self.config.mode == "append":
+            return [GridPoint(setting=float(chosen_k), predictor=lambda: self.result.repaired_model, chosen=True)]
+
+        def build(k: int) -> Callable[[], Any]:
+            def predictor() -> Any:
+                if k == chosen_k:
+                    return self.result.repaired_model
+                copy = self.context.model.adapter_copy()
+                set_task_parameters(copy, self.result.grid_parameters[k])
+                return copy
+            return predictor
+
+        points = []
+        for point in self.result.curve:
+            k = int(point["k"])
+            if k == 0 or k in self.result.grid_parameters:
+                points.append(GridPoint(setting=float(k), predictor=build(k), chosen=k == chosen_k, same_as_input=k == 0))
+        return points
 
     @property
     def changed(self) -> str:

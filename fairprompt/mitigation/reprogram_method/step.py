@@ -19,7 +19,7 @@ from fairprompt.results import to_jsonable
 from fairprompt.results.repairs import ReprogramRepair
 
 if TYPE_CHECKING:
-    from fairprompt.mitigation.registry import Progress, RepairContext, TestSplit
+    from fairprompt.mitigation.registry import GridPoint, Progress, RepairContext, TestSplit
     from fairprompt.mitigation.reprogram_method.result import ReprogramResult
     from fairprompt.tasks import ImageTask, TextTask
 
@@ -42,9 +42,18 @@ class ReprogramRun:
     has_adapter: bool             # the model has a task prompt and head (left unchanged)
     artifacts: dict[str, str] = field(default_factory=dict)
 
+    setting_name = "lambda"
+
     @property
     def predictor(self) -> Any:
         return self.result.triggered_model
+
+    def grid(self) -> list[GridPoint]:
+        """One trigger per lambda (0: the control), in the grid's order."""
+        from fairprompt.mitigation.registry import GridPoint
+
+        return [GridPoint(setting=float(point["lambda"]), predictor=lambda m=model: m, chosen=bool(point.get("chosen")))
+                for point, model in zip(self.result.points, self.result.triggered_models, strict=True)]
 
     @property
     def changed(self) -> str:
