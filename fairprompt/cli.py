@@ -175,6 +175,17 @@ def _references(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def row_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--no-row-output`` and ``--final``, for every command that runs a spec's model."""
+    command = click.option("--final", is_flag=True,
+                           help="Also predict the spec's final split (model.splits.final) with the audited model and each "
+                                "repair's chosen point, into predictions.parquet: for the one final judgement, never "
+                                "while developing.")(command)
+    return click.option("--no-row-output", is_flag=True,
+                        help="Do not write predictions.parquet (every decision of the audited model and of each "
+                             "repair's grid point).")(command)
+
+
 @cli.command()
 @click.argument("spec", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path),
@@ -200,15 +211,18 @@ def _references(values: tuple[str, ...]) -> dict[str, str]:
               help="Output directory (default reports/NAME for a spec).")
 @click.option("--fresh", is_flag=True, help="Ignore caches: train task prompts and fixture models again (and do not cache them), "
                                            "and recompute the audit and every mitigation instead of reusing the last run's.")
+@row_options
 @click.pass_context
 def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label: str | None, prediction: str | None,
           score: str | None, weight: str | None, positive_label: str | None, score_threshold: float | None,
           sensitive: str | None, drop_missing: bool, reference: tuple[str, ...], impact_threshold: float | None,
           n_boot: int | None, seed: int | None, min_group_size: int | None, name: str | None, out: Path | None,
-          fresh: bool) -> None:
+          fresh: bool, no_row_output: bool, final: bool) -> None:
     """Audit a model or a predictions file: metrics by group with CIs, results.json and report.html.
 
-    A spec's `mitigations:` (fairij, reprogram) run after the audit, which is written first.
+    A spec's `mitigations:` (fairij, reprogram) run after the audit, which is written first.  A run with a model
+    also writes predictions.parquet: every decision of the audited model and of each repair's grid point on the
+    validation and test rows (--no-row-output: none; --final: also the final split, for the one final judgement).
 
     Either give a YAML SPEC (see audits/; a spec with a model block trains or loads
     the model, predicts its test split and audits it), or a predictions file with its columns:
@@ -227,6 +241,9 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
     if prediction is not None and score_threshold is not None:
         raise FairpromptError(f"give either --prediction {prediction} or --score-threshold {score_threshold:g} (which "
                               "makes predictions from --score), not both")
+    if spec is None and final:
+        raise FairpromptError("--final reads a spec's final split (model.splits.final); a predictions file has none, "
+                              "so drop --final")
     if spec is not None:
         if predictions is not None:
             raise FairpromptError("give either a SPEC file or --predictions, not both")
@@ -268,7 +285,7 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
         loaded = parse_spec(raw, source="command line")
     with _progress(ctx.obj["quiet"]) as progress:
         output = pipeline.run(loaded, out_dir=out, command=["fairprompt", *sys.argv[1:]], progress=progress,
-                              use_cache=not fresh)
+                              use_cache=not fresh, row_output=not no_row_output, final=final)
     _say_outputs(ctx, output)
     _say_dropped(ctx, output.results.get("data") or {})
 
@@ -324,7 +341,9 @@ def mitigate() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default reports/NAME).")
 @click.option("--fresh", is_flag=True, help="Retrain the task prompt (ignore the cache) and recompute the before-audit.")
 @click.pass_context
-def mitigate_fairij(ctx: click.Context, spec: Path, out: Path | None, fresh: bool) -> None:
+@row_options
+def mitigate_fairij(ctx: click.Context, spec: Path, out: Path | None, fresh: bool, no_row_output: bool,
+                    final: bool) -> None:
     """Run only FairIJ for a frozen_text SPEC: score training rows by their influence on unfairness,
     down-weight the harmful ones, repair the task prompt, and audit the repaired model on the test split.
 
@@ -335,7 +354,7 @@ def mitigate_fairij(ctx: click.Context, spec: Path, out: Path | None, fresh: boo
 
         fairprompt mitigate fairij audits/adult_income.yaml
     """
-    _mitigate(ctx, "fairij", spec, out=out, fresh=fresh)
+    _mitigate(ctx, "fairij", spec, out=out, fresh=fresh, row_output=not no_row_output, final=final)
 
 
 @mitigate.command("reprogram")
@@ -344,7 +363,9 @@ def mitigate_fairij(ctx: click.Context, spec: Path, out: Path | None, fresh: boo
 @click.option("--fresh", is_flag=True,
               help="Retrain the task prompt or fixture (ignore the cache) and recompute the before-audit.")
 @click.pass_context
-def mitigate_reprogram(ctx: click.Context, spec: Path, out: Path | None, fresh: bool) -> None:
+@row_options
+def mitigate_reprogram(ctx: click.Context, spec: Path, out: Path | None, fresh: bool, no_row_output: bool,
+                       final: bool) -> None:
     """Run only FairReprogram for a frozen_text or frozen_image SPEC: train a fairness trigger (text tokens, a
     pixel border or patch) per lambda in front of the frozen model, choose one on the validation split, and
     audit the triggered model on the test split.
@@ -356,10 +377,11 @@ def mitigate_reprogram(ctx: click.Context, spec: Path, out: Path | None, fresh: 
 
         fairprompt mitigate reprogram audits/colored_digits.yaml
     """
-    _mitigate(ctx, "reprogram", spec, out=out, fresh=fresh)
+    _mitigate(ctx, "reprogram", spec, out=out, fresh=fresh, row_output=not no_row_output, final=final)
 
 
-def _mitigate(ctx: click.Context, name: str, spec: Path, *, out: Path | None, fresh: bool) -> None:
+def _mitigate(ctx: click.Context, name: str, spec: Path, *, out: Path | None, fresh: bool, row_output: bool,
+              final: bool) -> None:
     from fairprompt import pipeline
     from fairprompt.spec import load_spec, parse_spec
 
@@ -370,7 +392,7 @@ def _mitigate(ctx: click.Context, name: str, spec: Path, *, out: Path | None, fr
         loaded = parse_spec(raw, source=str(spec), file=loaded.file)
     with _progress(ctx.obj["quiet"]) as progress:
         output = pipeline.mitigate(loaded, names=(name,), out_dir=out, command=["fairprompt", *sys.argv[1:]],
-                                   progress=progress, use_cache=not fresh)
+                                   progress=progress, use_cache=not fresh, row_output=row_output, final=final)
     _say_outputs(ctx, output)
 
 

@@ -30,6 +30,7 @@ the keys in :data:`fairprompt.results.VOLATILE_KEYS` (times and durations).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -37,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fairprompt.decisions import AUDITED, PREDICTIONS_FILE, DecisionTable, read_decisions
 from fairprompt.errors import FairpromptError
+from fairprompt.grid_eval import audited_decisions
 from fairprompt.metrics import Audit, audit
 from fairprompt.mitigation.registry import RepairContext
 from fairprompt.repairs import not_run, repair_seeds, run_repairs
@@ -80,19 +83,24 @@ def _paths(target: Path) -> tuple[Path, Path, Path]:
     return target / "results.json", target / "metrics_by_group.csv", target / "report.html"
 
 
-def _write(folder: RunFolder, results: dict[str, Any], csv_text: str | None = None) -> tuple[Path, Path, Path]:
-    """results.json (+ metrics_by_group.csv) + report.html + compliance.html, each rendered first, then written
-    atomically as one step of the run, with manifest.json (:meth:`RunFolder.write_step`) listing them, the
-    metrics_by_group.csv already written, and every repair's files."""
+def _write(folder: RunFolder, results: dict[str, Any], csv_text: str | None = None,
+           decisions: DecisionTable | None = None, final_read: bool = False) -> tuple[Path, Path, Path]:
+    """results.json (+ metrics_by_group.csv, + predictions.parquet when ``decisions`` is given) + report.html +
+    compliance.html, each rendered first, then written atomically as one step of the run, with manifest.json
+    (:meth:`RunFolder.write_step`) listing them, the metrics_by_group.csv already written, and every repair's files."""
     from fairprompt.report.compliance import COMPLIANCE_FILE, render_compliance
 
+    if decisions is not None:
+        results["decisions"] = decisions.summary(final_read=final_read)
     record = parse_results(results, source="the results of this run")  # checked as a whole, once
     json_text = dumps(record.to_json())
     html_text = render_html(record)
     compliance_text = render_compliance(record, results_sha256=hashlib.sha256(json_text.encode("utf-8")).hexdigest())
     results_path, csv_path, report_path = _paths(folder.path)
-    contents = {results_path.name: json_text, **({csv_path.name: csv_text} if csv_text is not None else {}),
-                report_path.name: html_text, COMPLIANCE_FILE: compliance_text}
+    contents: dict[str, str | bytes] = {
+        results_path.name: json_text, **({csv_path.name: csv_text} if csv_text is not None else {}),
+        report_path.name: html_text, COMPLIANCE_FILE: compliance_text,
+        **({PREDICTIONS_FILE: decisions.to_bytes()} if decisions is not None else {})}
     outputs = [p for r in results.get("mitigations") or [] if isinstance(r, dict) for p in output_paths(r.get("outputs"))]
     folder.write_step(contents, keep=[csv_path.name, *outputs])
     return results_path, csv_path, report_path
@@ -127,10 +135,35 @@ def _model_task(spec: Spec, *, progress: Progress | None, use_cache: bool,
 
 def _run_repairs(repairs: Sequence[Repair], context: RepairContext, *, spec: Spec, results: dict[str, Any],
                  folder: RunFolder, command: Sequence[str] | None, before: str, progress: Progress | None,
-                 offset: int = 0, only: Sequence[int] | None = None) -> list[dict[str, Any]]:
+                 decisions: DecisionTable | None, offset: int = 0,
+                 only: Sequence[int] | None = None) -> list[dict[str, Any]]:
     return run_repairs(repairs, context=context, results=results, target=folder.path,
-                       audit=_auditor(spec.audit, progress), write=lambda r: _write(folder, r), command=command,
-                       before=before, progress=progress, offset=offset, only=only, write_files=folder.writer)
+                       audit=_auditor(spec.audit, progress),
+                       write=lambda r: _write(folder, r, decisions=decisions, final_read=context.final), command=command,
+                       before=before, progress=progress, offset=offset, only=only, write_files=folder.writer,
+                       export=decisions.replace if decisions is not None else None)
+
+
+def _decisions(folder: RunFolder, context: RepairContext, *, progress: Progress | None,
+               keep_existing: bool) -> DecisionTable | None:
+    """The run's decision export (None without row output: an earlier run's predictions.parquet is then removed).
+    ``keep_existing``: start from the folder's predictions.parquet (a resumed run), adding the audited model's rows
+    if they are missing."""
+    path = folder.path / PREDICTIONS_FILE
+    if not context.row_output:
+        if folder.writer:
+            path.unlink(missing_ok=True)
+        return None
+    existing = None
+    if keep_existing and path.is_file():
+        try:
+            existing = read_decisions(path)
+        except FairpromptError:
+            existing = None
+    table = DecisionTable(existing)
+    if not table.has(AUDITED) or (context.final and not (table.frame["split"] == "final").any()):
+        table.replace(AUDITED, audited_decisions(context, progress=progress))
+    return table
 
 
 def _hold(target: Path) -> AbstractContextManager[RunFolder]:
@@ -146,9 +179,16 @@ def run(
     progress: Progress | None = None,
     use_cache: bool = True,
     use_shipped: bool = True,
+    row_output: bool = True,
+    final: bool = False,
 ) -> RunOutput:
     """Run everything the spec names and write results.json, metrics_by_group.csv and report.html,
     then each of the spec's mitigations (module docstring).
+
+    A run with a model also writes ``predictions.parquet`` (:mod:`fairprompt.decisions`: the audited model's and
+    every repair grid point's decisions on the validation and test rows; ``row_output=False`` writes none).
+    ``final=True`` also predicts the spec's final split (``model.splits.final``) with the audited model and each
+    repair's chosen point, into that file only, and results.json records that the final split was read.
 
     ``use_cache=False`` ignores (and does not fill) the cache of trained task
     prompts and fixture models, and the prompts shipped with fairprompt, and recomputes every audit;
@@ -162,25 +202,72 @@ def run(
     at once with a :class:`FairpromptError` naming the first one's PID.
     """
     _single_process(spec)
+    _check_final(spec, RowOutput(enabled=row_output, final=final))
     with _hold(spec.output_dir(out_dir)) as folder:
-        return _run(spec, folder, command=command, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
+        return _run(spec, folder, command=command, progress=progress, use_cache=use_cache, use_shipped=use_shipped,
+                    rows=RowOutput(enabled=row_output, final=final))
+
+
+@dataclass(frozen=True)
+class RowOutput:
+    """Whether a run exports its decisions (predictions.parquet), and whether it reads the final split."""
+
+    enabled: bool = True
+    final: bool = False
+
+
+def _export_reusable(target: Path, rows: RowOutput) -> bool:
+    """Can an earlier run in ``target`` be resumed with this row output?  Not with ``--final`` (every model predicts
+    the final split afresh), and not when decisions are asked for but the folder's export is missing or lacks a
+    finished repair's rows (the run is recomputed rather than exported in part)."""
+    if rows.final:
+        return False
+    if not rows.enabled:
+        return True
+    results_path = target / "results.json"
+    if not results_path.is_file():
+        return True  # nothing to resume
+    try:
+        methods = set(read_decisions(target / PREDICTIONS_FILE)["method"].astype(str))
+    except FairpromptError:
+        return False
+    try:
+        previous = json.loads(results_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # an unreadable results.json is not resumed anyway
+    finished = {m.get("name") for m in previous.get("mitigations") or [] if isinstance(m, dict) and m.get("status") == "ok"}
+    return AUDITED in methods and finished <= methods
+
+
+def _check_final(spec: Spec, rows: RowOutput) -> None:
+    if rows.final and not rows.enabled:
+        raise FairpromptError("--final writes the final split's decisions into predictions.parquet, which "
+                              "--no-row-output turns off; drop one of them")
+    if rows.final and (spec.model is None or spec.model.kind not in ("frozen_text", "frozen_image")
+                       or not spec.model.splits.final):
+        raise FairpromptError(f"--final reads the final split, but spec {spec.name!r} holds none out; set "
+                              "model.splits.final (rows no other split uses) or drop --final")
 
 
 def _run(spec: Spec, folder: RunFolder, *, command: Sequence[str] | None, progress: Progress | None, use_cache: bool,
-         use_shipped: bool) -> RunOutput:
+         use_shipped: bool, rows: RowOutput) -> RunOutput:
     target = folder.path
     context: RepairContext | None = None
+    decisions: DecisionTable | None = None
     repairs: list[Repair] = []
     if spec.model is not None and spec.model.kind in ("frozen_text", "frozen_image"):
         task, repairs, model, training = _model_task(spec, progress=progress, use_cache=use_cache,
                                                      use_shipped=use_shipped)
         previous = (reusable_results(target, spec.model_dump(mode="json"))
-                    if use_cache and use_shipped and single_process() else None)
+                    if use_cache and use_shipped and single_process() and _export_reusable(target, rows) else None)
         if previous is not None and same_model(previous, task, model):
-            return _resume(spec, previous, repairs=repairs, context=RepairContext(task=task, model=model, training=training),
-                           folder=folder, command=command, progress=progress)
+            context = RepairContext(task=task, model=model, training=training, row_output=rows.enabled, final=rows.final)
+            return _resume(spec, previous, repairs=repairs, context=context, folder=folder, command=command,
+                           progress=progress)
         prepared = task.audit_inputs(model=model, training=training, progress=progress)
-        context = RepairContext(task=task, model=model, training=training, test_scores=prepared.y_score)
+        context = RepairContext(task=task, model=model, training=training, test_scores=prepared.y_score,
+                                row_output=rows.enabled, final=rows.final)
+        decisions = _decisions(folder, context, progress=progress, keep_existing=False)
         seeds = task.seeds
     else:
         simple = load_task(spec, progress=progress)
@@ -197,13 +284,14 @@ def _run(spec: Spec, folder: RunFolder, *, command: Sequence[str] | None, progre
     )
     if progress:
         progress("rendering the report", 0, 1)
-    paths = _write(folder, results, result.by_group().to_csv(index=False))
+    paths = _write(folder, results, result.by_group().to_csv(index=False), decisions=decisions,
+                   final_read=rows.final)
     if progress:
         progress("rendering the report", 1, 1)
     records: list[dict[str, Any]] = []
     if context is not None and repairs and folder.writer:
         records = _run_repairs(repairs, context, spec=spec, results=results, folder=folder, command=command,
-                               before="computed in this run", progress=progress)
+                               before="computed in this run", progress=progress, decisions=decisions)
     return RunOutput(out_dir=target, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=result,
                      results=results, mitigations=records)
 
@@ -216,12 +304,13 @@ def _resume(spec: Spec, previous: dict[str, Any], *, repairs: list[Repair], cont
     resumed = resume_results(previous, spec=spec.model_dump(mode="json"), seeds=repair_seeds(repairs),
                              repairs=repairs, target=folder.path)
     results = resumed.results
-    paths = _write(folder, results)
+    decisions = _decisions(folder, context, progress=progress, keep_existing=True)
+    paths = _write(folder, results, decisions=decisions, final_read=context.final)
     records = []
     if resumed.todo:
         records = _run_repairs(repairs, context, spec=spec, results=results, folder=folder, command=command,
                                before=f"reused from {paths[0]} (created {previous.get('created')})",
-                               progress=progress, only=resumed.todo)
+                               progress=progress, only=resumed.todo, decisions=decisions)
     return RunOutput(out_dir=folder.path, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=None,
                      results=results, mitigations=records, reused=resumed.reused)
 
@@ -235,6 +324,8 @@ def mitigate(
     progress: Progress | None = None,
     use_cache: bool = True,
     use_shipped: bool = True,
+    row_output: bool = True,
+    final: bool = False,
 ) -> RunOutput:
     """Run only the spec's mitigations called ``names`` (each must be in ``spec.mitigations``).
 
@@ -251,25 +342,28 @@ def mitigate(
         raise FairpromptError(f"spec {spec.name!r} lists no mitigation {missing[0]!r}; add it to 'mitigations'")
     spec = spec.model_copy(update={"mitigations": chosen})
     _single_process(spec)
+    _check_final(spec, RowOutput(enabled=row_output, final=final))
     with _hold(spec.output_dir(out_dir)) as folder:
         return _mitigate(spec, folder, names=names, command=command, progress=progress, use_cache=use_cache,
-                         use_shipped=use_shipped)
+                         use_shipped=use_shipped, rows=RowOutput(enabled=row_output, final=final))
 
 
 def _mitigate(spec: Spec, folder: RunFolder, *, names: Sequence[str], command: Sequence[str] | None,
-              progress: Progress | None, use_cache: bool, use_shipped: bool) -> RunOutput:
+              progress: Progress | None, use_cache: bool, use_shipped: bool, rows: RowOutput) -> RunOutput:
     target = folder.path
-    previous = reusable_results(target, spec.model_dump(mode="json")) if use_cache else None
+    previous = reusable_results(target, spec.model_dump(mode="json")) if use_cache and _export_reusable(target, rows) else None
     kept = [r for r in (previous or {}).get("mitigations") or [] if r.get("name") not in names]
     if previous is not None:
         check = verify(target)
         if any(check.is_stale(p) for r in kept for p in output_paths(r.get("outputs"))):
             previous = None  # another repair's files no longer match its record: recompute the whole run
     if previous is None:
-        return _run(spec, folder, command=command, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
+        return _run(spec, folder, command=command, progress=progress, use_cache=use_cache, use_shipped=use_shipped,
+                    rows=rows)
     task, repairs, model, training = _model_task(spec, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
     if not same_model(previous, task, model):
-        return _run(spec, folder, command=command, progress=progress, use_cache=use_cache, use_shipped=use_shipped)
+        return _run(spec, folder, command=command, progress=progress, use_cache=use_cache, use_shipped=use_shipped,
+                    rows=rows)
     results = dict(previous)
     results["spec"] = spec.model_dump(mode="json") | {"mitigations": [
         *[m for m in (previous.get("spec") or {}).get("mitigations") or [] if m.get("name") not in names],
@@ -277,10 +371,11 @@ def _mitigate(spec: Spec, folder: RunFolder, *, names: Sequence[str], command: S
     results["seeds"] = dict(results.get("seeds") or {}) | repair_seeds(repairs)
     results["mitigations"] = [*kept, *[not_run(r) for r in repairs]]
     paths = _paths(target)
-    records = _run_repairs(repairs, RepairContext(task=task, model=model, training=training), spec=spec,
-                           results=results, folder=folder, command=command,
+    context = RepairContext(task=task, model=model, training=training, row_output=rows.enabled, final=rows.final)
+    decisions = _decisions(folder, context, progress=progress, keep_existing=True)
+    records = _run_repairs(repairs, context, spec=spec, results=results, folder=folder, command=command,
                            before=f"reused from {paths[0]} (created {previous.get('created')})", progress=progress,
-                           offset=len(kept))
+                           offset=len(kept), decisions=decisions)
     return RunOutput(out_dir=target, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=None,
                      results=results, mitigations=records)
 

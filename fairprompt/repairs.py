@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from fairprompt.errors import FairpromptError
+from fairprompt.grid_eval import evaluate_grid
 from fairprompt.metrics import Audit
 from fairprompt.metrics.compare import compare_audits
 from fairprompt.metrics.point import auc_or_none
@@ -66,9 +68,11 @@ def test_scores(before_model: Any, *, y_test: np.ndarray, y_pred: np.ndarray, sc
 
 def run_repair(repair: Repair, *, context: RepairContext, results: Mapping[str, Any], target: Path,
                audit: Callable[[AuditInputs], Audit], command: Sequence[str] | None, before: str,
-               progress: Progress | None = None, write_files: bool = True) -> Record:
+               progress: Progress | None = None, write_files: bool = True,
+               decisions: list[pd.DataFrame] | None = None) -> Record:
     """One repair, its after-audit on the test split (never seen by the method's selection), the frozen-model check,
-    its files, and its typed record (the method's ``record_type``)."""
+    its grid on the validation and test rows (:mod:`fairprompt.grid_eval`; the decision rows go into
+    ``decisions`` when given), its files, and its typed record (the method's ``record_type``)."""
     from fairprompt.models.frozen import adapter_sha256
 
     start = time.perf_counter()
@@ -100,11 +104,13 @@ def run_repair(repair: Repair, *, context: RepairContext, results: Mapping[str, 
     outputs = Outputs.model_validate(to_jsonable(run.write(target, write=write_files)))
 
     def before_score() -> np.ndarray:
-        if context.test_scores is not None:
-            return context.test_scores
-        return task.predict(model, test_rows, progress=progress)
+        return context.audited_scores("test", progress=progress)
 
     own = run.record(TestSplit(y_true=y_test, y_pred=y_pred, score=score, before_score=before_score))
+    grid = evaluate_grid(run, context=context, name=repair.name, group=repair.group, chosen_test_score=score,
+                         progress=progress)
+    if decisions is not None:
+        decisions.extend(grid.decisions)
     after_record = AuditRecord.model_validate(to_jsonable(after))
     comparison = compare_audits(before=before_record.audit.to_json(), after=after_record.to_json())
     return repair.method.record_type(
@@ -112,7 +118,8 @@ def run_repair(repair: Repair, *, context: RepairContext, results: Mapping[str, 
         command=list(command) if command is not None else None, before_audit=before,
         task_prompt=TaskPromptRef(source=context.training.get("source"), cache_key=context.training.get("cache_key")),
         after=after_record, after_model=after_model,
-        comparison=[ComparisonRow.model_validate(row) for row in to_jsonable(comparison)], outputs=outputs,
+        comparison=[ComparisonRow.model_validate(row) for row in to_jsonable(comparison)],
+        setting_name=run.setting_name, frontier=grid.frontier, outputs=outputs,
         seconds=time.perf_counter() - start, **own,
     )
 
@@ -120,20 +127,26 @@ def run_repair(repair: Repair, *, context: RepairContext, results: Mapping[str, 
 def run_repairs(repairs: Sequence[Repair], *, context: RepairContext, results: dict[str, Any], target: Path,
                 audit: Callable[[AuditInputs], Audit], write: Callable[[dict[str, Any]], Any],
                 command: Sequence[str] | None, before: str, progress: Progress | None = None, offset: int = 0,
-                only: Sequence[int] | None = None, write_files: bool = True) -> list[dict[str, Any]]:
+                only: Sequence[int] | None = None, write_files: bool = True,
+                export: Callable[[str, list[pd.DataFrame]], None] | None = None) -> list[dict[str, Any]]:
     """Run each repair (those at positions ``only``, else all) into ``results["mitigations"][offset + index]``,
-    calling ``write(results)`` after each.  A failure is recorded (status ``failed`` with its message) and the
-    next repair still runs; the first failure is raised again at the end.  Returns the records of those that ran."""
+    calling ``export(name, decision_rows)`` (when given; no rows for a failed repair) and then ``write(results)``
+    after each.  A failure is recorded (status ``failed`` with its message) and the next repair still runs; the
+    first failure is raised again at the end.  Returns the records of those that ran."""
     records = []
     failure: BaseException | None = None
     for index, repair in enumerate(repairs):
         if only is not None and index not in only:
             continue
         slot = offset + index
+        rows: list[pd.DataFrame] = []
         try:
             record = run_repair(repair, context=context, results=results, target=target, audit=audit, command=command,
-                                before=before, progress=progress, write_files=write_files)
+                                before=before, progress=progress, write_files=write_files,
+                                decisions=rows if export is not None else None)
         except Exception as exc:
+            if export is not None:
+                export(repair.name, [])
             message = str(exc) if isinstance(exc, FairpromptError) else f"{type(exc).__name__}: {exc}"
             results["mitigations"][slot] = FailedRepair(
                 name=repair.name, status="failed", config=to_jsonable(repair.settings), group=repair.group,
@@ -142,6 +155,8 @@ def run_repairs(repairs: Sequence[Repair], *, context: RepairContext, results: d
             failure = failure or exc
             continue
         results["mitigations"][slot] = record.to_json()
+        if export is not None:
+            export(repair.name, rows)
         write(results)
         records.append(results["mitigations"][slot])
     if failure is not None:

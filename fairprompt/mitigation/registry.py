@@ -13,7 +13,7 @@ torch.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,6 +36,20 @@ class RepairContext:
     model: Any
     training: Mapping[str, Any]
     test_scores: np.ndarray | None = None
+    row_output: bool = False  # export every grid point's decisions (predictions.parquet)
+    final: bool = False       # also predict the final split with each chosen point (``--final``)
+    scores: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+
+    def audited_scores(self, split: str, *, progress: Progress | None = None) -> np.ndarray:
+        """The audited model's P(favourable) on the rows of ``split`` (``validation``, ``test``, ``final``), predicted
+        once per run."""
+        if split == "test" and self.test_scores is not None:
+            return self.test_scores
+        if split not in self.scores:
+            positions = getattr(self.task.splits, split)
+            self.scores[split] = self.task.predict(self.model, self.task.split_rows(self.model, positions),
+                                                   progress=progress)
+        return self.scores[split]
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,20 @@ class ComparisonRow(Record):
     change: Real | None = None
 
 
+class FrontierPoint(Record):
+    """One model of a repair's grid on one split: its place on the accuracy-fairness plane (gaps between the groups of
+    the repair's column, as fairlearn defines them)."""
+
+    setting: Real | None = None
+    split: str
+    rows: int | None = None
+    accuracy: Real | None = None
+    demographic_parity_difference: Real | None = None
+    equalized_odds_difference: Real | None = None
+    chosen: bool | None = None
+    same_as_input: bool | None = None
+
+
 class Outputs(Record):
     """Files a repair wrote, relative to the report directory."""
 
@@ -103,6 +117,8 @@ class FairIJRepair(Record):
     after: AuditRecord | None = None
     after_model: AfterModel | None = None
     comparison: list[ComparisonRow] | None = None
+    setting_name: str | None = None
+    frontier: list[FrontierPoint] | None = None
     outputs: Outputs | None = None
     seconds: Real | None = None
 
@@ -123,6 +139,8 @@ class ReprogramRepair(Record):
     after_model: AfterModel | None = None
     comparison: list[ComparisonRow] | None = None
     baselines: list[BaselineRow] | None = None
+    setting_name: str | None = None
+    frontier: list[FrontierPoint] | None = None
     outputs: Outputs | None = None
     seconds: Real | None = None
 

@@ -99,6 +99,17 @@ class DataRecord(Record):
     dropped_missing: dict[str, int] | None = None
 
 
+class DecisionsExport(Record):
+    """``predictions.parquet`` (:mod:`fairprompt.decisions`): every decision of the audited model and of each repair's
+    grid point, and whether the final split was read (only with ``--final``)."""
+
+    file: str
+    rows: int
+    methods: list[str] = Field(default_factory=list)
+    splits: list[str] = Field(default_factory=list)
+    final_read: bool = False
+
+
 class Results(Record):
     """The one record of a run (schema ``fairprompt.results``, version :data:`SCHEMA_VERSION`)."""
 
@@ -117,6 +128,7 @@ class Results(Record):
     seeds: dict[str, int] = Field(default_factory=dict)
     audit: AuditRecord
     mitigations: list[RepairRecord] | None = None
+    decisions: DecisionsExport | None = None
 
     @property
     def repairs(self) -> list[Any]:
