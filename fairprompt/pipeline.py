@@ -92,6 +92,8 @@ def _write(folder: RunFolder, results: dict[str, Any], csv_text: str | None = No
 
     if decisions is not None:
         results["decisions"] = decisions.summary(final_read=final_read)
+    else:
+        results.pop("decisions", None)  # a resumed run without row output: the earlier export is gone
     record = parse_results(results, source="the results of this run")  # checked as a whole, once
     json_text = dumps(record.to_json())
     html_text = render_html(record)

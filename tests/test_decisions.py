@@ -135,7 +135,10 @@ def test_the_export_holds_every_decision_and_reproduces_the_report(run: tuple[Pa
 def test_the_report_plots_each_repairs_whole_frontier(run: tuple[Path, Path]) -> None:
     _, out = run
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert "predictions.parquet" in html
+    plot = html.split('id="fpsum-tradeoff', 1)[1].split("</figure>", 1)[0]
+    assert "each repair&#39;s whole grid on the same test rows" in plot or "each repair's whole grid" in plot
+    assert "Every decision behind this plot is in predictions.parquet" in plot
+    assert "FairIJ" in plot and "every k" in plot and "every λ" in plot, "one frontier per repair, in the legend"
 
 
 def test_no_row_output_writes_no_export(run: tuple[Path, Path], tmp_path: Path) -> None:

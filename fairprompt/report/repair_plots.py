@@ -240,13 +240,16 @@ def coinciding(points: Sequence[Any]) -> list[tuple[Any, Any]]:
 
 
 def accuracy_fairness_figure(*, points: Sequence[Any], x_label: str, y_label: str, ideal: float | None,
-                             prefix: str) -> Markup:
+                             prefix: str, frontiers: Sequence[Any] = ()) -> Markup:
     """One point per method: the headline disparity (x) against accuracy (y) on the test split.
 
     ``points`` are :class:`fairprompt.report.summary_view.TradeoffPoint`: the model as audited is a grey
     diamond, each repaired model a large filled marker (circle, square, triangle) reached by a dashed arrow from
     the diamond, each baseline an open marker; intervals are error bars.  Every point carries its method's name,
-    so the plot reads in black and white; a dotted vertical line marks the ideal (parity)."""
+    so the plot reads in black and white; a dotted vertical line marks the ideal (parity).  ``frontiers``
+    (:class:`fairprompt.report.summary_view.Frontier`) are drawn as thin lines through small open markers, one per
+    grid point, each marked with its setting (k, λ)."""
+    frontier_styles = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"))
     before_style = dict(marker="D", markersize=8, markerfacecolor="#bbbbbb", markeredgecolor="#111111", color="#111111",
                         linestyle="none", zorder=5)
     after_markers = ("o", "s", "^", "P", "X", "h")
@@ -267,6 +270,16 @@ def accuracy_fairness_figure(*, points: Sequence[Any], x_label: str, y_label: st
         n_after = n_base = 0
         handles: list[Any] = []
         labels: list[str] = []
+        for index, frontier in enumerate(frontiers):
+            line, marker = frontier_styles[index % len(frontier_styles)]
+            style = dict(color="#777777", linestyle=line, linewidth=0.9, marker=marker, markersize=3.5,
+                         markerfacecolor="white", markeredgecolor="#555555", zorder=2)
+            ax.plot([q[1] for q in frontier.points], [q[2] for q in frontier.points], **style)
+            for setting, x, y in frontier.points:
+                ax.annotate(f"{setting:g}", (x, y), xytext=(0, -7), textcoords="offset points", fontsize=5.5,
+                            ha="center", va="top", color="#555555")
+            handles.append(Line2D([], [], **style))
+            labels.append(f"{plain(frontier.label)}: every {'λ' if frontier.setting_name == 'lambda' else frontier.setting_name}")
         for p in points:
             if p.kind == "before":
                 style = before_style
@@ -333,7 +346,12 @@ def summary_figures(summary: Any, *, prefix: str = "fpsum-") -> list[Figure]:
                    f"{p.label}: {p.note}" if p.note else p.label for p in baselines) + "). " if baselines else "")
                + (f"Bars: {summary.ci_percent} bootstrap intervals of each audit (not paired). " if any(
                    p.disparity_low is not None for p in summary.points) else "")
-               + ("Up and to the left of the diamond is better on both counts." if h.lower_is_fairer else ""))
+               + ("Up and to the left of the diamond is better on both counts. " if h.lower_is_fairer else "")
+               + ("Thin grey lines: each repair's whole grid on the same test rows, every point marked with its setting "
+                  "(k: training rows down-weighted; λ: the fairness weight); the filled marker is the point the repair "
+                  "chose on the validation split. " if summary.frontiers else "")
+               + (f"Every decision behind this plot is in {summary.decisions_file}." if summary.decisions_file else ""))
     return [Figure("tradeoff", "Accuracy–fairness: every method on the same test rows", caption,
                    accuracy_fairness_figure(points=summary.points, x_label=f"{h.label} by {h.slice} ({direction})",
-                                            y_label=summary.accuracy_label, ideal=h.ideal, prefix=f"{prefix}tradeoff-"))]
+                                            y_label=summary.accuracy_label, ideal=h.ideal, prefix=f"{prefix}tradeoff-",
+                                            frontiers=summary.frontiers))]

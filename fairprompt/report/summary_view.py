@@ -150,6 +150,29 @@ class TradeoffPoint:
 
 
 @dataclass(frozen=True)
+class Frontier:
+    """A repair's whole grid on the test rows (``setting``, headline disparity, accuracy), in grid order."""
+
+    label: str
+    setting_name: str
+    points: tuple[tuple[float, float, float], ...]
+
+
+FRONTIER_METRICS: dict[str, str] = {"demographic_parity_difference": "demographic_parity_difference",
+                                    "equalized_odds_difference": "equalized_odds_difference"}
+"""The headline disparities a repair's frontier records (between the groups of its column)."""
+
+
+def _frontier(m: FairIJRepair | ReprogramRepair, *, label: str, metric: str) -> Frontier | None:
+    points = []
+    for p in m.frontier or []:
+        value = getattr(p, FRONTIER_METRICS[metric])
+        if p.split == "test" and p.setting is not None and value is not None and p.accuracy is not None:
+            points.append((float(p.setting), float(value), float(p.accuracy)))
+    return Frontier(label, m.setting_name or "setting", tuple(points)) if len(points) >= 2 else None
+
+
+@dataclass(frozen=True)
 class SummaryView:
     """Everything the first screen shows."""
 
@@ -176,6 +199,10 @@ class SummaryView:
     """Why the model as audited is degenerate; empty when it is not."""
     model_notes: tuple[str, ...] = ()
     """The Model section's notes (constant predictor after training, accuracy below the yardstick)."""
+    frontiers: tuple[Frontier, ...] = ()
+    """Each repair's whole grid on the test rows (when it repairs the headline's column)."""
+    decisions_file: str | None = None
+    """predictions.parquet, when the run exported its decisions."""
 
     @property
     def split_short(self) -> str | None:
@@ -323,6 +350,7 @@ def build_summary(results: Results, *, slices: Sequence[SliceView], repairs: Seq
         accuracy_budget=None, rule=_rule_check(s_before, threshold=threshold, share=share, degenerate=degenerate),
         review_slices=_review_slices(audit, threshold=threshold, share=share))]
     points: list[TradeoffPoint] = []
+    frontiers: list[Frontier] = []
     if headline and est_before is not None and est_before.value is not None and acc_before is not None:
         low, high = _accuracy_ci(acc_before, overall_before)
         points.append(TradeoffPoint("before (as audited)", "before", est_before.value, acc_before,
@@ -384,6 +412,10 @@ def build_summary(results: Results, *, slices: Sequence[SliceView], repairs: Seq
             low, high = _accuracy_ci(acc_after, overall_after)
             points.append(TradeoffPoint(f"after {method}", "after", est_after.value, acc_after, est_after.low,
                                         est_after.high, low, high))
+        if headline and headline.metric in FRONTIER_METRICS and mv.group == headline.slice and acc_after is not None:
+            found = _frontier(m, label=method, metric=headline.metric)
+            if found is not None:
+                frontiers.append(found)
         if headline and headline.metric in BASELINE_METRICS and mv.group == headline.slice and isinstance(m, ReprogramRepair):
             points.extend(_baseline_points(m, headline.metric, own=mv.name, known=points))
 
@@ -394,6 +426,7 @@ def build_summary(results: Results, *, slices: Sequence[SliceView], repairs: Seq
         statements=tuple(_statements(headline, table, ci_percent, accuracy_label, degenerate=degenerate)),
         points=tuple(points), accuracy_label=accuracy_label, threshold=threshold, ci_percent=ci_percent,
         n_slices=len(slices), has_mitigations=bool(entries), degenerate=degenerate, model_notes=tuple(model_notes),
+        frontiers=tuple(frontiers), decisions_file=results.decisions.file if results.decisions is not None else None,
     )
 
 
