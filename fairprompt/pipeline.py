@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairprompt.decisions import AUDITED, PREDICTIONS_FILE, DecisionTable, read_decisions
+from fairprompt.decisions import AUDITED, PREDICTIONS_FILE, DecisionTable, decision_rows, read_decisions
 from fairprompt.errors import FairpromptError
 from fairprompt.grid_eval import audited_decisions
 from fairprompt.metrics import Audit, audit
@@ -218,6 +218,20 @@ class RowOutput:
     final: bool = False
 
 
+def _model_decisions(folder: RunFolder, prepared: AuditInputs, rows: RowOutput) -> DecisionTable | None:
+    """The export of a model fairprompt trained without a repair grid (``logistic_regression``): its test rows; none
+    for a predictions file (its input already is the decisions) or without row output."""
+    if folder.writer:
+        (folder.path / PREDICTIONS_FILE).unlink(missing_ok=True)
+    if not rows.enabled or prepared.row_ids is None or prepared.y_score is None or prepared.threshold is None:
+        return None
+    table = DecisionTable()
+    table.replace(AUDITED, [decision_rows(method=AUDITED, setting=None, chosen=True, split="test", row_ids=prepared.row_ids,
+                                          labels=prepared.y_true, sensitive=prepared.sensitive, scores=prepared.y_score,
+                                          threshold=prepared.threshold)])
+    return table
+
+
 def _export_reusable(target: Path, rows: RowOutput) -> bool:
     """Can an earlier run in ``target`` be resumed with this row output?  Not with ``--final`` (every model predicts
     the final split afresh), and not when decisions are asked for but the folder's export is missing or lacks a
@@ -276,6 +290,7 @@ def _run(spec: Spec, folder: RunFolder, *, command: Sequence[str] | None, progre
         assert not isinstance(simple, TextTask | ImageTask)
         prepared = simple.audit_inputs(progress=progress)
         seeds = simple.seeds
+        decisions = _model_decisions(folder, prepared, rows)
     result = _auditor(spec.audit, progress)(prepared)
     results = build_results(
         name=spec.name, title=spec.title or spec.name, audit=result.to_dict(),

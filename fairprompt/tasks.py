@@ -53,6 +53,8 @@ class AuditInputs:
     data: dict[str, Any]
     inputs: list[dict[str, Any]]
     model: dict[str, Any] | None = None
+    row_ids: np.ndarray | None = None  # the audited rows' positions in the data set, when a model predicted them
+    threshold: float | None = None     # the model's decision threshold on ``y_score``
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str | None], *, source: str, role: str) -> None:
@@ -158,7 +160,7 @@ class BaselineTask:
             sensitive=predicted.frame[self.sensitive],
             data=_data_block(ds, self.sensitive, threshold=self.threshold,
                              split=f"held-out test split ({self.test_size:.0%})"),
-            inputs=_data_input(ds), model=predicted.description,
+            inputs=_data_input(ds), model=predicted.description, row_ids=predicted.rows, threshold=self.threshold,
         )
 
 

@@ -198,3 +198,17 @@ def test_a_predictions_audit_copies_nothing_and_refuses_final(tmp_path: Path) ->
                            "--out", str(tmp_path / "f"), "--final")
     assert_user_error(code, err, "--final")
     assert not (tmp_path / "f").exists()
+
+
+def test_a_logistic_regression_run_exports_its_test_decisions(tmp_path: Path) -> None:
+    out = tmp_path / "baseline"
+    code, _, err = run_cli("--quiet", "audit", "audits/adult_baseline.yaml", "--out", str(out), "--n-boot", "0")
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    frame = read_decisions(out / PREDICTIONS_FILE)
+    assert set(frame["method"]) == {"audited"} and set(frame["split"]) == {"test"}
+    assert len(frame) == results["audit"]["n_rows"] == results["model"]["test_rows"]
+    assert frame["row_id"].is_unique
+    _, dp, eo = _plane(frame)
+    assert dp == pytest.approx(_headline(results["audit"], "demographic_parity_difference"), abs=1e-12)
+    assert eo == pytest.approx(_headline(results["audit"], "equalized_odds_difference"), abs=1e-12)

@@ -33,6 +33,7 @@ class BaselinePredictions:
     y_score: np.ndarray  # P(favourable)
     features: tuple[str, ...]
     description: dict[str, object] = field(default_factory=dict)
+    rows: np.ndarray | None = None  # the held-out rows' positions in the data set
 
 
 def design(frame: pd.DataFrame, features: Sequence[str]) -> ColumnTransformer:
@@ -82,6 +83,7 @@ def train_and_predict(
         y_pred=(score >= threshold).astype(np.int8),
         y_score=score,
         features=tuple(features),
+        rows=test,
         description={
             "kind": "logistic_regression",
             "library": "scikit-learn",
