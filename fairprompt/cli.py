@@ -304,6 +304,10 @@ def _say_outputs(ctx: click.Context, output: Any) -> None:
     _say(ctx, f"report: {output.report_path}")
     _say(ctx, f"compliance: {output.out_dir / 'compliance.html'}")
     _say(ctx, f"results: {output.results_path}")
+    decisions = output.results.get("decisions")
+    if decisions:
+        final = ", final split included (--final)" if decisions.get("final_read") else ""
+        _say(ctx, f"decisions: {output.out_dir / decisions['file']} ({decisions['rows']:,} rows{final})")
     if output.reused:
         _say(ctx, f"reused from the last run (same spec, data, model and version; --fresh recomputes): "
                   f"{', '.join(output.reused)}")
