@@ -9,10 +9,11 @@ friendly or (training family only) a neutral completion.
 ['text', 'toxic', 'split', 'identity', 'identity_category', 'template', 'cue', 'flipped']
 
 Columns: ``text``; ``toxic`` (1 toxic, 0 not; after label noise); ``split``
-(``train``, ``validation``, ``test``); ``identity`` (term or ``"none"``);
+(``train``, ``validation``, ``test``; ``final`` with ``n_final_per_cell``);
+``identity`` (term or ``"none"``);
 ``identity_category`` (``gender``, ``religion``, ``race``, ``orientation``,
-``none``); ``template`` (id, ``trNN`` train family, ``teNN`` test family);
-``cue`` (what the completion expresses: ``friendly``, ``toxic`` or
+``none``); ``template`` (id, ``trNN`` train family, ``teNN`` test family,
+``fiNN`` final family); ``cue`` (what the completion expresses: ``friendly``, ``toxic`` or
 ``neutral``); ``flipped`` (1 where label noise flipped ``toxic``).  ``cue`` and
 ``flipped`` are ground truth for analysis (e.g. which training rows are
 harmful), never model inputs.
@@ -64,6 +65,16 @@ Test is balanced and clean: every (group, label) cell holds exactly
 ``n_test_per_cell`` rows (default 64: 17 x 2 x 64 = 2,176), completions are
 toxic or friendly only, labels are never flipped, and only test-family
 templates and fillers are used.
+
+Final (held out for the final judgement; ``n_final_per_cell`` > 0 only)
+-----------------------------------------------------------------------
+Drawn like test (balanced per (group, label), clean, toxic or friendly
+completions only), after test, so it changes no other row, from a third
+family: 10 ``final`` templates with their own places, adjectives, nouns and verb
+phrases, sharing no content word with train, validation or test.  Each cell's
+comments are drawn without replacement from every comment the family can make
+for that identity, so no comment repeats and none is a train, validation or
+test comment; :func:`final_capacity` (1,060) bounds ``n_final_per_cell``.
 
 Label convention and reading the audit
 --------------------------------------
