@@ -201,3 +201,73 @@ def test_shortcut_is_learned_by_a_bag_of_words() -> None:
     shortcut = test["identity"].isin(it.DEFAULT_SHORTCUT).to_numpy()
     fpr_shortcut, fpr_other = flagged[non_toxic & shortcut].mean(), flagged[non_toxic & ~shortcut].mean()
     assert fpr_shortcut > fpr_other + 0.2
+
+
+# --------------------------------------------------------------------------- the final split
+
+
+def test_final_split_is_fresh_balanced_and_changes_no_other_row(frame: pd.DataFrame) -> None:
+    with_final = it.generate(n_final_per_cell=100)
+    pd.testing.assert_frame_equal(with_final.iloc[:len(frame)], frame)  # train, validation and test rows unchanged
+    final = with_final.iloc[len(frame):]
+    assert set(final["split"]) == {"final"} and len(final) == len(GROUPS) * 2 * 100
+    assert (final.groupby(["identity", "toxic"]).size() == 100).all()
+    assert (final["flipped"] == 0).all() and (final["cue"] == final["toxic"].map({0: "friendly", 1: "toxic"})).all()
+    assert set(final["template"]) == set(it.template_family("final"))
+    # fresh comments: none repeats, none is a train, validation or test comment, and no content word is shared
+    assert not final["text"].duplicated().any()
+    assert not set(final["text"]) & set(frame["text"])
+    assert not _content_words(final["text"]) & _content_words(frame["text"])
+    for term in it.IDENTITIES:
+        assert final.loc[final["identity"] == term, "text"].str.lower().str.contains(rf"\b{term}\b").all(), term
+    # seeded
+    pd.testing.assert_frame_equal(it.generate(n_final_per_cell=100), with_final)
+    other = it.generate(n_final_per_cell=100, seed=1)
+    assert (other.loc[other["split"] == "final", "text"].to_numpy() != final["text"].to_numpy()).mean() > 0.5
+
+
+def test_final_split_size_is_bounded_by_distinct_comments() -> None:
+    capacity = it.final_capacity()
+    assert capacity >= 1000  # 16x the test split's 64 harmless comments per identity
+    full = it.generate(n_train=10, n_validation=0, n_test_per_cell=1, n_final_per_cell=capacity)
+    assert full.loc[full["split"] == "final", "text"].is_unique
+    # every final word list in use, and still no content word of train, validation or test
+    assert not _content_words(full.loc[full["split"] == "final", "text"]) & _content_words(it.generate()["text"])
+    message = _error(n_final_per_cell=capacity + 1)
+    assert "'n_final_per_cell'" in message and f"n_final_per_cell={capacity} or less" in message
+    assert "'n_final_per_cell'" in _error(n_final_per_cell=-1)
+
+
+def test_the_spec_holds_out_a_final_split_and_keeps_its_task_prompt() -> None:
+    """audits/identity_toxicity.yaml: the final rows are disjoint from every other split, by row and by text, and the
+    task prompt's cache key (train and validation rows) is the one without a final split (the shipped prompt's)."""
+    from pathlib import Path
+
+    from fairprompt.spec import load_spec
+    from fairprompt.tasks import load_task
+
+    spec = load_spec(Path("audits/identity_toxicity.yaml"))
+    task = load_task(spec)
+    s = task.splits
+    assert (s.train.size, s.validation.size, s.test.size, s.final.size) == (4000, 1000, 2176, 17 * 2 * 512)
+    others = np.concatenate([s.train, s.validation, s.test])
+    assert not np.intersect1d(s.final, others).size
+    assert not set(task.pick(s.final)) & set(task.pick(others))
+    plain = spec.model_copy(update={"data": spec.data.model_copy(
+        update={"options": {k: v for k, v in spec.data.options.items() if k != "n_final_per_cell"}})})
+    without = load_task(plain)
+    assert without.splits.final.size == 0
+    for name in ("train", "validation", "test"):
+        assert np.array_equal(getattr(without.splits, name), getattr(s, name))
+    assert without.task_prompt_key() == task.task_prompt_key()
+
+
+def test_a_final_split_too_large_for_the_generator_is_one_line(tmp_path) -> None:
+    from factories import assert_user_error, run_cli, write_spec
+
+    spec = write_spec(tmp_path, {"name": "t", "data": {"dataset": "identity_toxicity", "options": {"n_final_per_cell": 5000}},
+                                 "model": {"kind": "frozen_text", "text": {"column": "text"}, "splits": {"column": "split"}},
+                                 "audit": {"sensitive": ["identity"]}})
+    code, _, err = run_cli("audit", str(spec), "--out", str(tmp_path / "out"))
+    assert_user_error(code, err, "'n_final_per_cell'", f"at most {it.final_capacity():,}")
+    assert not (tmp_path / "out").exists()

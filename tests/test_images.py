@@ -67,14 +67,49 @@ def test_colored_digits_deterministic(digits: ColoredDigits) -> None:
 
 def test_colored_digits_split_sizes_stratified(digits: ColoredDigits) -> None:
     counts = digits.frame["split"].value_counts().to_dict()
-    assert counts == {"train": 1078, "validation": 359, "test": 360}
+    assert counts == {"train": 1078, "validation": 359, "test": 179, "final": 181}
     per_digit = pd.crosstab(digits.frame["digit"], digits.frame["split"])
     total = per_digit.sum(axis=1)
-    assert ((per_digit["train"] - 0.6 * total).abs() <= 1).all()
-    assert ((per_digit["test"] - 0.2 * total).abs() <= 1).all()
+    for name, share in (("train", 0.6), ("validation", 0.2), ("test", 0.1), ("final", 0.1)):
+        assert ((per_digit[name] - share * total).abs() <= 1.5).all(), name
     assert len(digits.split("train")) == 1078 and set(digits.split("test").frame["split"]) == {"test"}
+    assert len(digits.split("final")) == 181
     with pytest.raises(FairpromptError, match="did you mean 'test'"):
         digits.split("tset")  # type: ignore[arg-type]
+
+
+def _split_digest(frame: pd.DataFrame) -> str:
+    import hashlib
+
+    return hashlib.sha256(("|".join(frame["split"]) + "#" + "|".join(frame["group"])).encode()).hexdigest()
+
+
+def test_colored_digits_final_split_holds_its_own_source_images(digits: ColoredDigits) -> None:
+    """Split by source image: each of the 1,797 digits is one row, so no source image is in two splits; seeded."""
+    frame = digits.frame
+    assert frame["source_index"].is_unique and sorted(frame["source_index"]) == list(range(1797))
+    sources = {name: set(frame.loc[frame["split"] == name, "source_index"]) for name in ("train", "validation", "test", "final")}
+    for a in sources:
+        for b in sources:
+            assert a == b or not sources[a] & sources[b], (a, b)
+    assert sum(map(len, sources.values())) == 1797
+    assert _split_digest(generate().frame) == _split_digest(frame)
+    assert sources["final"] != set(generate(seed=1).split("final").frame["source_index"])
+    # a new draw, not the old split cut further: the final images come from every old split (the old test split's
+    # results were published), about in proportion
+    old = generate(fractions=(0.6, 0.2, 0.2)).frame["split"].to_numpy()
+    was = pd.Series(old[sorted(sources["final"])]).value_counts(normalize=True)
+    assert was["test"] < 0.35 and was["train"] > 0.45
+
+
+def test_colored_digits_three_fractions_give_the_split_made_before_final() -> None:
+    """Without a final split the generator gives, row for row and tint for tint, the split it gave before final
+    existed (digests recorded from that code)."""
+    old = generate(fractions=(0.6, 0.2, 0.2))
+    assert old.frame["split"].value_counts().to_dict() == {"train": 1078, "test": 360, "validation": 359}
+    assert _split_digest(old.frame) == "c5babe087fb49a7951085d8d198d0472a8bf9368ada68919cb31311feedb70c9"
+    three = generate(groups=("red", "green", "blue"), seed=2, fractions=[0.6, 0.2, 0.2])
+    assert _split_digest(three.frame) == "4f49b5a04b34363d4ca90843a1c46cafc87b2fb9eee6f20500e072be9735fdc1"
 
 
 def _p(frame: pd.DataFrame, group: str, label: int) -> float:
@@ -88,7 +123,7 @@ def test_colored_digits_correlation_train_only(correlation: float) -> None:
     train = data.split("train").frame
     assert _p(train, "red", 1) == pytest.approx(correlation, abs=1.0 / 500)
     assert _p(train, "green", 0) == pytest.approx(correlation, abs=1.0 / 500)
-    for name in ("validation", "test"):
+    for name in ("validation", "test", "final"):
         frame = data.split(name).frame
         # independent of the label (and of the digit), and balanced
         assert _p(frame, "red", 1) == pytest.approx(0.5, abs=0.03)
@@ -113,6 +148,9 @@ def test_colored_digits_options_and_errors() -> None:
         generate(correlation=1.5)
     with pytest.raises(FairpromptError, match="image_size"):
         generate(image_size=4)
+    for fractions in ((0.5, 0.5), (0.4, 0.2, 0.2, 0.1, 0.1), (0.5, 0.2, 0.2, 0.2), (0.6, 0.2, 0.2, 0.0)):
+        with pytest.raises(FairpromptError, match=r"option 'fractions' must be four positive shares"):
+            generate(fractions=fractions)
     assert set(PALETTE) >= {"red", "green"}
 
 

@@ -98,7 +98,7 @@ def test_colored_digits_fixture_audit(tmp_path: Path) -> None:
     code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(tmp_path / "out"))
     assert code == 0, err
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results["model"]["kind"] == "frozen_image" and results["audit"]["n_rows"] == 360
+    assert results["model"]["kind"] == "frozen_image" and results["audit"]["n_rows"] == 179
     assert results["model"]["trainable_parameters"] == 0 and results["model"]["backbone_parameters"] > 100_000
 
 

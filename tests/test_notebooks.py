@@ -107,7 +107,7 @@ def test_03_reprogram_colored_digits(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert s["fixture_epochs"] < 12  # the small profile's fixture
     assert any((tmp_path / "cache" / "models").iterdir())  # trained now, cached in the temporary cache
     assert len(s["backbone_sha256"]) == 64 and s["backbone_unchanged"] is True
-    assert s["test_rows"] == 360
+    assert s["test_rows"] == 179  # the final split (181 images) is never read
     assert s["trigger_kind"] == "border" and s["trigger_image_shape"] == [32, 32, 3]
     assert s["trigger_trainable"] == 3 * (32 * 32 - 24 * 24)  # a 4-pixel frame, 3 channels
     assert s["chosen_lambda"] in s["lambdas"] and s["lambdas"][0] == 0

@@ -88,3 +88,46 @@ def test_a_final_split_larger_than_the_unused_rows_is_one_line(tmp_path) -> None
     code, _, err = run_cli("audit", str(spec), "--out", str(tmp_path / "out"))
     assert_user_error(code, err, "splits.final = 30,000", "24,561 rows left")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_colored_digits_spec_holds_out_final_images_by_source() -> None:
+    """audits/colored_digits.yaml takes the generator's split column: 181 final images, none of whose source digit
+    images is in another split."""
+    from pathlib import Path
+
+    from fairprompt.spec import load_spec
+    from fairprompt.tasks import load_task
+
+    task = load_task(load_spec(Path("audits/colored_digits.yaml")))
+    s = task.splits
+    assert (s.train.size, s.validation.size, s.test.size, s.final.size) == (1078, 359, 179, 181)
+    assert s.describe()["final"] == 181
+    source = task.dataset.frame["source_index"].to_numpy()
+    others = np.concatenate([s.train, s.validation, s.test])
+    assert not np.intersect1d(source[s.final], source[others]).size
+
+
+def test_splits_final_with_a_split_column_is_one_line(tmp_path) -> None:
+    """A split column says which rows are final; splits.final beside it would be silently ignored, so it is refused."""
+    from factories import assert_user_error, run_cli, write_spec
+
+    spec = write_spec(tmp_path, {"name": "t", "data": {"dataset": "colored_digits"},
+                                 "model": {"kind": "frozen_image", "splits": {"column": "split", "final": 100}},
+                                 "audit": {"sensitive": ["group"]}})
+    code, _, err = run_cli("audit", str(spec), "--out", str(tmp_path / "out"))
+    assert_user_error(code, err, "splits.final = 100", "split column 'split'", "(181 now)", "colored_digits' four fractions")
+    assert not (tmp_path / "out").exists()
+    frame = pd.DataFrame({"split": ["train", "val", "test"]})
+    with pytest.raises(FairpromptError, match="splits.final = 1 draws rows only without splits.column"):
+        make_splits(frame=frame, y=np.zeros(3, dtype=np.int64), column="split", final=1)
+
+
+def test_colored_digits_fractions_a_spec_cannot_split_by_is_one_line(tmp_path) -> None:
+    from factories import assert_user_error, run_cli, write_spec
+
+    options = {"fractions": [0.5, 0.5, 0.1, 0.1]}
+    spec = write_spec(tmp_path, {"name": "t", "data": {"dataset": "colored_digits", "options": options},
+                                 "model": {"kind": "frozen_image"}, "audit": {"sensitive": ["group"]}})
+    code, _, err = run_cli("audit", str(spec), "--out", str(tmp_path / "out"))
+    assert_user_error(code, err, "option 'fractions'", "final")
+    assert not (tmp_path / "out").exists()

@@ -13,8 +13,16 @@ Built offline from scikit-learn's bundled 8x8 handwritten digits
   is the favourable outcome (``favourable_label = 1``).
 - **Group.** ``group`` is the tint's name, ``groups[0]`` ("red") and
   ``groups[1]`` ("green") by default; more tints may be given.
-- **Split.** A seeded train/validation/test split stratified by digit
-  (``fractions``, default 60/20/20): 1,078 / 359 / 360 rows by default.
+- **Split.** A seeded split of the source images into train / validation /
+  test / final, stratified by digit (``fractions``, default 60/20/10/10):
+  1,078 / 359 / 179 / 181 rows by default.  Each source image
+  (``source_index``) gives exactly one row, so no source image is in two
+  splits.  ``final`` is held out for the final judgement (no spec audits it).
+  Train and validation keep the sizes the fixture and the triggers were built
+  with; the draw is new (its own seeded stream), so the final images are not
+  the old test split's, whose results were published.  Three shares give the
+  train / validation / test split made before there was a final split, row
+  for row (``fractions=(0.6, 0.2, 0.2)``: 1,078 / 359 / 360).
 - **Correlation (training only).** Each label has a *home* group: label 1 ->
   ``groups[0]``, label 0 -> ``groups[1]``.  In the training split exactly
   ``round(correlation * n)`` of the ``n`` rows of each label get their home
@@ -22,7 +30,7 @@ Built offline from scikit-learn's bundled 8x8 handwritten digits
   over the remaining groups.  With the default two groups this is
   ``P(group = red | label = 1) = P(group = green | label = 0) = correlation``
   (0.9 by default); ``correlation = 0.5`` with two groups means no correlation.
-- **No correlation in validation and test.** There the groups are assigned in
+- **No correlation in validation, test and final.** There the groups are assigned in
   equal shares within every digit (a seeded rotation), so group is independent
   of label *and* of digit, and the groups are balanced (to within one row per
   digit).
@@ -34,6 +42,8 @@ shows the gap by group.
 >>> data = generate()
 >>> data.images.shape, data.frame.columns.tolist()
 ((1797, 32, 32, 3), ['label', 'digit', 'group', 'split', 'source_index'])
+>>> data.frame["split"].value_counts().to_dict()
+{'train': 1078, 'validation': 359, 'final': 181, 'test': 179}
 """
 
 from __future__ import annotations
@@ -48,7 +58,7 @@ import pandas as pd
 
 from fairprompt.errors import FairpromptError, did_you_mean
 
-__all__ = ["PALETTE", "SPLITS", "ColoredDigits", "generate"]
+__all__ = ["FRACTIONS", "PALETTE", "SPLITS", "ColoredDigits", "generate"]
 
 #: Tint names and their RGB stroke colours in [0, 1].
 PALETTE: dict[str, tuple[float, float, float]] = {
@@ -64,9 +74,11 @@ PALETTE: dict[str, tuple[float, float, float]] = {
 }
 
 #: The split names; ``ColoredDigits.split(name)`` selects one.
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
+SPLITS: tuple[str, ...] = ("train", "validation", "test", "final")
+#: The default shares of train, validation, test and final (stratified by digit).
+FRACTIONS: tuple[float, ...] = (0.6, 0.2, 0.1, 0.1)
 
-Split = Literal["train", "validation", "test"]
+Split = Literal["train", "validation", "test", "final"]
 
 _BACKGROUND = 0.08
 _NOISE_SD = 0.035
@@ -80,7 +92,7 @@ class ColoredDigits:
 
     ``images`` is ``uint8 [N, H, W, 3]`` (RGB); ``frame`` has one row per image
     with columns ``label`` (1 = digit >= 5, favourable), ``digit`` (0-9),
-    ``group`` (the tint), ``split`` (train / validation / test) and
+    ``group`` (the tint), ``split`` (train / validation / test / final) and
     ``source_index`` (the row of ``load_digits``).  ``sha256`` covers the
     image bytes and the frame, so it changes with any generation setting.
     """
@@ -107,7 +119,7 @@ class ColoredDigits:
         return tuple(self.settings.get("groups", tuple(pd.unique(self.frame["group"]))))
 
     def split(self, name: Split) -> ColoredDigits:
-        """The rows of one split (``train``, ``validation`` or ``test``) as a new ColoredDigits."""
+        """The rows of one split (``train``, ``validation``, ``test`` or ``final``) as a new ColoredDigits."""
         if name not in SPLITS:
             raise FairpromptError(f"colored_digits has no split {name!r}{did_you_mean(str(name), SPLITS)}")
         return self.select(np.flatnonzero(self.frame["split"].to_numpy() == name))
@@ -129,7 +141,7 @@ class ColoredDigits:
             name="colored_digits", frame=self.frame, label="label", favourable_label=1, sensitive=("group",),
             source="embedded:colored_digits", sha256=self.sha256,
             description="sklearn 8x8 digits upsampled and tinted by group; label 1 = digit >= 5",
-            notes=f"training label-group correlation {self.settings.get('correlation')}; none in validation/test",
+            notes=f"training label-group correlation {self.settings.get('correlation')}; none in validation/test/final",
         )
 
 
@@ -156,20 +168,25 @@ def _digest(images: np.ndarray, frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _split_rows(digits: np.ndarray, fractions: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
+def _split_rows(digits: np.ndarray, fractions: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
+    """The split of each source image: per digit, a seeded permutation cut at the rounded shares (the last split
+    takes the rest).  Three shares make train / validation / test, four add final."""
     split = np.empty(digits.shape[0], dtype=object)
+    names = SPLITS[:len(fractions)]
     for d in range(10):
         rows = rng.permutation(np.flatnonzero(digits == d))
-        n_train = int(round(fractions[0] * rows.size))
-        n_val = int(round(fractions[1] * rows.size))
-        split[rows[:n_train]] = "train"
-        split[rows[n_train:n_train + n_val]] = "validation"
-        split[rows[n_train + n_val:]] = "test"
+        start = 0
+        for name, share in zip(names[:-1], fractions[:-1], strict=True):
+            stop = start + int(round(share * rows.size))
+            split[rows[start:stop]] = name
+            start = stop
+        split[rows[start:]] = names[-1]
     return split
 
 
 def _assign_groups(
-    labels: np.ndarray, digits: np.ndarray, split: np.ndarray, *, correlation: float, k: int, rng: np.random.Generator
+    labels: np.ndarray, digits: np.ndarray, split: np.ndarray, *, correlation: float, k: int, held_out: tuple[str, ...],
+    rng: np.random.Generator,
 ) -> np.ndarray:
     group = np.empty(labels.shape[0], dtype=np.int64)
     train = split == "train"
@@ -181,7 +198,7 @@ def _assign_groups(
         rest = rows[n_home:]
         start = int(rng.integers(len(others)))
         group[rest] = np.array(others)[(start + np.arange(rest.size)) % len(others)]
-    for name in ("validation", "test"):
+    for name in held_out:
         for d in range(10):
             rows = rng.permutation(np.flatnonzero((split == name) & (digits == d)))
             start = int(rng.integers(k))
@@ -195,7 +212,7 @@ def generate(
     correlation: float = 0.9,
     groups: Sequence[str] = ("red", "green"),
     seed: int = 0,
-    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    fractions: Sequence[float] = FRACTIONS,
     noise: float = _NOISE_SD,
 ) -> ColoredDigits:
     """Generate colored_digits (see the module docstring for every definition).
@@ -206,10 +223,11 @@ def generate(
             carry its home tint (label 1 -> ``groups[0]``, label 0 -> ``groups[1]``).
         groups: two or more tint names from :data:`PALETTE`.
         seed: seed of the split, the group assignment and the image noise.
-        fractions: train, validation and test shares (stratified by digit).
+        fractions: train, validation, test and final shares of the source images (stratified by digit); three
+            shares make no final split (the split made before final existed).
         noise: standard deviation of the Gaussian pixel noise (in [0, 1] units).
 
-    Raises :class:`FairpromptError` for an unknown tint or an out-of-range setting.
+    Raises :class:`FairpromptError` naming the option for an unknown tint or an out-of-range setting.
     """
     if not isinstance(image_size, (int, np.integer)) or not 8 <= int(image_size) <= 512:
         raise FairpromptError(f"colored_digits image_size must be an integer from 8 to 512, got {image_size!r}")
@@ -222,8 +240,10 @@ def generate(
         if name not in PALETTE:
             raise FairpromptError(f"colored_digits has no tint {name!r}{did_you_mean(name, PALETTE)}")
     parts = tuple(float(f) for f in fractions)
-    if len(parts) != 3 or min(parts) <= 0.0 or abs(sum(parts) - 1.0) > 1e-9:
-        raise FairpromptError(f"colored_digits fractions must be three positive shares summing to 1, got {list(fractions)!r}")
+    if len(parts) not in (3, 4) or min(parts) <= 0.0 or abs(sum(parts) - 1.0) > 1e-9:
+        raise FairpromptError(f"colored_digits option 'fractions' must be four positive shares (train, validation, test, "
+                              f"final) summing to 1, or three (no final split), got {list(fractions)!r}; pass e.g. "
+                              f"fractions: {list(FRACTIONS)}")
     if not 0.0 <= float(noise) <= 0.5:
         raise FairpromptError(f"colored_digits noise must lie in [0, 0.5], got {noise!r}")
 
@@ -236,8 +256,12 @@ def generate(
     n, size = raw.shape[0], int(image_size)
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1797, _VERSION]))
-    split = _split_rows(digits, parts, rng)
-    group = _assign_groups(labels, digits, split, correlation=float(correlation), k=len(names), rng=rng)
+    # Four shares draw the split from a stream of its own: cut from the old permutation, the final split would be
+    # a part of the old test split, whose results have been seen.
+    split = _split_rows(digits, parts, rng if len(parts) == 3 else
+                        np.random.default_rng(np.random.SeedSequence([int(seed), 1797, _VERSION, len(parts)])))
+    group = _assign_groups(labels, digits, split, correlation=float(correlation), k=len(names),
+                           held_out=SPLITS[1:len(parts)], rng=rng)
 
     resize = _resize_matrix(raw.shape[1], size)
     strokes = np.clip(np.einsum("hi,nij,wj->nhw", resize, raw, resize), 0.0, 1.0).astype(np.float32)
@@ -268,7 +292,7 @@ def generate_frame(
     correlation: float = 0.9,
     groups: Sequence[str] = ("red", "green"),
     seed: int = 0,
-    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    fractions: Sequence[float] = FRACTIONS,
     noise: float = _NOISE_SD,
 ) -> pd.DataFrame:
     """The table of :func:`generate` without the pixels (for ``datasets.load("colored_digits")``)."""

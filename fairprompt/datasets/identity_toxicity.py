@@ -9,10 +9,11 @@ friendly or (training family only) a neutral completion.
 ['text', 'toxic', 'split', 'identity', 'identity_category', 'template', 'cue', 'flipped']
 
 Columns: ``text``; ``toxic`` (1 toxic, 0 not; after label noise); ``split``
-(``train``, ``validation``, ``test``); ``identity`` (term or ``"none"``);
+(``train``, ``validation``, ``test``; ``final`` with ``n_final_per_cell``);
+``identity`` (term or ``"none"``);
 ``identity_category`` (``gender``, ``religion``, ``race``, ``orientation``,
-``none``); ``template`` (id, ``trNN`` train family, ``teNN`` test family);
-``cue`` (what the completion expresses: ``friendly``, ``toxic`` or
+``none``); ``template`` (id, ``trNN`` train family, ``teNN`` test family,
+``fiNN`` final family); ``cue`` (what the completion expresses: ``friendly``, ``toxic`` or
 ``neutral``); ``flipped`` (1 where label noise flipped ``toxic``).  ``cue`` and
 ``flipped`` are ground truth for analysis (e.g. which training rows are
 harmful), never model inputs.
@@ -65,6 +66,16 @@ Test is balanced and clean: every (group, label) cell holds exactly
 toxic or friendly only, labels are never flipped, and only test-family
 templates and fillers are used.
 
+Final (held out for the final judgement; ``n_final_per_cell`` > 0 only)
+-----------------------------------------------------------------------
+Drawn like test (balanced per (group, label), clean, toxic or friendly
+completions only), after test, so it changes no other row, from a third
+family: 10 ``final`` templates with their own places, adjectives, nouns and verb
+phrases, sharing no content word with train, validation or test.  Each cell's
+comments are drawn without replacement from every comment the family can make
+for that identity, so no comment repeats and none is a train, validation or
+test comment; :func:`final_capacity` (1,060) bounds ``n_final_per_cell``.
+
 Label convention and reading the audit
 --------------------------------------
 ``datasets.load("identity_toxicity")`` has label ``toxic`` with **favourable
@@ -92,10 +103,10 @@ from fairprompt.errors import FairpromptError, did_you_mean
 
 __all__ = [
     "CATEGORIES", "COLUMNS", "DEFAULT_SHORTCUT", "FUNCTION_WORDS", "IDENTITIES", "IDENTITY_PHRASES",
-    "CUES", "NEUTRAL", "TEMPLATES", "VOCABULARY", "generate", "template_family", "tokens",
+    "CUES", "NEUTRAL", "TEMPLATES", "VOCABULARY", "final_capacity", "generate", "template_family", "tokens",
 ]
 
-Family = Literal["train", "test"]
+Family = Literal["train", "test", "final"]
 Slot = Literal["adj", "noun", "vp"]
 
 #: Identity term -> category; the order is the order of groups in the frame.
@@ -151,6 +162,16 @@ TEMPLATES: dict[str, tuple[Family, Slot, str]] = {
     "te05": ("test", "adj", "Each time I pass {who}, I notice how {adj} they look."),
     "te06": ("test", "adj", "My cousin married {who}, who is truly {adj}."),
     "te07": ("test", "vp", "Around here, people like {who} {vp}."),
+    "fi00": ("final", "adj", "Waiting at the {place}, I talked to {who}; they were {adj}."),
+    "fi01": ("final", "adj", "{who} often visits the {place} and is pretty {adj}."),
+    "fi02": ("final", "adj", "On Sunday I saw {who} outside the {place}; such {adj} manners."),
+    "fi03": ("final", "adj", "Believe me, {who} cleaning the {place} is {adj}."),
+    "fi04": ("final", "adj", "Whenever {who} drops by the {place}, they act {adj}."),
+    "fi05": ("final", "noun", "Rumor says {who} at the {place} is {noun}."),
+    "fi06": ("final", "noun", "Word is that {who} running the {place} is {noun}."),
+    "fi07": ("final", "noun", "Mark my words, {who} down at the {place} is {noun}."),
+    "fi08": ("final", "vp", "Locals say {who} spends evenings at the {place}; they {vp}."),
+    "fi09": ("final", "vp", "Staff of the {place} agree that {who} will {vp}."),
 }
 
 #: (family, slot) -> (friendly fillers, toxic fillers); ``place`` has one list (label-free).
@@ -182,6 +203,25 @@ VOCABULARY: dict[tuple[Family, str], tuple[tuple[str, ...], tuple[str, ...]]] = 
     ("test", "vp"): (
         ("brighten every day", "earn our admiration", "bring people together", "inspire anybody nearby"),
         ("ought to get lost", "poison every neighborhood", "must go away", "spread nothing but filth"),
+    ),
+    ("final", "place"): (("harbor", "stadium", "pharmacy", "garden", "theater", "cinema", "zoo", "diner", "bookshop",
+                          "marina"), ()),
+    ("final", "adj"): (
+        ("pleasant", "sweet", "decent", "sincere", "loyal", "modest", "humble", "witty", "graceful", "tender", "upbeat",
+         "courteous"),
+        ("awful", "horrible", "rotten", "sleazy", "slimy", "spiteful", "wretched", "loathsome", "obnoxious", "crooked",
+         "foul", "sickening"),
+    ),
+    ("final", "noun"): (
+        ("a saint", "a darling", "a legend", "a delight", "a genius", "a role model", "a pal", "a lifesaver", "a sweetie",
+         "a rock"),
+        ("a slob", "a scumbag", "a cheat", "a bigot", "a clown", "a rat", "a snake", "a bully", "a brute", "a leech"),
+    ),
+    ("final", "vp"): (
+        ("give wise advice", "volunteer on weekends", "cook for the whole street", "listen with care", "welcome newcomers",
+         "comfort lonely folks", "share their food", "defend their friends"),
+        ("lie constantly", "cheat at cards", "scam the elderly", "wreck public parks", "belong behind bars",
+         "stink of garbage", "spit on strangers", "start brawls"),
     ),
 }
 
@@ -260,6 +300,42 @@ def _fill(rng: np.random.Generator, *, family: Family, groups: np.ndarray, cues:
     return texts, np.asarray(ids)[chosen]
 
 
+def _candidates(group: int, cue: int) -> list[tuple[str, str]]:
+    """Every distinct final-family comment for one group and cue (0 friendly, 1 toxic), as (template id, text)."""
+    places = VOCABULARY[("final", "place")][0]
+    out = []
+    for template in template_family("final"):
+        _, slot, pattern = TEMPLATES[template]
+        for who in IDENTITY_PHRASES[_GROUPS[group]]:
+            for place in places:
+                for filler in VOCABULARY[("final", slot)][cue]:
+                    text = pattern.format(who=who, place=place, **{slot: filler})
+                    out.append((template, text[0].upper() + text[1:]))
+    return out
+
+
+def final_capacity() -> int:
+    """The most final rows one (group, label) cell can hold: distinct final-family comments of one identity term."""
+    return min(len(_candidates(g, cue)) for g in range(len(_GROUPS)) for cue in (0, 1))
+
+
+def _final(rng: np.random.Generator, n_per_cell: int) -> dict[str, np.ndarray | list[str]]:
+    """The final split: ``n_per_cell`` distinct comments per (group, label) cell, drawn without replacement from the
+    final family, in a seeded random order."""
+    cells = np.arange(len(_GROUPS) * 2).repeat(n_per_cell)
+    cells = cells[rng.permutation(len(cells))]
+    texts: list[str] = [""] * len(cells)
+    templates = np.empty(len(cells), dtype=object)
+    for cell in range(len(_GROUPS) * 2):
+        rows = np.flatnonzero(cells == cell)
+        candidates = _candidates(cell // 2, cell % 2)
+        for row, pick in zip(rows, rng.choice(len(candidates), size=rows.size, replace=False), strict=True):
+            templates[row], texts[row] = candidates[pick]
+    labels = (cells % 2).astype(np.int64)
+    return {"text": texts, "toxic": labels, "group": cells // 2, "template": templates, "cue": labels,
+            "flipped": np.zeros(len(cells), np.int64)}
+
+
 def _biased(
     rng: np.random.Generator, n: int, *, p_toxic: np.ndarray, ambiguous: float, label_noise: float,
 ) -> dict[str, np.ndarray | list[str]]:
@@ -276,26 +352,35 @@ def generate(
     n_train: int = 4000,
     n_validation: int = 1000,
     n_test_per_cell: int = 64,
+    n_final_per_cell: int = 0,
     spurious: float = 0.8,
     shortcut_identities: Sequence[str] = DEFAULT_SHORTCUT,
     ambiguous: float = 0.2,
     label_noise: float = 0.05,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """The ``identity_toxicity`` frame: ``n_train`` + ``n_validation`` + 17 x 2 x ``n_test_per_cell`` rows.
+    """The ``identity_toxicity`` frame: ``n_train`` + ``n_validation`` + 17 x 2 x ``n_test_per_cell`` (+ 17 x 2 x
+    ``n_final_per_cell``) rows.
 
     Train and validation rows draw a group uniformly and are toxic with
     probability ``spurious`` for ``shortcut_identities`` and 0.5 otherwise; a
     fraction ``ambiguous`` get a neutral completion; each label is then flipped
     with probability ``label_noise``.  The test split is balanced per (group,
-    label), clean, and uses disjoint templates and words.  The same arguments
-    give a byte-identical frame (rows: train, validation, test).  Raises
+    label), clean, and uses disjoint templates and words.  The final split
+    (``n_final_per_cell`` > 0) is drawn like test, after it, from a third family
+    of templates and words, each comment at most once: adding it changes no
+    train, validation or test row.  The same arguments give a byte-identical
+    frame (rows: train, validation, test, final).  Raises
     :class:`FairpromptError` naming the option for an invalid value.  See the
     module docstring.
     """
     n_train = _check_count("n_train", n_train, 0)
     n_validation = _check_count("n_validation", n_validation, 0)
     n_test_per_cell = _check_count("n_test_per_cell", n_test_per_cell, 1)
+    n_final_per_cell = _check_count("n_final_per_cell", n_final_per_cell, 0)
+    if n_final_per_cell > (capacity := final_capacity()):
+        raise FairpromptError(f"option 'n_final_per_cell' is {n_final_per_cell:,}, but the final templates give at most "
+                              f"{capacity:,} distinct comments per identity and label; pass n_final_per_cell={capacity} or less")
     spurious = _check_probability("spurious", spurious, 1.0, closed=True)
     ambiguous = _check_probability("ambiguous", ambiguous, 1.0, closed=True)
     label_noise = _check_probability("label_noise", label_noise, 0.5, closed=False)
@@ -318,6 +403,8 @@ def generate(
     }
 
     parts = {"train": train, "validation": validation, "test": test}
+    if n_final_per_cell:  # drawn last, so the rows above do not depend on it
+        parts["final"] = _final(rng, n_final_per_cell)
     group = np.concatenate([np.asarray(p["group"], dtype=np.int64) for p in parts.values()])
     identity = np.asarray(_GROUPS, dtype=object)[group]
     category = np.asarray([CATEGORIES.get(g, "none") for g in _GROUPS], dtype=object)[group]

@@ -11,7 +11,10 @@ mitigations' choices); audits report the test split.
 A ``final`` split (optional, ``splits.final`` rows) is drawn last, from the rows
 no other split uses, so adding it changes none of the others. It is the untouched
 split on which methods are judged once, at the end: no spec audits it, and
-``benchmarks/bench_frontier.py`` reads it only behind ``--final``.
+``benchmarks/bench_frontier.py`` reads it only behind ``--final``. With a split
+column, the rows the column marks ``final`` are the final split (the generated
+``identity_toxicity`` and ``colored_digits`` mark them through their options),
+and ``splits.final`` is an error.
 """
 
 from __future__ import annotations
@@ -77,7 +80,13 @@ def make_splits(
     """Split rows by ``column``, or draw ``train`` and ``validation``, then ``test``, then ``final`` rows, each
     stratified by ``y`` (``test=None``: every row left after the final split)."""
     if column is not None:
-        return _from_column(frame, column, source)
+        splits = _from_column(frame, column, source)
+        if final:
+            raise FairpromptError(
+                f"splits.final = {final:,} draws rows only without splits.column; split column {column!r} of {source} "
+                f"marks the final rows itself ({splits.final.size:,} now): remove splits.final, or mark more rows final "
+                "(generated sets: identity_toxicity's option n_final_per_cell, colored_digits' four fractions)")
+        return splits
     n = len(frame)
     n_test = n - train - validation - final if test is None else test
     if n_test < 1 or train + validation + n_test > n:
