@@ -67,6 +67,7 @@ class FairIJResult:
     artifacts: dict[str, str] = field(default_factory=dict)
     verification: FairIJVerification | None = None
     scores: InfluenceScores | None = field(default=None, repr=False)
+    warnings: list[str] = field(default_factory=list)   # what the one-class guard changed, in words
 
     @property
     def flagged(self) -> np.ndarray:
