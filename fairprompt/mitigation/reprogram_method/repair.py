@@ -57,8 +57,8 @@ warning says so, rather than shipping a trigger that breaks the accuracy budget.
 A trigger whose decisions on the selection rows predict one class (:mod:`fairprompt.mitigation.guard`: every
 row the same decision, or one group of ``group_column`` with both labels present getting one decision for at
 least 99% of its rows) is marked (``one_class``, the reason in words) and never chosen; a warning names a point
-the rule would have chosen without the guard.  If every trigger of the grid predicts one class, the most
-accurate is kept all the same (``rule_met`` False) and a warning says that no trigger of the grid is usable.
+the rule would have chosen without the guard.  If every trigger of the grid predicts one class, none is
+usable: the rule's choice without the guard is kept all the same (``rule_met`` False) and a warning says so.
 The test split is never seen here.
 
 ``tuning_split="train"`` (default) trains triggers on the training split and selects on the validation

@@ -19,7 +19,8 @@ from fairprompt.models.training import predict_logits
 RULE = ("the lambda > 0 with the smallest selection-split gap among those whose selection accuracy is at most "
         "max_accuracy_drop below the untriggered model's and whose decisions do not predict one class (ties: the "
         "smaller lambda); if none qualifies, the most accurate lambda of the grid that does not predict one class, "
-        "usually the lambda = 0 control (rule_met: false)")
+        "usually the lambda = 0 control; if every lambda predicts one class, the choice without that condition "
+        "(rule_met: false in both cases)")
 
 
 def probabilities(target: Target, rows: Any, batch_size: int) -> np.ndarray:
@@ -55,16 +56,26 @@ def pareto_flags(points: Sequence[dict[str, Any]]) -> list[bool]:
 def choose(points: Sequence[dict[str, Any]], *, base_accuracy: float, max_accuracy_drop: float) -> tuple[int, bool]:
     """Index of the operating point by :data:`RULE`, and whether the rule was met.
 
-    A point whose ``one_class`` is set is never chosen while another is left; when every point of the grid is
-    one-class, the most accurate is kept (the rule is not met, and the caller says so)."""
+    A point whose ``one_class`` is set is never chosen while another is left.  When every point of the grid is
+    one-class, none is usable: the rule picks among them as if there were no guard, and is not met (the caller
+    says so)."""
     usable = [i for i, p in enumerate(points) if not p.get("one_class")]
-    fairness = any(p["lambda"] > 0 for p in points)   # a grid of the control alone: the control is the candidate
+    if not usable:
+        return _rule(points, list(range(len(points))), base_accuracy=base_accuracy,
+                     max_accuracy_drop=max_accuracy_drop)[0], False
+    return _rule(points, usable, base_accuracy=base_accuracy, max_accuracy_drop=max_accuracy_drop)
+
+
+def _rule(points: Sequence[dict[str, Any]], usable: list[int], *, base_accuracy: float,
+          max_accuracy_drop: float) -> tuple[int, bool]:
+    """:data:`RULE` among the points at ``usable``: the fairest lambda > 0 within the accuracy budget (a grid of the
+    control alone: the control), else the most accurate."""
+    fairness = any(p["lambda"] > 0 for p in points)
     candidates = [i for i in usable if points[i]["lambda"] > 0 or not fairness]
     eligible = [i for i in candidates if points[i]["accuracy"] >= base_accuracy - max_accuracy_drop - 1e-12]
     if eligible:
         return min(eligible, key=lambda i: (points[i]["gap"], points[i]["lambda"])), True
-    pool = usable or list(range(len(points)))
-    return max(pool, key=lambda i: (points[i]["accuracy"], -points[i]["lambda"])), False
+    return max(usable, key=lambda i: (points[i]["accuracy"], -points[i]["lambda"])), False
 
 
 def one_class_warnings(points: Sequence[dict[str, Any]], *, index: int, base_accuracy: float,
@@ -78,8 +89,8 @@ def one_class_warnings(points: Sequence[dict[str, Any]], *, index: int, base_acc
     if len(marked) == len(points):
         grid = ", ".join(f"{p['lambda']:g}" for p in points)
         return [f"every trigger of the grid (lambda {grid}) predicts one class on the selection rows, so none is a "
-                f"usable repair; lambda {chosen['lambda']:g}, the most accurate, was kept all the same "
-                f"({chosen['one_class']})"]
+                f"usable repair and the rule is not met; lambda {chosen['lambda']:g}, the rule's choice without the "
+                f"guard, was kept all the same ({chosen['one_class']})"]
     unguarded, _ = choose([{**p, "one_class": None} for p in points], base_accuracy=base_accuracy,
                           max_accuracy_drop=max_accuracy_drop)
     if unguarded == index:
