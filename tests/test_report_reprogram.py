@@ -369,3 +369,18 @@ def test_reprogram_markdown(border: dict) -> None:
                  "| ThresholdOptimizer (demographic\\_parity) | 0.830 | −0.030 | 0.040 | 0.120 |"):
         assert line in section, line
     assert SCRIPT not in md
+
+
+def test_reprogram_table_marks_one_class_points(before: dict) -> None:
+    results = copy.deepcopy(before)
+    entry = reprogram_entry(before, kind="border")
+    mark = f"sex = Male: 99.5% of its 200 rows get the negative decision {SCRIPT}"
+    entry["reprogram"]["points"][-1]["one_class"] = mark
+    entry["reprogram"]["before"]["one_class"] = mark
+    results["mitigations"] = [entry]
+    section = html_section(render_html(results), "mitigation-0")
+    table = section.split('<table class="groups lambdas">')[1].split("</table>")[0]
+    escaped = mark.replace(SCRIPT, ESCAPED)
+    assert table.count(f'<td class="one-class">⚠ {escaped}</td>') == 2 and SCRIPT not in section
+    assert table.count('<td class="one-class">—</td>') == len(entry["reprogram"]["points"]) - 1
+    assert "⚠ One class: the decisions of λ = 16 on the selection rows predict one class" in section

@@ -413,7 +413,7 @@ def test_bad_input_is_refused(text, image) -> None:
         with pytest.raises(FairpromptError, match=r"reprogram\.lambdas"):
             ReprogramConfig(lambdas=lambdas)
     for lambdas in [(1.0, 1.0), (0.0, 4.0, 1.0)]:
-        with pytest.raises(FairpromptError, match=r"reprogram\.lambdas is not strictly increasing \((1\.0|4\.0) then 1\.0\)"):
+        with pytest.raises(FairpromptError, match=r"reprogram\.lambdas is not strictly increasing \((1|4) then 1\)"):
             ReprogramConfig(lambdas=lambdas)
     # projection without an adversary
     with pytest.raises(FairpromptError, match=r"reprogram\.projection"):

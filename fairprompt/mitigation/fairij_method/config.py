@@ -45,7 +45,7 @@ def check_fractions(fractions: Any) -> None:
                                   "(0, 1], e.g. 0.05 for 5%")
     for before, after in zip(values, values[1:]):
         if after <= before:
-            raise FairpromptError(f"fairij.fractions is not strictly increasing ({before!r} then {after!r}); list each "
+            raise FairpromptError(f"fairij.fractions is not strictly increasing ({before:g} then {after:g}); list each "
                                   "share once, smallest first, e.g. [0.01, 0.05, 0.1]")
 
 

@@ -38,7 +38,7 @@ def check_lambdas(lambdas: Sequence[float]) -> None:
             raise FairpromptError(f"reprogram.lambdas holds {value!r}; every lambda must be a finite number >= 0")
     for before, after in zip(values, values[1:]):
         if after <= before:
-            raise FairpromptError(f"reprogram.lambdas is not strictly increasing ({before!r} then {after!r}); list each "
+            raise FairpromptError(f"reprogram.lambdas is not strictly increasing ({before:g} then {after:g}); list each "
                                   "lambda once, smallest first, e.g. [0, 1, 4, 16]")
 
 
