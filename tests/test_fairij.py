@@ -35,7 +35,8 @@ BAD = ["bad", "awful", "poor", "sad", "rude"]
 NOUNS = ["food", "staff", "room", "trip", "show"]
 QUICK_APPEND = AppendTraining(max_epochs=3, patience=2, batch_size=32, lr=5e-2)
 QUICK_APPEND_TRAINING = TrainConfig(max_epochs=3, patience=2, batch_size=32, lr=5e-2, head_lr=None, seed=0)
-CALL = ("train_ids", "scores", "keep_scores", "output_dir", "progress")  # fairij's keywords; the rest is config
+# fairij's keywords; the rest is config
+CALL = ("train_ids", "scores", "keep_scores", "output_dir", "threshold", "group_column", "progress")
 
 
 def _texts(n: int, seed: int, *, planted: float) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -292,3 +293,67 @@ def test_config_refuses_bad_settings_with_one_sentence_each() -> None:
     from fairprompt.mitigation.fairij_method.repair import DEFAULT_APPEND_TRAINING
 
     assert config.append_training.train_config() == DEFAULT_APPEND_TRAINING
+
+
+# ------------------------------------------------------------------------------------------- the one-class guard
+def _curve(*rows: tuple[int, float, bool, str | None]) -> list[dict]:
+    """Grid points (k, actual F, within the budget, one-class reason); predicted dF follows the actual F."""
+    return [{"k": k, "actual_F": F, "predicted_dF": F - 1.0, "feasible_actual": ok, "feasible_predicted": ok,
+             "one_class": mark} for k, F, ok, mark in rows]
+
+
+def test_choose_never_takes_a_one_class_point_k_zero_aside() -> None:
+    one = "sex = F: 100.0% of its 40 rows get the positive decision"
+    for rule in ("actual", "predicted"):
+        # k = 20 has the lowest F within the budget but predicts one class: k = 10 is chosen, and a warning says why
+        curve = _curve((0, 0.30, True, None), (10, 0.20, True, None), (20, 0.10, True, one), (40, 0.05, False, None))
+        best, warnings = selection.choose(curve, selection=rule)
+        assert best["k"] == 10
+        assert warnings == [f"k = 20, which the rule would otherwise choose, predicts one class on the validation split "
+                            f"after the one-step update ({one}), so it was not chosen; k = 10 was"]
+        # every point k > 0 predicts one class: the model is kept as it was (k = 0), even when k = 0 is one-class too
+        curve = _curve((0, 0.30, True, one), (10, 0.20, True, one), (20, 0.10, True, one))
+        best, [warning] = selection.choose(curve, selection=rule)
+        assert best["k"] == 0
+        assert warning.startswith("every grid point k > 0 (k = 10, 20) predicts one class on the validation split after "
+                                  f"the one-step update ({one}, at k = 10), so the model is kept as it was (k = 0)")
+        # nothing marked: the rule as it was, nothing to say
+        curve = _curve((0, 0.30, True, None), (10, 0.20, True, None), (20, 0.10, False, None))
+        assert selection.choose(curve, selection=rule) == (curve[1], [])
+
+
+def test_a_grid_that_predicts_one_class_keeps_the_model_on_a_real_model(biased) -> None:
+    """At threshold 0 every validation row gets the favourable decision at every k: every point is marked, k = 0 is
+    kept and a warning says so; the grid is the given fractions of the training rows."""
+    model, train, validation, gv, _ = biased
+    result = _run(biased, mode="ij", fractions=(0.05, 0.1), threshold=0.0, group_column="word")
+    assert [p["k"] for p in result.curve] == [0, 10, 20]
+    expected = f"every one of the {len(validation)} audited rows gets the positive decision"
+    assert [p["one_class"] for p in result.curve] == [expected] * 3
+    assert result.chosen_k == 0 and not result.flagged.any()
+    assert result.warnings == [f"every grid point k > 0 (k = 10, 20) predicts one class on the validation split after the "
+                               f"one-step update ({expected}, at k = 10), so the model is kept as it was (k = 0)"]
+    from fairprompt.results.fairij import FairIJRecord
+
+    record = FairIJRecord.model_validate(json.loads(json.dumps(result.to_dict(), allow_nan=False)))
+    assert record.warnings == result.warnings and [p.one_class for p in record.curve] == [expected] * 3
+    # at the model's usual threshold nothing is marked here, and the choice is the rule's
+    usual = _run(biased, mode="ij", fractions=(0.05, 0.1))
+    assert [p["one_class"] for p in usual.curve] == [None] * 3 and usual.warnings == []
+    best = min((p for p in usual.curve if p["k"] == 0 or p["feasible_actual"]), key=lambda p: (p["actual_F"], p["k"]))
+    assert usual.chosen_k == best["k"]
+
+
+def test_the_grid_of_fractions() -> None:
+    # the default grid is the one FairIJ always had: GRID_FRACTIONS below max_fraction, and max_fraction itself
+    assert selection.grid(1000, 1000, 0.1) == [0, 5, 10, 20, 30, 50, 75, 100]
+    assert selection.grid(1000, 1000, 0.1, None) == selection.grid(1000, 1000, 0.1)
+    # given shares: exactly those, each at least one row and at most the candidates
+    assert selection.grid(1000, 1000, 0.5, (0.001, 0.05, 0.5)) == [0, 1, 50, 500]
+    assert selection.grid(1000, 60, 0.5, (0.001, 0.05, 0.5)) == [0, 1, 50, 60]
+    assert FairIJConfig(fractions=(0.01, 0.1)).fractions == (0.01, 0.1) and FairIJConfig().fractions is None
+    for fractions, match in (((), "fairij.fractions is empty"), ((0.05, 0.01), r"not strictly increasing \(0\.05 then 0\.01\)"),
+                             ((0.05, 0.05), "not strictly increasing"), ((0.0, 0.05), r"holds 0\.0; .* \(0, 1\]"),
+                             ((0.05, 1.5), r"holds 1\.5"), ((0.05, 0.2), r"holds 0\.2, above max_fraction 0\.1")):
+        with pytest.raises(FairpromptError, match=match):
+            FairIJConfig(fractions=fractions)

@@ -338,6 +338,30 @@ def test_reprogram_bad_settings(tmp_path: Path) -> None:
     _bad(tmp_path, tiny([{"reprogram": {"lambdas": [1, -2]}}]), "mitigations[0].reprogram.lambdas", "-2")
     _bad(tmp_path, tiny([{"reprogram": {"trigger": "border"}}]), "mitigations[0].reprogram.trigger", "soft or hard")
     _bad(tmp_path, tiny([{"reprogram": {"lamdas": [1]}}]), "mitigations[0].reprogram.lamdas", "did you mean 'lambdas'")
+    _bad(tmp_path, tiny([{"reprogram": {"lambdas": [0, 4, 1]}}]), "mitigations[0].reprogram.lambdas",
+         "reprogram.lambdas is not strictly increasing (4 then 1)", "smallest first")
+    _bad(tmp_path, tiny([{"reprogram": {"lambdas": [0, 1, 1]}}]), "reprogram.lambdas is not strictly increasing (1 then 1)")
+
+
+def test_fairij_bad_fractions(tmp_path: Path) -> None:
+    _bad(tmp_path, tiny([{"fairij": {"fractions": []}}]), "mitigations[0].fairij.fractions", "fairij.fractions is empty")
+    _bad(tmp_path, tiny([{"fairij": {"fractions": [0.05, 0.01]}}]), "mitigations[0].fairij.fractions",
+         "not strictly increasing (0.05 then 0.01)")
+    _bad(tmp_path, tiny([{"fairij": {"fractions": [0, 0.05]}}]), "fairij.fractions holds 0", "(0, 1]")
+    _bad(tmp_path, tiny([{"fairij": {"fractions": [0.05, 0.2]}}]), "fairij.fractions holds 0.2, above max_fraction 0.1")
+    _bad(tmp_path, tiny([{"fairij": {"fractions": "0.1"}}]), "mitigations[0].fairij.fractions")
+
+
+def test_unknown_objective_or_measure(tmp_path: Path) -> None:
+    _bad(tmp_path, tiny([{"reprogram": {"objective": "adversarial"}}]), "mitigations[0].reprogram.objective",
+         "'adversary' or 'surrogate'", "'adversarial'")
+    _bad(tmp_path, tiny([{"reprogram": {"measure": "equal_opportunity"}}]), "mitigations[0].reprogram.measure",
+         "'demographic_parity' or 'equalized_odds'")
+    _bad(tmp_path, tiny([{"fairij": {"measure": "dp"}}]), "mitigations[0].fairij.measure",
+         "'demographic_parity', 'equal_opportunity' or 'equalized_odds'", "'dp'")
+    spec = tiny()
+    spec.pop("mitigations", None)
+    _bad(tmp_path, spec, "no such command 'reprogramm'", "did you mean 'reprogram'", command=("mitigate", "reprogramm"))
 
 
 def test_reprogram_trigger_too_long_for_the_backbone(tmp_path: Path) -> None:

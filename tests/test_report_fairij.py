@@ -208,3 +208,28 @@ def test_fairij_markdown(repaired: dict) -> None:
     assert "- Test accuracy: 0.760 → 0.751 (change −0.009 on the same 1,200 test rows)" in section
     assert "| sex | Demographic parity difference |" in section and "| overall | Accuracy |" in section
     assert SCRIPT not in md
+
+
+def test_fairij_grid_table_shows_the_one_class_marks_and_warnings(before: dict) -> None:
+    results = copy.deepcopy(before)
+    entry = fairij_entry(before)
+    mark = f"sex = Female: 100.0% of its 80 rows get the positive decision {SCRIPT}"
+    warning = f"k = 20, which the rule would otherwise choose, predicts one class ({SCRIPT}), so it was not chosen; k = 10 was"
+    marked = [p["k"] for p in entry["fairij"]["curve"] if p["k"] > entry["fairij"]["chosen_k"]][:2]
+    for point in entry["fairij"]["curve"]:
+        point["one_class"] = mark if point["k"] in marked else None
+    entry["fairij"]["warnings"] = [warning]
+    results["mitigations"] = [entry]
+    section = html_section(render_html(parse_results(results)), "mitigation-0")
+    table = section.split('<table class="groups grid">')[1].split("</table>")[0]
+    assert table.count("<tr") == 1 + len(entry["fairij"]["curve"]) and table.count("★ chosen") == 1
+    escaped = mark.replace(SCRIPT, ESCAPED)
+    assert table.count(f'<td class="one-class">⚠ {escaped}</td>') == len(marked) == 2
+    assert f"after the one-step update at k = {', '.join(str(k) for k in marked)}, the validation decisions" in section
+    warnings = section.split('<div class="warnings" role="note">')[1].split("</div>")[0]
+    assert f"<li>{warning.replace(SCRIPT, ESCAPED)}</li>" in warnings and SCRIPT not in section
+    assert f"- Warning: {warning}".split(" (")[0] in render_markdown(parse_results(results))
+    # without marks or warnings: the table, no mark, no warning box
+    plain = html_section(render_html(parse_results(copy.deepcopy(before) | {"mitigations": [fairij_entry(before)]})),
+                         "mitigation-0")
+    assert '<table class="groups grid">' in plain and "⚠" not in plain and '<div class="warnings"' not in plain

@@ -114,7 +114,7 @@ def test_reprogram_lambda_table_and_warnings(border_html: str) -> None:
             '<td class="num">0.209</td><td class="num">0.209</td><td class="num">0.167</td>') in table
     assert ('<tr class="chosen"><th scope="row">λ = 4</th><td class="num">0.838</td><td class="num">0.061</td>'
             '<td class="num">0.061</td><td class="num">0.072</td><td class="num">3</td><td class="num">21.0 s</td>'
-            '<td>yes</td><td>★ chosen</td><td class="diverged">—</td></tr>') in table
+            '<td>yes</td><td>★ chosen</td><td class="diverged">—</td><td class="one-class">—</td></tr>') in table
     assert '<th scope="row">λ = 0 (control)</th><td class="num">0.851</td>' in table
     assert (f'<th scope="row">λ = 16</th><td class="num">0.791</td><td class="num">0.083</td><td class="num">0.083</td>'
             f'<td class="num">0.094</td><td class="num">1</td><td class="num">20.0 s</td><td>no</td><td></td>'
@@ -293,7 +293,8 @@ def test_partial_entry_with_nulls_renders(before: dict) -> None:
     html = render_html(results)
     first = html_section(html, "mitigation-0")
     assert "RULE NOT MET" in first and "Rule met</th>\n      <td>no" in first
-    assert ("No λ &gt; 0 kept the selection accuracy within the accuracy budget, so no fairness trigger met the rule; "
+    assert ("No λ &gt; 0 kept the selection accuracy within the accuracy budget without predicting one class, so no "
+            "fairness trigger met the rule; "
             "λ = 4, the most accurate λ of the grid, was taken.") in first
     assert "No picture of the trigger was recorded." in first and "<svg" not in first  # nothing to plot
     assert "No before/after comparison was recorded." in first and "No baselines were recorded." in first
@@ -368,3 +369,18 @@ def test_reprogram_markdown(border: dict) -> None:
                  "| ThresholdOptimizer (demographic\\_parity) | 0.830 | −0.030 | 0.040 | 0.120 |"):
         assert line in section, line
     assert SCRIPT not in md
+
+
+def test_reprogram_table_marks_one_class_points(before: dict) -> None:
+    results = copy.deepcopy(before)
+    entry = reprogram_entry(before, kind="border")
+    mark = f"sex = Male: 99.5% of its 200 rows get the negative decision {SCRIPT}"
+    entry["reprogram"]["points"][-1]["one_class"] = mark
+    entry["reprogram"]["before"]["one_class"] = mark
+    results["mitigations"] = [entry]
+    section = html_section(render_html(results), "mitigation-0")
+    table = section.split('<table class="groups lambdas">')[1].split("</table>")[0]
+    escaped = mark.replace(SCRIPT, ESCAPED)
+    assert table.count(f'<td class="one-class">⚠ {escaped}</td>') == 2 and SCRIPT not in section
+    assert table.count('<td class="one-class">—</td>') == len(entry["reprogram"]["points"]) - 1
+    assert "⚠ One class: the decisions of λ = 16 on the selection rows predict one class" in section

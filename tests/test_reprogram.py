@@ -189,6 +189,57 @@ def test_choose_follows_the_rule() -> None:
     assert choose(_points((0.0, 0.9, 0.2)), base_accuracy=0.9, max_accuracy_drop=0.02) == (0, True)
 
 
+def _marked(*rows: tuple[float, float, float, str | None]) -> list[dict]:
+    return [{"lambda": lam, "accuracy": acc, "gap": g, "one_class": mark} for lam, acc, g, mark in rows]
+
+
+def test_choose_never_takes_a_one_class_point() -> None:
+    one = "sex = F: 100.0% of its 40 rows get the positive decision"
+    # lambda 16 is the fairest within the budget, but predicts one class: the next fairest is taken
+    points = _marked((0.0, 0.90, 0.20, None), (4.0, 0.89, 0.10, None), (16.0, 0.89, 0.01, one))
+    assert choose(points, base_accuracy=0.90, max_accuracy_drop=0.02) == (1, True)
+    assert selection.one_class_warnings(points, index=1, base_accuracy=0.90, max_accuracy_drop=0.02) == [
+        f"lambda 16, which the rule would otherwise choose, predicts one class on the selection rows ({one}), so it "
+        "was not chosen; lambda 4 was"]
+    # every lambda > 0 within the budget is one-class: the most accurate point that is not (the control here)
+    points = _marked((0.0, 0.85, 0.20, None), (4.0, 0.89, 0.10, one), (16.0, 0.80, 0.01, None))
+    assert choose(points, base_accuracy=0.90, max_accuracy_drop=0.02) == (0, False)
+    # the fallback itself skips a one-class point, even the most accurate one
+    points = _marked((0.0, 0.95, 0.20, one), (4.0, 0.70, 0.10, None), (16.0, 0.60, 0.01, None))
+    assert choose(points, base_accuracy=0.90, max_accuracy_drop=0.02) == (1, False)
+    # every point is one-class: none is usable, the rule's choice without the guard is kept and the rule is not met
+    points = _marked((0.0, 0.90, 0.20, one), (4.0, 0.89, 0.10, one), (16.0, 0.80, 0.01, one))
+    assert choose(points, base_accuracy=0.90, max_accuracy_drop=0.02) == (1, False)
+    [warning] = selection.one_class_warnings(points, index=1, base_accuracy=0.90, max_accuracy_drop=0.02)
+    assert warning.startswith("every trigger of the grid (lambda 0, 4, 16) predicts one class on the selection rows, "
+                              "so none is a usable repair and the rule is not met; lambda 4")
+    # no mark: the rule as it always was, and nothing to say
+    points = _marked((0.0, 0.90, 0.20, None), (4.0, 0.89, 0.10, None))
+    assert choose(points, base_accuracy=0.90, max_accuracy_drop=0.02) == (1, True)
+    assert selection.one_class_warnings(points, index=1, base_accuracy=0.90, max_accuracy_drop=0.02) == []
+
+
+def test_a_trigger_that_decides_one_class_is_marked_on_a_real_model(image) -> None:
+    """The fixture learned the tint shortcut (validation gap 1.0: one tint always favourable, the other never) and a
+    trigger that barely trains keeps it: every point and the untriggered model are marked, named by the column, the
+    rule is not met and a warning says no trigger of the grid is usable."""
+    model, train, validation, g, vg = image
+    result = reprogram(model=model, train_rows=train, validation_rows=validation, train_groups=g, validation_groups=vg,
+                       group_column="tint",
+                       config=ReprogramConfig(lambdas=(0.0, 4.0), epochs=1, batch_size=64, tuning_split="validation",
+                                              width=2, lr=1e-6))
+    assert result.before["gap"] == 1.0
+    assert "tint = green: 100.0%" in result.before["one_class"] and "tint = red: 100.0%" in result.before["one_class"]
+    assert all(p["one_class"].startswith("tint = ") for p in result.points)
+    assert not result.rule_met and sum(p["chosen"] for p in result.points) == 1
+    assert any(w.startswith("every trigger of the grid (lambda 0, 4) predicts one class") for w in result.warnings)
+    from fairprompt.results.reprogram import ReprogramRecord
+
+    record = ReprogramRecord.model_validate(json.loads(json.dumps(result.to_dict(), allow_nan=False)))
+    assert [p.one_class for p in record.points] == [p["one_class"] for p in result.points]
+    assert record.before is not None and record.before.one_class == result.before["one_class"]
+
+
 # --------------------------------------------------------------------------------------------- image triggers
 @pytest.mark.parametrize("kind", ["border", "patch"])
 def test_image_trigger_on_colored_digits(image, kind: str, tmp_path) -> None:
@@ -247,12 +298,13 @@ def test_image_trigger_on_colored_digits(image, kind: str, tmp_path) -> None:
 
 
 def test_equal_lambdas_train_equal_triggers(image) -> None:
-    """Each lambda starts from the same seed, initial value and batch order."""
-    result = _run_image(image, lambdas=(1.0, 1.0), batch_size=32)
-    a, b = result.points
-    assert a["history"][0]["task_loss"] == b["history"][0]["task_loss"]
-    assert a["history"][0]["fairness_loss"] == b["history"][0]["fairness_loss"]
-    assert (a["accuracy"], a["gap"]) == (b["accuracy"], b["gap"]) and a["chosen"] and not b["chosen"]
+    """Each lambda starts from the same seed, initial value and batch order: a lambda trained after another in a
+    grid is the lambda trained alone (a grid lists each lambda once, so the same lambda is compared across grids)."""
+    grid = _run_image(image, lambdas=(0.0, 1.0), batch_size=32).points[1]
+    alone = _run_image(image, lambdas=(1.0,), batch_size=32).points[0]
+    assert grid["history"][0]["task_loss"] == alone["history"][0]["task_loss"]
+    assert grid["history"][0]["fairness_loss"] == alone["history"][0]["fairness_loss"]
+    assert (grid["accuracy"], grid["gap"]) == (alone["accuracy"], alone["gap"])
 
 
 # ---------------------------------------------------------------------------------------------- text triggers
@@ -359,6 +411,9 @@ def test_bad_input_is_refused(text, image) -> None:
     # lambda grid
     for lambdas in [(), (-1.0,), (0.0, float("nan")), (1.0, float("inf"))]:
         with pytest.raises(FairpromptError, match=r"reprogram\.lambdas"):
+            ReprogramConfig(lambdas=lambdas)
+    for lambdas in [(1.0, 1.0), (0.0, 4.0, 1.0)]:
+        with pytest.raises(FairpromptError, match=r"reprogram\.lambdas is not strictly increasing \((1|4) then 1\)"):
             ReprogramConfig(lambdas=lambdas)
     # projection without an adversary
     with pytest.raises(FairpromptError, match=r"reprogram\.projection"):

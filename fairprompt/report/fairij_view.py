@@ -85,6 +85,21 @@ class ValidationChange:
 
 
 @dataclass(frozen=True)
+class GridRow:
+    """One grid point k in the report's table: its share, one-step validation values, and its marks."""
+
+    k: int
+    share: str
+    actual_F: str
+    actual_U: str
+    predicted_dF: str
+    predicted_dU: str
+    feasible: bool
+    one_class: str | None
+    chosen: bool
+
+
+@dataclass(frozen=True)
 class FairIJCurve:
     """The trade-off as k grows, on the validation split (``None`` where a value is missing or diverged)."""
 
@@ -101,6 +116,27 @@ class FairIJCurve:
     """Validation U at k = 0 plus the utility budget (the feasibility line), when both are known."""
     fairness_label: str
     selection: str
+    one_class: tuple[str | None, ...] = ()
+    """Per point: why its one-step validation decisions predict one class (never chosen, k = 0 aside), or None."""
+    predicted_dF: tuple[float | None, ...] = ()
+    predicted_dU: tuple[float | None, ...] = ()
+
+    @property
+    def rows(self) -> tuple[GridRow, ...]:
+        """The grid as the report's table shows it, one row per k."""
+        def at(values: tuple[Any, ...], i: int) -> Any:
+            return values[i] if i < len(values) else None
+
+        return tuple(GridRow(k=k, share=fmt_share(at(self.fraction, i)), actual_F=fmt_num(at(self.actual_F, i), 4),
+                             actual_U=fmt_num(at(self.actual_U, i), 4), predicted_dF=fmt_change(at(self.predicted_dF, i), 4),
+                             predicted_dU=fmt_change(at(self.predicted_dU, i), 4), feasible=bool(at(self.feasible, i)),
+                             one_class=at(self.one_class, i), chosen=k == self.chosen_k)
+                     for i, k in enumerate(self.k))
+
+    @property
+    def one_class_points(self) -> tuple[int, ...]:
+        """The k whose one-step validation decisions predict one class."""
+        return tuple(k for k, reason in zip(self.k, self.one_class) if reason)
 
     @property
     def has_fairness(self) -> bool:
@@ -214,6 +250,8 @@ def _curve(f: FairIJRecord, measure: str | None, group: str | None) -> FairIJCur
                        for p in points),
         chosen_k=chosen, n_train=n_train, utility_limit=None if U0 is None or budget is None else U0 + budget,
         fairness_label=fairness_name(measure, group), selection=selection,
+        one_class=tuple(p.one_class or None for p in points),
+        predicted_dF=tuple(p.predicted_dF for p in points), predicted_dU=tuple(p.predicted_dU for p in points),
     )
 
 
@@ -421,5 +459,5 @@ def fairij_view(index: int, m: FairIJRepair | FailedRepair | NotRunRepair) -> Mi
         verification=verification, checks=checks,
         artifacts=_artifacts(m, f) if finished else (), timings=_timings(m, f) if finished else (),
         config=settings(config), mode=None if _setting(f, config, "mode") is None else str(_setting(f, config, "mode")),
-        chosen_k=k, chosen_text=chosen_text, append_curve=append_curve,
+        chosen_k=k, chosen_text=chosen_text, append_curve=append_curve, warnings=tuple(f.warnings) if f is not None else (),
     )

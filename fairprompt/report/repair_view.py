@@ -109,6 +109,8 @@ class MitigationView:
     """Mode ``append``: the training curve of the appended tokens."""
     reprogram: ReprogramView | None = None
     """A ``reprogram`` entry: the FairReprogram section (:mod:`fairprompt.report.reprogram_view`); None otherwise."""
+    warnings: tuple[str, ...] = ()
+    """What the method warned of (FairIJ: what the one-class guard changed); a reprogram entry keeps its own."""
 
     @property
     def ok(self) -> bool:

@@ -100,6 +100,8 @@ class LambdaPoint:
     pareto: bool
     chosen: bool
     diverged: str | None
+    one_class: str | None = None
+    """Why its decisions on the selection rows predict one class (then it is never chosen); None: they do not."""
 
     @property
     def name(self) -> str:
@@ -202,6 +204,11 @@ class ReprogramView:
         return tuple(p for p in self.points if p.diverged)
 
     @property
+    def one_class(self) -> tuple[LambdaPoint, ...]:
+        """The points whose decisions on the selection rows predict one class (never chosen while another is left)."""
+        return tuple(p for p in self.points if p.one_class)
+
+    @property
     def has_plot(self) -> bool:
         return any(p.plotted for p in self.points)
 
@@ -220,14 +227,14 @@ def _point(p: PointRecord, *, chosen: float | None) -> LambdaPoint:
         lam=p.lambda_, accuracy=p.accuracy, gap=p.gap, demographic_parity=p.demographic_parity_difference,
         equalized_odds=p.equalized_odds_difference, epochs=len(history) if history else None, epoch_seconds=seconds,
         pareto=p.pareto is True, chosen=p.chosen if p.chosen is not None else p.lambda_ == chosen,
-        diverged=p.diverged or None,
+        diverged=p.diverged or None, one_class=p.one_class or None,
     )
 
 
 def _before(b: SelectionScores) -> LambdaPoint:
     return LambdaPoint(lam=None, accuracy=b.accuracy, gap=b.gap, demographic_parity=b.demographic_parity_difference,
                        equalized_odds=b.equalized_odds_difference, epochs=None, epoch_seconds=None, pareto=False,
-                       chosen=False, diverged=None)
+                       chosen=False, diverged=None, one_class=b.one_class or None)
 
 
 def _points(r: ReprogramRecord, chosen: float | None) -> tuple[LambdaPoint, ...]:
@@ -351,8 +358,8 @@ def _facts(m: ReprogramRepair | FailedRepair | NotRunRepair, r: ReprogramRecord 
         facts.append(Fact("Chosen", view.chosen_text, note=view.rule or "", summary=True))
     if view.rule_met is not None:
         facts.append(Fact("Rule met", "yes" if view.rule_met else "no",
-                          note="" if view.rule_met else ("no λ > 0 stayed within the accuracy budget; "
-                                                         "the most accurate λ of the grid was taken"),
+                          note="" if view.rule_met else ("no λ > 0 stayed within the accuracy budget without predicting "
+                                                         "one class; the most accurate λ of the grid was taken"),
                           summary=True))
     chosen, before = view.chosen, view.before
     if chosen is not None and before is not None and (chosen.plotted or before.plotted):

@@ -32,6 +32,8 @@ class CurvePoint(Record):
     actual_dU: Real | None = None
     feasible_predicted: bool | None = None
     feasible_actual: bool | None = None
+    one_class: str | None = None
+    """Why the one-step update's validation decisions predict one class, in words (never chosen unless k = 0)."""
     chosen: bool | None = None
 
 
@@ -181,6 +183,7 @@ class FairIJRecord(Record):
     timings: dict[str, Real] = Field(default_factory=dict)
     verification: Verification | None = None
     split_used_for_selection: str | None = None
+    warnings: list[str] = Field(default_factory=list)
 
     @property
     def chosen(self) -> CurvePoint | None:

@@ -48,6 +48,8 @@ class SelectionScores(Record):
     gap: Real | None = None
     demographic_parity_difference: Real | None = None
     equalized_odds_difference: Real | None = None
+    one_class: str | None = None
+    """Why these decisions predict one class (every row one decision, or 99% of a group), in words; None: they do not."""
 
 
 class LambdaPoint(Record):
@@ -58,6 +60,8 @@ class LambdaPoint(Record):
     gap: Real | None = None
     demographic_parity_difference: Real | None = None
     equalized_odds_difference: Real | None = None
+    one_class: str | None = None
+    """Why these decisions predict one class (every row one decision, or 99% of a group), in words; None: they do not."""
     history: list[TriggerEpoch] | None = None
     diverged: str | None = None
     epoch_seconds: Real | None = None

@@ -30,6 +30,25 @@ def _positive_int(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and value >= 1
 
 
+def check_fractions(fractions: Any) -> None:
+    """Refuse a grid of shares that is empty, holds a value outside (0, 1], or is not strictly increasing (the bound
+    ``max_fraction`` is checked with the whole config)."""
+    if fractions is None:
+        return
+    values = list(fractions)
+    if not values:
+        raise FairpromptError("fairij.fractions is empty; give shares of the training rows in (0, 1], smallest first, "
+                              "e.g. [0.01, 0.05, 0.1], or leave it out for the default grid")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and 0 < value <= 1):
+            raise FairpromptError(f"fairij.fractions holds {value!r}; every share of the training rows must lie in "
+                                  "(0, 1], e.g. 0.05 for 5%")
+    for before, after in zip(values, values[1:]):
+        if after <= before:
+            raise FairpromptError(f"fairij.fractions is not strictly increasing ({before:g} then {after:g}); list each "
+                                  "share once, smallest first, e.g. [0.01, 0.05, 0.1]")
+
+
 @dataclass(frozen=True)
 class AppendTraining:
     """How the appended soft tokens are trained (mode append; the task prompt and head stay frozen)."""
@@ -67,6 +86,10 @@ class FairIJConfig:
                                                           "ge": 0.0})
     max_fraction: float = field(default=0.1, metadata={"help": "largest share of training rows down-weighted",
                                                        "gt": 0.0, "le": 1.0})
+    fractions: tuple[float, ...] | None = field(default=None, metadata={
+        "help": "the grid of shares of the training rows tried as k, strictly increasing, each in (0, 1] and at most "
+                "max_fraction (default: 0.005 to 0.5 up to max_fraction, and max_fraction itself)",
+        "check": check_fractions})
     damping: float = field(default=1e-3, metadata={"help": "diagonal added to the Gauss-Newton matrix before the solve",
                                                    "gt": 0.0})
     solver: Solver = field(default="auto", metadata={"help": "curvature solve: Cholesky of the dense matrix, "
@@ -109,6 +132,10 @@ class FairIJConfig:
         if not (isinstance(self.max_fraction, int | float) and 0 < self.max_fraction <= 1):
             raise FairpromptError(f"fairij max_fraction must lie in (0, 1] but is {self.max_fraction!r}; e.g. 0.1 for at "
                                   "most 10% of the training rows")
+        check_fractions(self.fractions)
+        if self.fractions is not None and max(self.fractions) > self.max_fraction:
+            raise FairpromptError(f"fairij.fractions holds {max(self.fractions)!r}, above max_fraction "
+                                  f"{self.max_fraction!r}; drop the larger shares or raise max_fraction")
         if not _positive_int(self.append_tokens):
             raise FairpromptError(f"fairij append_tokens must be an integer >= 1 but is {self.append_tokens!r}; e.g. 4")
         if not isinstance(self.append_training, AppendTraining):
@@ -129,4 +156,4 @@ class FairIJConfig:
 
 
 __all__ = ["MEASURES", "MODES", "SELECTIONS", "SOLVERS", "AppendTraining", "FairIJConfig", "Measure", "Mode",
-           "Selection", "Solver"]
+           "Selection", "Solver", "check_fractions"]

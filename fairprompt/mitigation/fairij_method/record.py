@@ -51,7 +51,7 @@ def result_record(result: FairIJResult, *, top: int = 50) -> dict[str, Any]:
                         for i in flagged[:top]],
         "append": result.append, "artifacts": result.artifacts, "timings": result.timings,
         "verification": verification_record(result.verification) if result.verification is not None else None,
-        "split_used_for_selection": "validation",
+        "split_used_for_selection": "validation", "warnings": result.warnings,
     })
 
 

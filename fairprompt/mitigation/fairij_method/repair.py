@@ -13,8 +13,8 @@ Steps of :func:`fairij`
    and of the validation cross-entropy U when training row i is removed (negative ``I_F``: removing the row
    makes the model fairer).
 2. **Candidates.**  Rows with ``I_F < 0``, most negative first.  The grid of set sizes is
-   ``k = 0`` plus ``round(f n)`` for f in :data:`GRID_FRACTIONS` up to ``max_fraction`` (and
-   ``max_fraction`` itself), each at least 1 and at most the number of candidates.
+   ``k = 0`` plus ``round(f n)`` for f in ``fractions`` (default: :data:`GRID_FRACTIONS` up to ``max_fraction``,
+   and ``max_fraction`` itself), each at least 1 and at most the number of candidates.
 3. **Weights per grid point.**  ``alpha_i`` in [0, 1] is the share of row i's weight removed
    (``w_i -> (1 - alpha_i) w_i``).  Binary (default): ``alpha = 1`` on the top-k candidates.
    ``graded=True``: on the top-k candidates ``alpha_i = t_k r_i`` with ``r_i = I_F(i) / I_F(top)``
@@ -29,6 +29,11 @@ Steps of :func:`fairij`
    those whose actual validation U rose by at most ``utility_budget`` (k = 0 always qualifies; ties go
    to the smaller k).  ``selection="predicted"``: the lowest predicted ``dF`` with predicted
    ``dU <= utility_budget``.  The rule that ran is recorded in :attr:`FairIJResult.rule`.
+   The one-class guard (:mod:`fairprompt.mitigation.guard`): a point k > 0 whose one-step validation decisions
+   (P(favourable) at least ``threshold``) predict one class (every row the same decision, or one group of
+   ``group_column`` with both labels present getting one decision for at least 99% of its rows) is marked
+   (``one_class``, the reason in words) and never chosen; if every point k > 0 is, k = 0 (the input model) is
+   kept.  :attr:`FairIJResult.warnings` says when the guard changed the choice.
 6. **Repair.**  ``mode="ij"``: the one-step update written into the task prompt and head of an adapter
    copy (no refit, the FairIJ way).  ``mode="append"`` (default, the design's "down-weighting through
    appended soft prompts"): the task prompt and head stay frozen; ``append_tokens`` new
@@ -157,6 +162,8 @@ def fairij(
     scores: InfluenceScores | None = None,
     keep_scores: bool = False,
     output_dir: str | Path | None = None,
+    threshold: float = 0.5,
+    group_column: str = "group",
     progress: Progress | None = None,
 ) -> FairIJResult:
     """Score the training rows, choose what to down-weight on the validation split, and repair through prompts.
@@ -168,7 +175,9 @@ def fairij(
     timings are then those of the earlier run.  ``keep_scores`` keeps the :class:`InfluenceScores` (with the
     training Jacobian, n x p floats) on the result, for further
     :func:`~fairprompt.mitigation.fairij_method.influence.ij_update` calls.  ``output_dir``, when given,
-    receives the repaired artifact (:meth:`FairIJResult.save`).
+    receives the repaired artifact (:meth:`FairIJResult.save`).  ``threshold`` is the model's decision threshold on
+    P(favourable) and ``group_column`` names the validation groups' sensitive column: a grid point whose validation
+    decisions predict one class is marked and never chosen (k = 0 aside; see the module docstring).
     """
     if not isinstance(config, FairIJConfig):
         raise FairpromptError(f"fairij config must be a FairIJConfig, not {type(config).__name__}")
@@ -197,7 +206,7 @@ def fairij(
     # 2.-5. candidates, grid, curves, choice (validation split only)
     tick = time.perf_counter()
     chosen = select(model=model, scores=scores, validation_rows=validation_rows, groups=groups, config=c,
-                    progress=progress)
+                    threshold=threshold, column=group_column, progress=progress)
     alphas, chosen_k, best, base = chosen.alphas, chosen.chosen_k, chosen.best, chosen.base
     timings["selection_seconds"] = time.perf_counter() - tick
 
@@ -230,7 +239,7 @@ def fairij(
         max_fraction=float(c.max_fraction), seed=c.seed, row_ids=ids, influence_fairness=scores.influence_fairness.copy(),
         influence_utility=scores.influence_utility.copy(), alphas=alphas, chosen_k=chosen_k, curve=chosen.curve,
         before=base, after=after, influence=scores.summary(), timings=timings, repaired_model=repaired, prompt=prompt,
-        append=append_info, scores=scores if keep_scores else None,
+        append=append_info, scores=scores if keep_scores else None, warnings=list(chosen.warnings),
         grid_parameters=chosen.parameters if c.mode == "ij" else {},
     )
     if c.verify:

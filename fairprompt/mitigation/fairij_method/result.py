@@ -69,6 +69,7 @@ class FairIJResult:
     scores: InfluenceScores | None = field(default=None, repr=False)
     grid_parameters: dict[int, list[Any]] = field(default_factory=dict, repr=False)
     """Mode ij: the one-step task prompt and head (tensors) at each k > 0 of the grid that did not diverge."""
+    warnings: list[str] = field(default_factory=list)   # what the one-class guard changed, in words
 
     @property
     def flagged(self) -> np.ndarray:

@@ -133,7 +133,7 @@ class FairIJMethod:
         result = repair.fairij(
             model=model, train_rows=task.split_rows(model, splits.train),
             validation_rows=task.split_rows(model, splits.validation), validation_groups=validation_groups,
-            config=config, train_ids=splits.train, progress=progress,
+            config=config, train_ids=splits.train, threshold=task.threshold, group_column=group, progress=progress,
         )
         return FairIJRun(result=result, context=context, config=config, group=group, settings=settings)
 

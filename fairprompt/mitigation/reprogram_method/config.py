@@ -28,7 +28,7 @@ DEFAULT_LR: dict[str, float] = {"soft": 0.03, "hard": 0.05, "border": 0.1, "patc
 
 
 def check_lambdas(lambdas: Sequence[float]) -> None:
-    """Refuse an empty lambda grid, or one with a negative or non-finite value."""
+    """Refuse an empty lambda grid, one with a negative or non-finite value, or one not strictly increasing."""
     values = list(lambdas)
     if not values:
         raise FairpromptError("reprogram.lambdas is empty; give one or more lambdas >= 0, e.g. [0, 1, 4, 16] "
@@ -36,6 +36,10 @@ def check_lambdas(lambdas: Sequence[float]) -> None:
     for value in values:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
             raise FairpromptError(f"reprogram.lambdas holds {value!r}; every lambda must be a finite number >= 0")
+    for before, after in zip(values, values[1:]):
+        if after <= before:
+            raise FairpromptError(f"reprogram.lambdas is not strictly increasing ({before:g} then {after:g}); list each "
+                                  "lambda once, smallest first, e.g. [0, 1, 4, 16]")
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class ReprogramConfig:
     projection: bool = field(default=False, metadata={
         "help": "adversary: project the task gradient (Zhang et al. 2018)"})
     lambdas: tuple[float, ...] = field(default=(0.0, 1.0, 4.0, 16.0), metadata={
-        "help": "the grid of fairness weights, one trigger each (0 is the control)", "check": check_lambdas})
+        "help": "the grid of fairness weights, strictly increasing, one trigger each (0 is the control)", "check": check_lambdas})
     max_accuracy_drop: float = field(default=0.02, metadata={
         "help": "operating point: the smallest validation gap with at most this much validation accuracy lost",
         "ge": 0.0, "le": 1.0})

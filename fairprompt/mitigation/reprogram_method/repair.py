@@ -54,6 +54,11 @@ is at most ``max_accuracy_drop`` below the untriggered model's (ties go to the s
 lambda > 0 qualifies, no fairness trigger is deployed: the most accurate point of the whole grid is
 taken (usually the lambda = 0 control, which leaves accuracy where it was), ``rule_met`` is False and a
 warning says so, rather than shipping a trigger that breaks the accuracy budget.
+A trigger whose decisions on the selection rows predict one class (:mod:`fairprompt.mitigation.guard`: every
+row the same decision, or one group of ``group_column`` with both labels present getting one decision for at
+least 99% of its rows) is marked (``one_class``, the reason in words) and never chosen; a warning names a point
+the rule would have chosen without the guard.  If every trigger of the grid predicts one class, none is
+usable: the rule's choice without the guard is kept all the same (``rule_met`` False) and a warning says so.
 The test split is never seen here.
 
 ``tuning_split="train"`` (default) trains triggers on the training split and selects on the validation
@@ -85,6 +90,7 @@ from fairprompt.mitigation.reprogram_method.selection import (
     RULE,
     choose,
     evaluate,
+    one_class_warnings,
     pareto_flags,
     stratified_half,
     subsample,
@@ -119,13 +125,15 @@ def reprogram(
     threshold: float = 0.5,
     required_groups: Sequence[Any] = (),
     batch_size: int = 128,
+    group_column: str = "group",
     progress: Progress | None = None,
 ) -> ReprogramResult:
     """Train a fairness trigger per lambda on a frozen model, and choose one (module docstring).
 
     ``model`` is a :class:`~fairprompt.models.text.FrozenTextClassifier` (rows: ``TextRows`` from its
     ``encode``) or a :class:`~fairprompt.models.image.FrozenImageClassifier` (rows: ``ImageRows``).
-    ``train_groups`` / ``validation_groups`` give each row's group.  ``required_groups`` (for example the
+    ``train_groups`` / ``validation_groups`` give each row's group (of the sensitive column ``group_column``, named
+    in the one-class marks).  ``required_groups`` (for example the
     groups of the test split) must each have members among the tuning rows, or a
     :class:`~fairprompt.errors.FairpromptError` names the missing one.  The input model is not changed.
     """
@@ -176,7 +184,7 @@ def reprogram(
     # the untriggered model, then one trigger per lambda
     base_target = Target(model=model, trigger=nn.Identity(), forward=build_forward(model), modality=modality)
     before = evaluate(base_target, select_rows, groups=select_g, threshold=threshold, measure=config.measure,
-                       batch_size=batch_size)
+                       batch_size=batch_size, column=group_column)
     points: list[dict[str, Any]] = []
     targets: list[Target] = []
     warnings: list[str] = []
@@ -188,7 +196,7 @@ def reprogram(
         if diverged:
             warnings.append(diverged)
         metrics = evaluate(target, select_rows, groups=select_g, threshold=threshold, measure=config.measure,
-                            batch_size=batch_size)
+                            batch_size=batch_size, column=group_column)
         points.append({"lambda": float(lam), **metrics, "history": history, "diverged": diverged,
                        "epoch_seconds": float(np.mean([h["seconds"] for h in history])) if history else None})
         targets.append(target)
@@ -197,10 +205,14 @@ def reprogram(
     index, met = choose(points, base_accuracy=before["accuracy"], max_accuracy_drop=config.max_accuracy_drop)
     for i, point in enumerate(points):
         point["chosen"] = i == index
-    if not met:
+    warnings += one_class_warnings(points, index=index, base_accuracy=before["accuracy"],
+                                   max_accuracy_drop=config.max_accuracy_drop)
+    if not met and not points[index]["one_class"]:
         warnings.append(f"no lambda > 0 kept the selection accuracy within {config.max_accuracy_drop:g} of the "
-                        f"untriggered model's {before['accuracy']:.4f}, so no fairness trigger met the rule; lambda "
-                        f"{points[index]['lambda']:g}, the most accurate of the grid, was taken")
+                        f"untriggered model's {before['accuracy']:.4f}"
+                        + (" without predicting one class" if any(p["one_class"] for p in points) else "")
+                        + f", so no fairness trigger met the rule; lambda {points[index]['lambda']:g}, the most accurate "
+                        "of the grid, was taken")
     chosen = targets[index]
     saved, description = saved_form(chosen, kind=kind, model=model)
     chosen.model.requires_grad_(False)

@@ -12,12 +12,15 @@ import torch
 
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics.point import group_gap
+from fairprompt.mitigation.guard import one_class_reason
 from fairprompt.mitigation.reprogram_method.triggers import Target
 from fairprompt.models.training import predict_logits
 
 RULE = ("the lambda > 0 with the smallest selection-split gap among those whose selection accuracy is at most "
-        "max_accuracy_drop below the untriggered model's (ties: the smaller lambda); if none qualifies, the most "
-        "accurate lambda of the grid, usually the lambda = 0 control (rule_met: false)")
+        "max_accuracy_drop below the untriggered model's and whose decisions do not predict one class (ties: the "
+        "smaller lambda); if none qualifies, the most accurate lambda of the grid that does not predict one class, "
+        "usually the lambda = 0 control; if every lambda predicts one class, the choice without that condition "
+        "(rule_met: false in both cases)")
 
 
 def probabilities(target: Target, rows: Any, batch_size: int) -> np.ndarray:
@@ -27,14 +30,17 @@ def probabilities(target: Target, rows: Any, batch_size: int) -> np.ndarray:
 
 
 def evaluate(target: Target, rows: Any, *, groups: np.ndarray, threshold: float, measure: str,
-              batch_size: int) -> dict[str, float]:
-    """Accuracy and the between-groups gaps (:func:`fairprompt.metrics.group_gap`; NaN where undefined) on ``rows``."""
+              batch_size: int, column: str = "group") -> dict[str, Any]:
+    """Accuracy and the between-groups gaps (:func:`fairprompt.metrics.group_gap`; NaN where undefined) on ``rows``,
+    and ``one_class``: why the decisions predict one class (:func:`~fairprompt.mitigation.guard.one_class_reason`,
+    groups of ``column``), else None."""
     p = probabilities(target, rows, batch_size)[:, 1]
     y = np.asarray(rows.labels)
     pred = (p >= threshold).astype(np.int8)
     return {"accuracy": float((pred == y).mean()), "gap": group_gap(y_true=y, y_pred=pred, groups=groups, measure=measure),
             "demographic_parity_difference": group_gap(y_true=y, y_pred=pred, groups=groups, measure="demographic_parity"),
-            "equalized_odds_difference": group_gap(y_true=y, y_pred=pred, groups=groups, measure="equalized_odds")}
+            "equalized_odds_difference": group_gap(y_true=y, y_pred=pred, groups=groups, measure="equalized_odds"),
+            "one_class": one_class_reason(y_true=y, y_pred=pred, groups=groups, column=column)}
 
 
 def pareto_flags(points: Sequence[dict[str, Any]]) -> list[bool]:
@@ -48,12 +54,50 @@ def pareto_flags(points: Sequence[dict[str, Any]]) -> list[bool]:
 
 
 def choose(points: Sequence[dict[str, Any]], *, base_accuracy: float, max_accuracy_drop: float) -> tuple[int, bool]:
-    """Index of the operating point by :data:`RULE`, and whether the rule was met."""
-    candidates = [i for i, p in enumerate(points) if p["lambda"] > 0] or list(range(len(points)))
+    """Index of the operating point by :data:`RULE`, and whether the rule was met.
+
+    A point whose ``one_class`` is set is never chosen while another is left.  When every point of the grid is
+    one-class, none is usable: the rule picks among them as if there were no guard, and is not met (the caller
+    says so)."""
+    usable = [i for i, p in enumerate(points) if not p.get("one_class")]
+    if not usable:
+        return _rule(points, list(range(len(points))), base_accuracy=base_accuracy,
+                     max_accuracy_drop=max_accuracy_drop)[0], False
+    return _rule(points, usable, base_accuracy=base_accuracy, max_accuracy_drop=max_accuracy_drop)
+
+
+def _rule(points: Sequence[dict[str, Any]], usable: list[int], *, base_accuracy: float,
+          max_accuracy_drop: float) -> tuple[int, bool]:
+    """:data:`RULE` among the points at ``usable``: the fairest lambda > 0 within the accuracy budget (a grid of the
+    control alone: the control), else the most accurate."""
+    fairness = any(p["lambda"] > 0 for p in points)
+    candidates = [i for i in usable if points[i]["lambda"] > 0 or not fairness]
     eligible = [i for i in candidates if points[i]["accuracy"] >= base_accuracy - max_accuracy_drop - 1e-12]
     if eligible:
         return min(eligible, key=lambda i: (points[i]["gap"], points[i]["lambda"])), True
-    return max(range(len(points)), key=lambda i: (points[i]["accuracy"], -points[i]["lambda"])), False
+    return max(usable, key=lambda i: (points[i]["accuracy"], -points[i]["lambda"])), False
+
+
+def one_class_warnings(points: Sequence[dict[str, Any]], *, index: int, base_accuracy: float,
+                       max_accuracy_drop: float) -> list[str]:
+    """What the one-class guard changed, in words: every point of the grid is one-class (``index`` was kept all
+    the same), or the point the rule would choose without the guard is one-class (and ``index`` was chosen)."""
+    marked = [p for p in points if p.get("one_class")]
+    if not marked:
+        return []
+    chosen = points[index]
+    if len(marked) == len(points):
+        grid = ", ".join(f"{p['lambda']:g}" for p in points)
+        return [f"every trigger of the grid (lambda {grid}) predicts one class on the selection rows, so none is a "
+                f"usable repair and the rule is not met; lambda {chosen['lambda']:g}, the rule's choice without the "
+                f"guard, was kept all the same ({chosen['one_class']})"]
+    unguarded, _ = choose([{**p, "one_class": None} for p in points], base_accuracy=base_accuracy,
+                          max_accuracy_drop=max_accuracy_drop)
+    if unguarded == index:
+        return []
+    skipped = points[unguarded]
+    return [f"lambda {skipped['lambda']:g}, which the rule would otherwise choose, predicts one class on the selection "
+            f"rows ({skipped['one_class']}), so it was not chosen; lambda {chosen['lambda']:g} was"]
 
 
 def stratified_half(groups: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,5 +151,5 @@ def take(rows: Any, positions: np.ndarray) -> Any:
     return type(rows)(rows.images[positions], np.asarray(rows.labels)[positions])
 
 
-__all__ = ["RULE", "choose", "evaluate", "pareto_flags", "probabilities", "stratified_half", "subsample", "take",
-           "text_group_array"]
+__all__ = ["RULE", "choose", "evaluate", "one_class_warnings", "pareto_flags", "probabilities", "stratified_half",
+           "subsample", "take", "text_group_array"]

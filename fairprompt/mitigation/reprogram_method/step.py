@@ -149,7 +149,7 @@ class ReprogramMethod:
             model=model, train_rows=train_rows, validation_rows=validation_rows, train_groups=groups[splits.train],
             validation_groups=groups[splits.validation], config=config, threshold=task.threshold,
             required_groups=sorted({str(g) for g in groups[splits.test] if g is not None}),
-            batch_size=task.batch_size, progress=progress,
+            batch_size=task.batch_size, group_column=group, progress=progress,
         )
         return ReprogramRun(result=result, context=context, config=config, group=group, settings=settings,
                             groups=groups, validation_rows=validation_rows,
