@@ -75,17 +75,19 @@ def _without(record: dict, *keys: str) -> dict:
     return stable({k: v for k, v in record.items() if k not in keys})
 
 
-@pytest.mark.parametrize("mitigations", [[FAIRIJ_IJ, REPROGRAM], [FAIRIJ_APPEND, HARD]], ids=["ij+soft", "append+hard"])
-def test_a_loaded_repair_gives_the_results_of_training_it(tiny_backbone: str, tmp_path: Path, mitigations: list,
+@pytest.mark.slow  # two whole spec runs (make check skips it)
+def test_a_loaded_repair_gives_the_results_of_training_it(tiny_backbone: str, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = write_spec(tmp_path, tiny(tiny_backbone, mitigations))
+    spec = write_spec(tmp_path, tiny(tiny_backbone, [FAIRIJ_IJ, REPROGRAM]))
     _cached_task_prompt(spec)
-    trained = _audit(spec, tmp_path / "trained")  # nothing shipped: both repairs train
-    assert all("shipped" not in m for m in trained["mitigations"])
-
     root = tmp_path / "artifacts"
     folders = build(spec, root=root, use_scratch_cache=False)
     assert len(folders) == 2 and {f.parent for f in folders} == {root}
+    monkeypatch.setenv(ENV_VAR, str(root))
+
+    # --fresh trains the task prompt (the same one, from its seed) and so trains the repairs, shipped or not
+    trained = _audit(spec, tmp_path / "trained", "--fresh")
+    assert all("shipped" not in m for m in trained["mitigations"])
     for folder, record in zip(folders, trained["mitigations"], strict=True):
         manifest = json.loads((folder / MANIFEST).read_text())
         assert manifest["key"] == folder.name and manifest["spec"] == spec.name and manifest["method"] == record["name"]
@@ -98,16 +100,17 @@ def test_a_loaded_repair_gives_the_results_of_training_it(tiny_backbone: str, tm
         assert sum(p.stat().st_size for p in folder.iterdir()) < 2_000_000  # safetensors + JSON, small
         assert not [p for p in folder.iterdir() if p.suffix in (".pt", ".pkl", ".bin")]
 
-    monkeypatch.setenv(ENV_VAR, str(root))
+    # the task prompt from the cache: the repairs are loaded, with the very record of the run that trained them
     loaded = _audit(spec, tmp_path / "loaded")
     for folder, before, after in zip(folders, trained["mitigations"], loaded["mitigations"], strict=True):
         shipped = after["shipped"]
         assert shipped["loaded"] is True and shipped["key"] == folder.name and shipped["trained_by"] == COMMAND
         assert shipped["spec"] == spec.name and shipped["trained_at"] and shipped["seconds"] > 0
-        # the same record as the run that trained it, times, the command line and the new block aside
-        assert _without(after, "shipped", "command") == _without(before, "command")
-    for name in ("influence.csv", "fairij/fairij.json"):
-        assert (tmp_path / "loaded" / name).read_bytes() == (tmp_path / "trained" / name).read_bytes(), name
+        assert (before["task_prompt"]["source"], after["task_prompt"]["source"]) == ("trained in this run", "cache")
+        assert before["task_prompt"]["cache_key"] == after["task_prompt"]["cache_key"]
+        # times, the command line, where the task prompt came from and the new block aside
+        assert _without(after, "shipped", "command", "task_prompt") == _without(before, "command", "task_prompt")
+    assert (tmp_path / "loaded" / "influence.csv").read_bytes() == (tmp_path / "trained" / "influence.csv").read_bytes()
     # the deployed trigger, tensor for tensor (safetensors' metadata order varies between saves, so not the bytes)
     triggers = [load_prompt(tmp_path / run / "reprogram" / "trigger.json") for run in ("trained", "loaded")]
     assert triggers[0].config_dict() == triggers[1].config_dict()
@@ -117,19 +120,95 @@ def test_a_loaded_repair_gives_the_results_of_training_it(tiny_backbone: str, tm
     assert "loaded from the shipped artifact" not in (tmp_path / "trained" / "report.html").read_text(encoding="utf-8")
 
 
-def test_fresh_runs_and_other_settings_train_instead_of_loading(tiny_backbone: str, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = write_spec(tmp_path, tiny(tiny_backbone, [REPROGRAM]))
+def test_append_mode_and_a_hard_trigger_load_as_trained(tiny_backbone: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other saved forms (FairIJ's appended prompt, a hard trigger's words), through the method's run: the same
+    decisions at every grid point and the same record as the run objects that were shipped."""
+    import numpy as np
+
+    from fairprompt.mitigation.registry import RepairContext, TestSplit
+    from fairprompt.results import to_jsonable
+    from fairprompt.shipped_repairs import ship, train
+    from fairprompt.spec import load_spec
+    from fairprompt.tasks import load_repairs, load_task
+
+    spec = write_spec(tmp_path, tiny(tiny_backbone, [FAIRIJ_APPEND, HARD]))
     _cached_task_prompt(spec)
     root = tmp_path / "artifacts"
-    build(spec, root=root, use_scratch_cache=False)
+    trained = train(spec)
+    for t in trained:
+        ship(t, spec_name=spec.name, root=root, command=COMMAND)
     monkeypatch.setenv(ENV_VAR, str(root))
-    assert _audit(spec, tmp_path / "cached")["mitigations"][0]["shipped"]["loaded"] is True
-    # --fresh trains the task prompt and therefore the repair
-    assert "shipped" not in _audit(spec, tmp_path / "fresh", "--fresh")["mitigations"][0]
-    # another setting of the repair is another key
-    other = write_spec(tmp_path, tiny(tiny_backbone, [{"reprogram": {**REPROGRAM["reprogram"], "seed": 1}}]), "other.yaml")
-    assert "shipped" not in _audit(other, tmp_path / "other")["mitigations"][0]
+    loaded_spec = load_spec(spec)
+    task = load_task(loaded_spec)
+    model, training = task.load_model()
+    context = RepairContext(task=task, model=model, training=training)
+    test = task.splits.test
+    rows = task.split_rows(model, test)
+    for t, repair in zip(trained, load_repairs(loaded_spec, task), strict=True):
+        run = repair.method.run(context, config=repair.config, group=repair.group, settings=repair.settings)
+        assert run.shipped is not None and run.shipped["key"] == t.key
+        assert [(p.setting, p.chosen) for p in run.grid()] == [(p.setting, p.chosen) for p in t.run.grid()]
+        for a, b in zip(t.run.grid(), run.grid(), strict=True):
+            assert np.array_equal(task.predict(a.predictor(), rows), task.predict(b.predictor(), rows)), a.setting
+        assert run.changed == t.run.changed
+        score = task.predict(run.predictor, rows)
+        split = TestSplit(y_true=task.y[test], y_pred=(score >= task.threshold).astype(np.int8), score=score,
+                          before_score=lambda: task.predict(model, rows))
+        ours, theirs = to_jsonable(run.record(split)), to_jsonable(t.run.record(split))
+        assert ours.pop("shipped")["loaded"] is True
+        assert stable(ours) == stable(theirs)
+    assert trained[1].run.result.trigger_description["kind"] == "hard"
+
+
+def test_the_key_changes_with_what_determines_the_repair(tiny_backbone: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from fairprompt.mitigation.registry import RepairContext
+    from fairprompt.mitigation.shipped import find_for, repair_key
+    from fairprompt.spec import load_spec
+    from fairprompt.tasks import load_repairs, load_task
+
+    spec = write_spec(tmp_path, tiny(tiny_backbone, [REPROGRAM]))
+    loaded = load_spec(spec)
+    task = load_task(loaded)
+    [repair] = load_repairs(loaded, task)
+    model, training = task.load_model()
+    context = RepairContext(task=task, model=model, training=training)
+
+    def key(context: RepairContext = context, config: object = repair.config, group: str = repair.group) -> str:
+        return repair_key(context, method=repair.method, config=config, group=group)
+
+    base = key()
+    assert key() == base and len(base) == 64
+    changed = {
+        "seed": key(config=replace(repair.config, seed=1)),
+        "lambdas": key(config=replace(repair.config, lambdas=(0.0, 3.0))),
+        "group": key(group="race"),
+        "threshold": key(context=replace(context, task=replace(task, threshold=0.4))),
+        "rows": key(context=replace(context, task=replace(task, splits=replace(task.splits, train=task.splits.train[1:])))),
+        "task prompt": key(context=replace(context, training={**training, "cache_key": "0" * 64})),
+        "model": key(context=replace(context, model=_nudged(model))),
+    }
+    assert base not in changed.values() and len(set(changed.values())) == len(changed), changed
+    # loading is off where the context says so, or where the model was trained in this run (--fresh)
+    root = tmp_path / "root"
+    (root / base).mkdir(parents=True)
+    (root / base / MANIFEST).write_text("{}")
+    monkeypatch.setenv(ENV_VAR, str(root))
+    assert find_for(context, method=repair.method, config=repair.config, group=repair.group) == root / base
+    assert find_for(replace(context, use_shipped=False), method=repair.method, config=repair.config,
+                    group=repair.group) is None
+    assert find_for(replace(context, training={**training, "source": "trained in this run"}), method=repair.method,
+                    config=repair.config, group=repair.group) is None
+
+
+def _nudged(model: object) -> object:
+    copy = model.adapter_copy()  # type: ignore[attr-defined]
+    with torch.no_grad():
+        copy.task_parameters()[-1].add_(1e-3)
+    return copy
 
 
 def test_check_confirms_the_shipped_metrics_and_flags_a_mismatch(tiny_backbone: str, tmp_path: Path,
