@@ -8,11 +8,15 @@ STAMP := $(VENV)/.fairprompt-installed
 # Test processes (pytest-xdist): one per core by default; WORKERS=0 runs the suite in this process.
 WORKERS ?= auto
 
-# The shipped artifacts: one task prompt per spec (fairprompt/artifacts/task_prompts/KEY, see fairprompt/shipped.py).
+# The shipped artifacts: one task prompt per spec (fairprompt/artifacts/task_prompts/KEY, see fairprompt/shipped.py),
+# and the finished repairs of the specs in REPAIR_ARTIFACTS (fairprompt/artifacts/repairs/KEY, one folder per repair
+# of the spec, see fairprompt/shipped_repairs.py), which `make demo` loads instead of training them.
 ARTIFACTS := adult_income compas_recidivism identity_toxicity
+REPAIR_ARTIFACTS := adult_income
 
-.PHONY: demo test check install bench docs artifacts check-artifacts clean-reports \
-	$(addprefix artifact-,$(ARTIFACTS)) $(addprefix check-artifact-,$(ARTIFACTS))
+.PHONY: demo test check install bench docs artifacts check-artifacts repair-artifacts check-repair-artifacts clean-reports \
+	$(addprefix artifact-,$(ARTIFACTS)) $(addprefix check-artifact-,$(ARTIFACTS)) \
+	$(addprefix repair-artifact-,$(REPAIR_ARTIFACTS)) $(addprefix check-repair-artifact-,$(REPAIR_ARTIFACTS))
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,10 +47,27 @@ $(addprefix artifact-,$(ARTIFACTS)): artifact-%: $(STAMP)
 $(addprefix check-artifact-,$(ARTIFACTS)): check-artifact-%: $(STAMP)
 	$(PY) -m fairprompt.shipped check --only $*
 
-# All of them (CPU, about 30 minutes each way).
-artifacts: $(addprefix artifact-,$(ARTIFACTS))
+# Retrain the repairs of one spec from their seeds on its shipped task prompt (which must be shipped first) and
+# replace the spec's shipped repairs: make repair-artifact-adult_income (FairIJ and FairReprogram, the time of
+# their training in a `make demo` run).
+$(addprefix repair-artifact-,$(REPAIR_ARTIFACTS)): repair-artifact-%: $(STAMP)
+	$(PY) -m fairprompt.shipped_repairs build --only $*
 
-check-artifacts: $(addprefix check-artifact-,$(ARTIFACTS))
+# Retrain them in scratch and confirm the key and the test accuracy, DP and EO of the chosen point:
+# make check-repair-artifact-adult_income
+$(addprefix check-repair-artifact-,$(REPAIR_ARTIFACTS)): check-repair-artifact-%: $(STAMP)
+	$(PY) -m fairprompt.shipped_repairs check --only $*
+
+repair-artifacts: $(addprefix repair-artifact-,$(REPAIR_ARTIFACTS))
+
+check-repair-artifacts: $(addprefix check-repair-artifact-,$(REPAIR_ARTIFACTS))
+
+# All of them (CPU, about 30 minutes each way for the task prompts, then the repairs).  The repairs are rebuilt after
+# the task prompts, on the prompts just shipped.
+artifacts: $(addprefix artifact-,$(ARTIFACTS))
+	$(MAKE) repair-artifacts
+
+check-artifacts: $(addprefix check-artifact-,$(ARTIFACTS)) check-repair-artifacts
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py

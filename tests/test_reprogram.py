@@ -297,6 +297,25 @@ def test_image_trigger_on_colored_digits(image, kind: str, tmp_path) -> None:
     assert record["trigger"]["image_png"] == uri and record["artifacts"]["trigger"] == paths["trigger"]
 
 
+def test_image_triggers_ship_and_load_as_trained(image, tmp_path) -> None:
+    """A shipped repair artifact (fairprompt/mitigation/reprogram_method/shipped.py) of pixel triggers: every lambda's
+    trigger and the record's facts come back exactly, on the same frozen model."""
+    from fairprompt.mitigation.reprogram_method.shipped import load_result, save_result
+
+    model, _, validation, _, _ = image
+    result = _run_image(image, trigger="patch")
+    save_result(result, tmp_path, model=model)
+    assert not [p for p in tmp_path.iterdir() if p.suffix not in (".json", ".safetensors")]
+    loaded = load_result(tmp_path, model=model)
+    assert len(model.prompts) == 0 and loaded.triggered_model.backbone is model.backbone
+    assert json.dumps(loaded.to_dict(), allow_nan=False) == json.dumps(result.to_dict(), allow_nan=False)
+    assert len(loaded.triggered_models) == len(result.triggered_models) == 2
+    for ours, theirs in zip(loaded.triggered_models, result.triggered_models, strict=True):
+        np.testing.assert_array_equal(ours.predict_proba(images=validation.images),
+                                      theirs.predict_proba(images=validation.images))
+    assert loaded.triggered_model is loaded.triggered_models[[p["chosen"] for p in loaded.points].index(True)]
+
+
 def test_equal_lambdas_train_equal_triggers(image) -> None:
     """Each lambda starts from the same seed, initial value and batch order: a lambda trained after another in a
     grid is the lambda trained alone (a grid lists each lambda once, so the same lambda is compared across grids)."""

@@ -30,7 +30,8 @@ Progress = Callable[[str, int, int], None]
 @dataclass(frozen=True)
 class RepairContext:
     """What a repair works on: the task (data, splits, prediction settings), the frozen model and its record, and
-    the model's test-split scores when the before-audit was computed in this run."""
+    the model's test-split scores when the before-audit was computed in this run.  ``use_shipped=False`` makes
+    the method train even where a shipped repair artifact matches (:mod:`fairprompt.mitigation.shipped`)."""
 
     task: TextTask | ImageTask
     model: Any
@@ -38,6 +39,7 @@ class RepairContext:
     test_scores: np.ndarray | None = None
     row_output: bool = False  # export every grid point's decisions (predictions.parquet)
     final: bool = False       # also predict the final split with each chosen point (``--final``)
+    use_shipped: bool = True  # load a shipped repair artifact when one matches
     scores: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def audited_scores(self, split: str, *, progress: Progress | None = None) -> np.ndarray:
@@ -97,7 +99,13 @@ class RepairRun(Protocol):
 
     def record(self, test: TestSplit) -> dict[str, Any]:
         """The method's own fields of its repair record (``fairij`` and ``flagged_by_group``; ``reprogram`` and
-        ``baselines``), as typed records (:mod:`fairprompt.results`)."""
+        ``baselines``; ``shipped`` when it was loaded from a shipped artifact), as typed records
+        (:mod:`fairprompt.results`)."""
+        ...
+
+    def ship(self, directory: Path) -> None:
+        """Write everything this repair's run object is rebuilt from (its grid, the facts its record and files
+        show) into ``directory``, as safetensors + JSON (:mod:`fairprompt.mitigation.shipped`)."""
         ...
 
 
@@ -110,6 +118,7 @@ class RepairMethod(Protocol):
     config_class: type          # a frozen dataclass; the spec's block is derived from its fields
     group_before: str | None    # the config field before which the spec block's ``group`` key goes (None: last)
     frozen_adapter: bool        # the repair must leave the task prompt and head unchanged (checked on every run)
+    version: int                # bump when a change to the method makes its shipped repair artifacts stale
 
     def check_spec(self, *, model_kind: str | None, task_prompt: bool, config: Any, key: str) -> None:
         """Refuse (ValueError, one sentence naming ``key``) a spec whose model this method cannot repair."""
@@ -126,7 +135,8 @@ class RepairMethod(Protocol):
     def run(self, context: RepairContext, *, config: Any, group: str, settings: Mapping[str, Any],
             progress: Progress | None = None) -> RepairRun:
         """Repair ``context.model`` for the gap of sensitive column ``group`` (``settings``: the spec block, as
-        recorded)."""
+        recorded); a shipped repair artifact with the same key is loaded instead of training
+        (:func:`fairprompt.mitigation.shipped.find_for`)."""
         ...
 
 

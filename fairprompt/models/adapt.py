@@ -57,7 +57,8 @@ def _texts_digest(texts: Sequence[str], labels: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _versions() -> dict[str, str | None]:
+def library_versions() -> dict[str, str | None]:
+    """The versions of torch, transformers and peft (part of every cache key of a trained prompt)."""
     out: dict[str, str | None] = {}
     for name in ("torch", "transformers", "peft"):
         try:
@@ -79,7 +80,7 @@ def task_prompt_key(*, settings: TaskPromptSettings, train_texts: Sequence[str],
         "training": {k: getattr(training, k) for k in training.__dataclass_fields__},
         "train": _texts_digest(train_texts, train_labels),
         "validation": _texts_digest(validation_texts, validation_labels),
-        "versions": _versions(),
+        "versions": library_versions(),
     })
 
 

@@ -5,7 +5,7 @@ did not run. The method-specific parts live in :mod:`~fairprompt.report.fairij_v
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from fairprompt.report.format import (
@@ -15,11 +15,12 @@ from fairprompt.report.format import (
     command_line,
     fmt_change,
     fmt_num,
+    fmt_seconds,
     label,
     settings,
     short_hash,
 )
-from fairprompt.results.repairs import AfterModel, FailedRepair, NotRunRepair
+from fairprompt.results.repairs import AfterModel, FailedRepair, NotRunRepair, ShippedRepairRef
 from fairprompt.results.repairs import ComparisonRow as ComparisonRecord
 
 if TYPE_CHECKING:
@@ -167,6 +168,20 @@ def after_facts(after: AfterModel | None) -> tuple[Fact, ...]:
     if after.threshold is not None:
         facts.append(Fact("Decision threshold", f"{after.threshold:g}"))
     return tuple(facts)
+
+
+def with_shipped(view: MitigationView, shipped: ShippedRepairRef | None) -> MitigationView:
+    """A repair loaded from a shipped artifact says so first in its facts: when, by which command and in how long it
+    was trained."""
+    if shipped is None or not shipped.loaded:
+        return view
+    when = f" on {shipped.trained_at[:10]}" if shipped.trained_at else ""
+    how = f" by {command_line(shipped.trained_by)}" if shipped.trained_by else ""
+    took = f" in {fmt_seconds(shipped.seconds)}" if shipped.seconds is not None else ""
+    fact = Fact("Trained", f"loaded from the shipped artifact, trained{when}{how}{took}", summary=True, title=shipped.key,
+                note=f"not trained in this run; key {short_hash(shipped.key)}" + (f", {shipped.machine}" if shipped.machine
+                                                                                  else ""))
+    return replace(view, facts=(fact, *view.facts))
 
 
 def unfinished_view(index: int, m: FailedRepair | NotRunRepair) -> MitigationView:

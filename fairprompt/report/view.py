@@ -32,7 +32,7 @@ from fairprompt.report.fairij_view import fairij_view
 from fairprompt.report.format import Estimate, as_text, command_line, dropped_text
 from fairprompt.report.model_card import ModelCard, build_model_card
 from fairprompt.report.model_view import ModelView, build_model_view
-from fairprompt.report.repair_view import MitigationView, unfinished_view
+from fairprompt.report.repair_view import MitigationView, unfinished_view, with_shipped
 from fairprompt.report.reprogram_view import reprogram_mitigation_view
 from fairprompt.report.summary_view import SummaryView, build_summary
 from fairprompt.results.audit import AuditConfigRecord, BootstrapRecord, DegenerateThresholds
@@ -125,6 +125,7 @@ def repair_views(results: Results) -> tuple[MitigationView, ...]:
             views.append(fairij_view(index, m))
         else:
             views.append(unfinished_view(index, m))
+        views[-1] = with_shipped(views[-1], getattr(m, "shipped", None))
     return tuple(views)
 
 

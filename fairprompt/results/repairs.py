@@ -26,6 +26,19 @@ class TaskPromptRef(Record):
     cache_key: str | None = None
 
 
+class ShippedRepairRef(Record):
+    """A repair loaded from a shipped repair artifact instead of trained in this run: its key, and how, where and
+    when it was trained (:mod:`fairprompt.mitigation.shipped`)."""
+
+    loaded: bool
+    key: str
+    spec: str | None = None
+    trained_at: str | None = None
+    trained_by: list[str] | None = None
+    machine: str | None = None
+    seconds: Real | None = None
+
+
 class AfterModel(Record):
     """The repaired model on the test rows, beside the model as audited (same rows)."""
 
@@ -112,6 +125,7 @@ class FairIJRepair(Record):
     command: list[str] | None = None
     before_audit: str | None = None
     task_prompt: TaskPromptRef | None = None
+    shipped: ShippedRepairRef | None = None
     fairij: FairIJRecord | None = None
     flagged_by_group: list[FlaggedGroup] | None = None
     after: AuditRecord | None = None
@@ -134,6 +148,7 @@ class ReprogramRepair(Record):
     command: list[str] | None = None
     before_audit: str | None = None
     task_prompt: TaskPromptRef | None = None
+    shipped: ShippedRepairRef | None = None
     reprogram: ReprogramRecord | None = None
     after: AuditRecord | None = None
     after_model: AfterModel | None = None

@@ -32,6 +32,7 @@ class FairIJRun:
     group: str
     settings: Mapping[str, Any]
     artifacts: dict[str, str] = field(default_factory=dict)
+    shipped: dict[str, Any] | None = None  # the record's ``shipped`` block when loaded from a shipped artifact
 
     setting_name = "k"
 
@@ -88,13 +89,22 @@ class FairIJRun:
     def record(self, test: TestSplit) -> dict[str, Any]:
         from fairprompt.mitigation.fairij_method.record import TOP_FLAGGED, flagged_by_group, top_flagged
         from fairprompt.results.fairij import FairIJRecord, FlaggedGroup
+        from fairprompt.results.repairs import ShippedRepairRef
 
         summary = self.result.to_dict(top=TOP_FLAGGED)
         summary["top_flagged"] = top_flagged(self.result, self.context.task, self.group)
         summary["artifacts"] = self.artifacts
-        return {"fairij": FairIJRecord.model_validate(to_jsonable(summary)),
-                "flagged_by_group": [FlaggedGroup.model_validate(row) for row in
-                                     to_jsonable(flagged_by_group(self.result, self.context.task))]}
+        own: dict[str, Any] = {"fairij": FairIJRecord.model_validate(to_jsonable(summary)),
+                               "flagged_by_group": [FlaggedGroup.model_validate(row) for row in
+                                                    to_jsonable(flagged_by_group(self.result, self.context.task))]}
+        if self.shipped is not None:
+            own["shipped"] = ShippedRepairRef.model_validate(to_jsonable(self.shipped))
+        return own
+
+    def ship(self, directory: Path) -> None:
+        from fairprompt.mitigation.fairij_method.shipped import save_result
+
+        save_result(self.result, directory)
 
 
 class FairIJMethod:
@@ -106,6 +116,7 @@ class FairIJMethod:
     config_class = FairIJConfig
     group_before = "damping"
     frozen_adapter = False
+    version = 1
 
     def check_spec(self, *, model_kind: str | None, task_prompt: bool, config: Any, key: str) -> None:
         if model_kind != "frozen_text":
@@ -124,9 +135,16 @@ class FairIJMethod:
 
     def run(self, context: RepairContext, *, config: FairIJConfig, group: str, settings: Mapping[str, Any],
             progress: Progress | None = None) -> FairIJRun:
+        from fairprompt.mitigation import shipped
         from fairprompt.mitigation.fairij_method import repair
         from fairprompt.mitigation.fairij_method.record import text_values
 
+        found = shipped.find_for(context, method=self, config=config, group=group)
+        if found is not None:
+            from fairprompt.mitigation.fairij_method.shipped import load_result
+
+            return FairIJRun(result=load_result(found, model=context.model), context=context, config=config, group=group,
+                             settings=settings, shipped=shipped.loaded_record(found))
         task, model = context.task, context.model
         splits = task.splits
         validation_groups = np.asarray(text_values(task.dataset.frame[group].iloc[splits.validation]), dtype=object)

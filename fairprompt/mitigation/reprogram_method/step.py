@@ -41,6 +41,7 @@ class ReprogramRun:
     validation_rows: Any          # the validation split as the model reads it
     has_adapter: bool             # the model has a task prompt and head (left unchanged)
     artifacts: dict[str, str] = field(default_factory=dict)
+    shipped: dict[str, Any] | None = None  # the record's ``shipped`` block when loaded from a shipped artifact
 
     setting_name = "lambda"
 
@@ -70,6 +71,7 @@ class ReprogramRun:
 
     def record(self, test: TestSplit) -> dict[str, Any]:
         from fairprompt.mitigation.reprogram_method.record import baselines
+        from fairprompt.results.repairs import ShippedRepairRef
         from fairprompt.results.reprogram import BaselineRow, ReprogramRecord
 
         task, model = self.context.task, self.context.model
@@ -79,8 +81,16 @@ class ReprogramRun:
                           test_groups=self.groups[splits.test].astype(str), before_test=test.before_score(),
                           after_pred=test.y_pred, fit_scores=before_validation, fit_labels=task.y[splits.validation],
                           fit_groups=self.groups[splits.validation].astype(str), seed=self.config.seed)
-        return {"reprogram": ReprogramRecord.model_validate(self.result.to_dict()),
-                "baselines": [BaselineRow.model_validate(row) for row in to_jsonable(table)]}
+        own: dict[str, Any] = {"reprogram": ReprogramRecord.model_validate(self.result.to_dict()),
+                               "baselines": [BaselineRow.model_validate(row) for row in to_jsonable(table)]}
+        if self.shipped is not None:
+            own["shipped"] = ShippedRepairRef.model_validate(to_jsonable(self.shipped))
+        return own
+
+    def ship(self, directory: Path) -> None:
+        from fairprompt.mitigation.reprogram_method.shipped import save_result
+
+        save_result(self.result, directory, model=self.context.model)
 
 
 class ReprogramMethod:
@@ -92,6 +102,7 @@ class ReprogramMethod:
     config_class = ReprogramConfig
     group_before = "seed"
     frozen_adapter = True
+    version = 1
 
     def check_spec(self, *, model_kind: str | None, task_prompt: bool, config: ReprogramConfig, key: str) -> None:
         if model_kind is None or model_kind == "logistic_regression":
@@ -137,14 +148,22 @@ class ReprogramMethod:
 
     def run(self, context: RepairContext, *, config: ReprogramConfig, group: str, settings: Mapping[str, Any],
             progress: Progress | None = None) -> ReprogramRun:
+        from fairprompt.mitigation import shipped
         from fairprompt.mitigation.reprogram_method import repair
         from fairprompt.models.frozen import adapter_sha256
 
         task, model = context.task, context.model
         splits = task.splits
         groups = _text_values(task.dataset.frame[group])
-        train_rows = task.split_rows(model, splits.train)
         validation_rows = task.split_rows(model, splits.validation)
+        found = shipped.find_for(context, method=self, config=config, group=group)
+        if found is not None:
+            from fairprompt.mitigation.reprogram_method.shipped import load_result
+
+            return ReprogramRun(result=load_result(found, model=model), context=context, config=config, group=group,
+                                settings=settings, groups=groups, validation_rows=validation_rows,
+                                has_adapter=adapter_sha256(model) is not None, shipped=shipped.loaded_record(found))
+        train_rows = task.split_rows(model, splits.train)
         result = repair.reprogram(
             model=model, train_rows=train_rows, validation_rows=validation_rows, train_groups=groups[splits.train],
             validation_groups=groups[splits.validation], config=config, threshold=task.threshold,

@@ -178,17 +178,29 @@ def png_data_uri(image: np.ndarray, *, scale: int = 4) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def saved_form(target: Target, *, kind: str, model: Any) -> tuple[nn.Module, dict[str, Any]]:
-    """The chosen trigger as a loadable prompt module, and how the report shows it."""
+def hard_as_soft(trigger: HardTrigger, *, model: Any) -> nn.Module:
+    """A hard trigger's words as the soft prompt that holds their embedding rows (the same input)."""
     from fairprompt.prompts import SoftPrompt, SoftPromptConfig
 
+    weight = model.base.get_input_embeddings().weight.detach()[trigger.token_ids()].to(torch.float32)
+    return SoftPrompt(SoftPromptConfig(n_tokens=int(weight.shape[0]), dim=int(weight.shape[1]), position="append"),
+                      weight=weight)
+
+
+def deployed_trigger(triggered: Any, *, model: Any) -> nn.Module:
+    """The trigger in front of a triggered copy of ``model``, in its saved form (a hard trigger as its words)."""
+    trigger = triggered.prompts[-1]
+    return hard_as_soft(trigger, model=model) if isinstance(trigger, HardTrigger) else trigger
+
+
+def saved_form(target: Target, *, kind: str, model: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """The chosen trigger as a loadable prompt module, and how the report shows it."""
     trigger = target.trigger
     if kind == "hard":
         assert isinstance(trigger, HardTrigger)
         ids = trigger.token_ids()
         words = model.tokenizer.convert_ids_to_tokens(ids.tolist())
-        weight = model.base.get_input_embeddings().weight.detach()[ids].to(torch.float32)
-        saved = SoftPrompt(SoftPromptConfig(n_tokens=len(words), dim=weight.shape[1], position="append"), weight=weight)
+        saved = hard_as_soft(trigger, model=model)
         # the deployed model carries the saved words, exactly as trained (straight-through forward = these rows)
         target.model.prompts[-1] = saved
         return saved, {"kind": "hard", "words": words, "token_ids": ids.tolist(), "text": " ".join(words)}
@@ -220,5 +232,6 @@ def parameter_counts(model: Any, target: Target, *, kind: str) -> dict[str, Any]
     return out
 
 
-__all__ = ["HardTrigger", "Target", "build", "build_forward", "check_image_trigger", "check_text_trigger", "model_modality",
-           "parameter_counts", "png_data_uri", "project_simplex", "saved_form", "word_candidates"]
+__all__ = ["HardTrigger", "Target", "build", "build_forward", "check_image_trigger", "check_text_trigger",
+           "deployed_trigger", "hard_as_soft", "model_modality", "parameter_counts", "png_data_uri", "project_simplex",
+           "saved_form", "word_candidates"]
