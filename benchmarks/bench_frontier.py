@@ -338,11 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         if name.startswith("fairij"):
             out["methods"][name]["rule_detail"] = {m: runner.fairij_rule(m) for m in measures}
         log(f"{name}: {out['methods'][name]['wall_seconds_this_run']:.0f} s")
+        hulls, matched = summaries(out["points"], measures, "test")
+        out |= {"hulls": {"test": hulls}, "matched": {"test": matched},
+                "chosen": {"test": chosen_table(setup, runner, out["points"], measures, "test")}}
         save()
 
-    out["hulls"], out["matched"] = {}, {}
-    out["hulls"]["test"], out["matched"]["test"] = summaries(out["points"], measures, "test")
-    out["chosen"] = {"test": chosen_table(setup, runner, out["points"], measures, "test")}
     if args.final:
         final_points: list[dict[str, Any]] = []
         for p in out["points"]:

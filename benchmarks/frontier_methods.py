@@ -278,7 +278,10 @@ def fit_threshold_optimizer(setup: FrontierSetup, constraint: str, measure: str)
 
 # --------------------------------------------------------------------------------------------- the methods
 PROMPT_SCORE = "P(favourable) of the prompted model; decision: score >= the spec's threshold 0.5"
-METHODS: dict[str, Method] = {m.name: m for m in (
+ORDER = ("unrepaired", "fairij_ij", "reprogram_soft", "eg_tabular", "eg_embedding", "adversarial", "threshold_optimizer",
+         "reweighing", "fairij_append", "finetune", "reprogram_hard")
+"""The order a run takes (the prompt repairs and the cheap peers first, the expensive trainings last)."""
+_METHODS: dict[str, Method] = {m.name: m for m in (
     Method("unrepaired", "un-repaired prompt model", "reference", (None,), "-", False, None,
            "the reference point", "nothing (the shipped task prompt and head)", PROMPT_SCORE, fit_unrepaired),
     Method("fairij_ij", "FairIJ ij", "prompt", FAIRIJ_FRACTIONS, "k", True, 0,
@@ -326,6 +329,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "the un-repaired model's validation scores", "decisions only (randomized, random_state 0); no score",
            fit_threshold_optimizer),
 )}
+METHODS: dict[str, Method] = {name: _METHODS[name] for name in ORDER}
 
 
 def grid_values(method: Method, *, quick: bool, rule: dict[str, Any] | None) -> list[Any]:
