@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from dataclasses import replace
@@ -51,20 +50,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import log as _log
+from common import paired_table
+from common import peak_mb as _peak_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP = "sex"
 SIZES = (10, 20, 40, 70, 100)      # removal-set sizes: 0.5% to 5% of 2,000 training rows
 HEAD_L2 = 1e-3
-N_BOOT = 1000
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------------ setup
@@ -138,22 +131,6 @@ def part_cost(setup: Setup) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------- effect
-def paired_table(y: np.ndarray, groups: np.ndarray, predictions: dict[str, np.ndarray], *, base: str,
-                 seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Point values and paired bootstrap CIs (same resampled rows for every method) against ``base``
-    (:func:`fairprompt.metrics.paired_bootstrap`); the point values are checked against fairlearn's on every run."""
-    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
-
-    from fairprompt.metrics import paired_bootstrap
-
-    table = paired_bootstrap(y_true=y, groups=groups, predictions=predictions, base=base, n_boot=N_BOOT, seed=seed)
-    for m, p in predictions.items():
-        dp = demographic_parity_difference(y, p, sensitive_features=groups)
-        eo = equalized_odds_difference(y, p, sensitive_features=groups)
-        assert abs(dp - table[m]["dp"]) < 1e-12 and abs(eo - table[m]["eo"]) < 1e-12, (m, dp, eo, table[m])
-    return table
-
-
 def part_effect(setup: Setup, state: dict[str, Any]) -> dict[str, Any]:
     from fairprompt.mitigation import AppendTraining, FairIJConfig, fairij, train_appended_prompt
     from fairprompt.mitigation.baselines import reweighing_weights, threshold_optimizer

@@ -48,7 +48,6 @@ import argparse
 import copy
 import json
 import os
-import resource
 import sys
 import time
 from dataclasses import replace
@@ -57,23 +56,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import DP_EO
+from common import log as _log
+from common import paired_table as common_paired_table
+from common import peak_mb as _peak_mb
 
 ROOT = Path(__file__).resolve().parents[1]
-N_BOOT = 1000
 ADULT_GRID = (0.0, 1.0, 3.0, 10.0, 30.0)
 ADULT_EPOCHS = 3
 ADULT_ROWS = 1000
 REDUCED_GRID = (0.0, 3.0, 10.0)
 CASES = ("adult_dp", "adult_eo", "adult_adversary_dp", "adult_hard_dp", "digits_border_dp", "digits_border_eo",
          "digits_patch_dp", "digits_patch_eo", "digits_border_adversary_dp", "digits_border_projection_dp", "toxicity_eo")
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ------------------------------------------------------------------------------------------------ setup
@@ -107,23 +101,11 @@ class Setup:
 # ------------------------------------------------------------------------------------------------ metrics
 def paired_table(y: np.ndarray, groups: np.ndarray, predictions: dict[str, np.ndarray], *, base: str,
                  seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Point values and paired bootstrap CIs (the same resampled rows for every method) against ``base``
-    (:func:`fairprompt.metrics.paired_bootstrap`); the point values are checked against fairlearn's on every run."""
-    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
-
-    from fairprompt.metrics import paired_bootstrap
-
-    # "fpr_gap" is the toxicity reading of the favourable TPR gap (favourable = not toxic: a harmless comment flagged as
-    # toxic is a favourable row predicted unfavourable), so it is the between-groups TPR spread
-    gaps = {"dp": "demographic_parity_difference", "eo": "equalized_odds_difference",
-            "fpr_gap": "equal_opportunity_difference"}
-    table = paired_bootstrap(y_true=y, groups=groups, predictions=predictions, base=base, gaps=gaps, n_boot=N_BOOT,
-                             seed=seed)
-    for m, p in predictions.items():
-        dp = demographic_parity_difference(y, p, sensitive_features=groups)
-        eo = equalized_odds_difference(y, p, sensitive_features=groups)
-        assert abs(dp - table[m]["dp"]) < 1e-12 and abs(eo - table[m]["eo"]) < 1e-12, (m, dp, eo, table[m])
-    return table
+    """:func:`common.paired_table` with the toxicity reading of the favourable TPR gap as a third gap: favourable =
+    not toxic, so a harmless comment flagged as toxic is a favourable row predicted unfavourable, and "fpr_gap" is
+    the between-groups TPR spread."""
+    return common_paired_table(y, groups, predictions, base=base, seed=seed,
+                               gaps={**DP_EO, "fpr_gap": "equal_opportunity_difference"})
 
 
 # ------------------------------------------------------------------------------------------------- cases
