@@ -36,7 +36,9 @@ EG_BOUNDS: tuple[float | None, ...] = (None, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0
 """ExponentiatedGradient: the constraint's difference_bound (10 levels); None is the unconstrained logistic
 regression, the control."""
 ADVERSARY_ALPHAS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-"""AdversarialFairnessClassifier: the adversary's weight alpha (0 is the control: the predictor alone)."""
+"""AdversarialFairnessClassifier: the adversary's weight alpha.  alpha = 0 is the method's control, but not the
+predictor alone: fairlearn's update (Zhang et al.) always removes the projection of the predictor's gradient on the
+adversary's, and only the extra ``- alpha * grad`` term scales with alpha."""
 ADVERSARY_EPOCHS, ADVERSARY_LR = 50, 1e-3
 FINETUNE_LAMBDAS = (0.0, 3.0, 10.0)
 FINETUNE_EPOCHS, FINETUNE_ROWS, FINETUNE_LR, FINETUNE_BATCH = 2, 1000, 2e-5, 32
@@ -80,7 +82,8 @@ def _fairij_config(setup: FrontierSetup, measure: str) -> Any:
     config = next(m for m in setup.spec.mitigations if m.name == "fairij").config()
     if setup.quick:
         config = replace(config, append_training=replace(config.append_training, max_epochs=1, patience=1))
-    return replace(config, measure=measure, seed=0)
+    # FairIJ's default grid of shares for its own rule (the demo spec narrows `fractions` only to stay fast)
+    return replace(config, measure=measure, seed=0, fractions=None)
 
 
 def fairij_alphas(setup: FrontierSetup, measure: str, k: int) -> np.ndarray:
@@ -316,7 +319,9 @@ _METHODS: dict[str, Method] = {m.name: m for m in (
     Method("adversarial", "AdversarialFairnessClassifier on frozen MiniLM embeddings", "peer", ADVERSARY_ALPHAS, "alpha",
            True, 0.0, PEER_RULE, f"fairlearn AdversarialFairnessClassifier (torch; linear predictor, adversary [3, "
            f"leaky_relu], Adam lr {ADVERSARY_LR:g}, {ADVERSARY_EPOCHS} epochs, batch 32, random_state 0) on the "
-           "standardised embeddings", "score: the predictor's sigmoid output (_raw_predict); decision: predict (>= 0.5)",
+           "standardised embeddings; alpha = 0 still projects the predictor's gradient off the adversary's (fairlearn's "
+           "update), so it is the method's control, not the predictor alone (that is eg_embedding's unconstrained point)",
+           "score: the predictor's sigmoid output (_raw_predict); decision: predict (>= 0.5)",
            fit_adversarial),
     Method("finetune", "full fine-tuning of MiniLM under the surrogate penalty", "peer", FINETUNE_LAMBDAS, "lambda",
            True, 0.0, PEER_RULE, f"every weight (backbone, task prompt, head) from the shipped task prompt's model, "
