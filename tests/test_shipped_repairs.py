@@ -253,3 +253,27 @@ def test_build_refuses_a_spec_whose_task_prompt_is_not_shipped(tiny_backbone: st
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "is neither shipped nor cached" in err
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / "no-artifacts").exists()
+
+
+@pytest.mark.slow  # loads the real MiniLM and reads adult_income's rows (make check skips it)
+def test_the_demo_finds_its_shipped_repairs() -> None:
+    """Every repair of audits/adult_income.yaml has a shipped folder under its current key, so `make demo` loads
+    them; a change to the spec, the rows, the model or a method's version fails here (rebuild: make
+    repair-artifact-adult_income)."""
+    from fairprompt.mitigation.registry import RepairContext
+    from fairprompt.mitigation.shipped import SHIPPED_REPAIRS, model_was_loaded, read_manifest, repair_key
+    from fairprompt.spec import load_spec
+    from fairprompt.tasks import load_repairs, load_task
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "audits" / "adult_income.yaml")
+    task = load_task(spec)
+    model, training = task.load_model()
+    assert model_was_loaded(training)
+    context = RepairContext(task=task, model=model, training=training)
+    for index, repair in enumerate(load_repairs(spec, task)):
+        key = repair_key(context, method=repair.method, config=repair.config, group=repair.group)
+        folder = SHIPPED_REPAIRS / key
+        assert (folder / MANIFEST).is_file(), f"{repair.name}: no shipped repair for key {key[:12]}"
+        manifest = read_manifest(folder)
+        assert (manifest["spec"], manifest["mitigation"], manifest["method"]) == ("adult_income.yaml", index,
+                                                                                 repair.name)
