@@ -114,8 +114,10 @@ class Runner:
     def identity(self, method: Method, value: Any, measure: str) -> tuple[Method, Any, str | None]:
         """The fit a grid point really is: shared controls are fitted once (FairIJ k = 0 is the un-repaired model,
         Reweighing t = 0 is FairIJ append's k = 0 control: the same 4 tokens, all weights 1)."""
-        if method.name == "fairij_ij" and value == 0:
+        if method.name in ("fairij_ij", "fairij_ij_accuracy") and value == 0:
             return METHODS["unrepaired"], None, None
+        if method.name == "fairij_ij_accuracy":       # the same one-step updates, another rule
+            return METHODS["fairij_ij"], value, METHODS["fairij_ij"].trained_for(value, measure)
         if method.name == "reweighing" and value == 0:
             return METHODS["fairij_append"], 0, None
         return method, value, method.trained_for(value, measure)
@@ -126,17 +128,19 @@ class Runner:
                           "trains": method.trains, "score": method.score, "settings": method.settings, "rows": s.rows_key,
                           "task_prompt": s.task_prompt_key, "quick": s.quick, "spec": SPEC})
 
-    def fairij_rule(self, measure: str) -> dict[str, Any]:
-        if measure not in self.rules:
+    def fairij_rule(self, measure: str, *, accuracy: bool = False) -> dict[str, Any]:
+        """FairIJ's choice of k: [3/7]'s rule, or (``accuracy``) the accuracy rule of [4/7]."""
+        if (measure, accuracy) not in self.rules:
             s = self.setup
-            key = cache_key({"version": CACHE_VERSION, "rule": "fairij", "measure": measure, "rows": s.rows_key,
-                             "task_prompt": s.task_prompt_key, "quick": s.quick, "spec": SPEC})
+            identity = {"version": CACHE_VERSION, "rule": "fairij", "measure": measure, "rows": s.rows_key,
+                        "task_prompt": s.task_prompt_key, "quick": s.quick, "spec": SPEC}
+            key = cache_key(identity | {"accuracy_rule": True} if accuracy else identity)
             rule = self.cache.json(key)
             if rule is None:
-                rule = fairij_rule(s, measure)
+                rule = fairij_rule(s, measure, accuracy=accuracy)
                 self.cache.save_json(key, rule)
-            self.rules[measure] = rule
-        return self.rules[measure]
+            self.rules[(measure, accuracy)] = rule
+        return self.rules[(measure, accuracy)]
 
     def point(self, method: Method, value: Any, measure: str, splits: tuple[str, ...]) -> tuple[dict[str, Any],
                                                                                             dict[str, Scores], bool]:
@@ -169,7 +173,8 @@ class Runner:
 
     def run(self, method: Method, measure: str) -> list[dict[str, Any]]:
         """Every grid point of ``method`` for ``measure``, with validation and test metrics, and the chosen flag."""
-        rule = self.fairij_rule(measure) if method.name.startswith("fairij") else None
+        rule = self.fairij_rule(measure, accuracy=method.name == "fairij_ij_accuracy") \
+            if method.name.startswith("fairij") else None
         points = []
         for value in grid_values(method, quick=self.setup.quick, rule=rule):
             fit_value = measure if method.name == "threshold_optimizer" else value
@@ -198,7 +203,7 @@ class Runner:
                               base_accuracy=metrics(self.setup, "validation", base)["accuracy"],
                               max_accuracy_drop=config.max_accuracy_drop)
             return index
-        if method.role == "peer":
+        if method.role == "peer" or (method.role == "group-aware" and len(points) > 1):
             return peer_choice(points, gap=gap, control=method.control)
         return 0
 
@@ -336,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
                                     for p in {(p["setting"], p["trained_for"]): p for p in points}.values())),
                                 "all_cached": all(p["cached"] for p in points)}
         if name.startswith("fairij"):
-            out["methods"][name]["rule_detail"] = {m: runner.fairij_rule(m) for m in measures}
+            out["methods"][name]["rule_detail"] = {m: runner.fairij_rule(m, accuracy=name == "fairij_ij_accuracy")
+                                                   for m in measures}
         log(f"{name}: {out['methods'][name]['wall_seconds_this_run']:.0f} s")
         hulls, matched = summaries(out["points"], measures, "test")
         out |= {"hulls": {"test": hulls}, "matched": {"test": matched},

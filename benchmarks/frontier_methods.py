@@ -29,6 +29,7 @@ APPEND_FRACTIONS = (0.0, 0.01, 0.03, 0.1)
 """FairIJ ``append``: a few k (k = 0 is the no-removal control); the rule's k is added when it is not among them."""
 REPROGRAM_SOFT_LAMBDAS = (0.0, 1.0, 3.0, 10.0, 30.0)
 REPROGRAM_HARD_LAMBDAS = (0.0, 1.0, 3.0, 10.0)
+REPROGRAM_CONDITIONAL_LAMBDAS = (0.0, 3.0, 10.0, 30.0, 100.0)
 REPROGRAM_EPOCHS, REPROGRAM_ROWS = 3, 1000   # bench_reprogram's Adult settings (the spec trains 2 epochs on 600 rows)
 REWEIGHING_EXPONENTS = (0.0, 0.5, 1.0, 2.0, 3.0)
 """Reweighing: row weights w**t of AIF360's w (t = 1 is AIF360's Reweighing, t = 0 the control: all weights 1)."""
@@ -41,13 +42,17 @@ predictor alone: fairlearn's update (Zhang et al.) always removes the projection
 adversary's, and only the extra ``- alpha * grad`` term scales with alpha."""
 ADVERSARY_EPOCHS, ADVERSARY_LR = 50, 1e-3
 FINETUNE_LAMBDAS = (0.0, 3.0, 10.0)
+TO_TOLERANCES = (0.15, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01)
+"""ThresholdOptimizer's tolerances (added in [4/7] as a group-aware reference; the peers' grids are unchanged)."""
 FINETUNE_EPOCHS, FINETUNE_ROWS, FINETUNE_LR, FINETUNE_BATCH = 2, 1000, 2e-5, 32
 PEER_MAX_DROP = 0.01
 
 QUICK_GRIDS: dict[str, tuple[Any, ...]] = {
-    "fairij_ij": (0.0, 0.05, 0.1), "fairij_append": (0.0, 0.05), "reprogram_soft": (0.0, 10.0),
+    "fairij_ij": (0.0, 0.05, 0.1), "fairij_ij_accuracy": (0.0, 0.05, 0.1), "reprogram_conditional": (0.0, 10.0),
+    "fairij_append": (0.0, 0.05), "reprogram_soft": (0.0, 10.0),
     "reprogram_hard": (0.0, 10.0), "reweighing": (0.0, 1.0), "eg_tabular": (None, 0.05, 0.01),
     "eg_embedding": (None, 0.05, 0.01), "adversarial": (0.0, 1.0), "finetune": (0.0, 10.0),
+    "threshold_optimizer_tol": (0.1, 0.03),
 }
 
 PEER_RULE = (f"the smallest validation gap among the grid points that lose at most {PEER_MAX_DROP * 100:g} point of "
@@ -79,11 +84,21 @@ class Method:
 
 # ------------------------------------------------------------------------------------------------ fitting
 def _fairij_config(setup: FrontierSetup, measure: str) -> Any:
-    config = next(m for m in setup.spec.mitigations if m.name == "fairij").config()
+    """FairIJ as [3/7] ran it (the spec's block then, pinned here): the validation-loss budget 0.01, k <= 10%."""
+    from fairprompt.mitigation import FairIJConfig
+
+    config = FairIJConfig(measure="demographic_parity", mode="ij", utility_budget=0.01, max_fraction=0.1)
     if setup.quick:
         config = replace(config, append_training=replace(config.append_training, max_epochs=1, patience=1))
     # FairIJ's default grid of shares for its own rule (the demo spec narrows `fractions` only to stay fast)
     return replace(config, measure=measure, seed=0, fractions=None)
+
+
+def fairij_accuracy_config(setup: FrontierSetup, measure: str) -> Any:
+    """FairIJ with the accuracy rule ([4/7]): the lowest validation gap within 1 point of validation accuracy,
+    k <= 30% of the rows (the default grid of shares up to 0.3, the bench's grid)."""
+    return replace(_fairij_config(setup, measure), selection="accuracy", max_accuracy_drop=PEER_MAX_DROP,
+                   max_fraction=0.3)
 
 
 def fairij_alphas(setup: FrontierSetup, measure: str, k: int) -> np.ndarray:
@@ -97,13 +112,20 @@ def fairij_alphas(setup: FrontierSetup, measure: str, k: int) -> np.ndarray:
     return alphas_for(k, order, I_F, I_U, n=scores.n, graded=False, budget=config.utility_budget)
 
 
-def fairij_rule(setup: FrontierSetup, measure: str) -> dict[str, Any]:
-    """FairIJ's own choice of k (the spec's settings: lowest actual validation gap within the validation-loss
-    budget, k <= max_fraction of the rows), and the candidate count the grid is capped at."""
+def fairij_rule(setup: FrontierSetup, measure: str, *, accuracy: bool = False) -> dict[str, Any]:
+    """FairIJ's own choice of k (as [3/7] ran it: lowest actual validation gap within the validation-loss budget,
+    k <= 10% of the rows; ``accuracy``: the accuracy rule, k <= 30%), and the candidate count the grid is capped at.
+    The influence scores are computed once per measure and shared by both rules."""
     result = setup.fairij(measure, config=_fairij_config(setup, measure))
+    if accuracy:
+        from fairprompt.mitigation import fairij
+
+        result = fairij(model=setup.model, train_rows=setup.rows("train"), validation_rows=setup.rows("validation"),
+                        validation_groups=setup.groups("validation"), config=fairij_accuracy_config(setup, measure),
+                        scores=result.scores)
     return {"chosen_k": int(result.chosen_k), "candidates": int((result.influence_fairness < 0).sum()),
             "n": int(result.influence_fairness.size), "rule": result.rule, "utility_budget": result.utility_budget,
-            "max_fraction": result.max_fraction,
+            "max_fraction": result.max_fraction, "max_accuracy_drop": result.max_accuracy_drop,
             "curve": [{k: v for k, v in p.items() if isinstance(v, int | float | bool)} for p in result.curve]}
 
 
@@ -146,9 +168,17 @@ def fit_reweighing(setup: FrontierSetup, t: float, measure: str) -> Predictor:
 
 
 def reprogram_config(setup: FrontierSetup, *, kind: str, lam: float, measure: str) -> Any:
-    config = next(m for m in setup.spec.mitigations if m.name == "reprogram").config()
+    """A trigger's settings: soft and hard as [3/7] ran them (the spec's block then, pinned here, on 1,000 rows for 3
+    epochs); conditional ([4/7]): the spec's block (trigger, anchor, learning rate, epochs, rows) at this lambda."""
+    from fairprompt.mitigation import ReprogramConfig
+
+    if kind == "conditional":
+        config = next(m for m in setup.spec.mitigations if m.name == "reprogram").config()
+        config = replace(config, trigger=kind, measure=measure, lambdas=(float(lam),), seed=0)
+        return replace(config, epochs=1, max_rows=None) if setup.quick else config
+    config = ReprogramConfig(trigger=kind, tokens=5, objective="surrogate", max_accuracy_drop=0.01)
     epochs, rows = (1, None) if setup.quick else (REPROGRAM_EPOCHS, REPROGRAM_ROWS)
-    return replace(config, trigger=kind, measure=measure, lambdas=(float(lam),), epochs=epochs, max_rows=rows, seed=0)
+    return replace(config, measure=measure, lambdas=(float(lam),), epochs=epochs, max_rows=rows, seed=0)
 
 
 def _fit_reprogram(kind: str) -> Callable[..., Predictor]:
@@ -265,7 +295,7 @@ def fit_finetune(setup: FrontierSetup, lam: float, measure: str) -> Predictor:
     return lambda split: setup.prompt_scores(full, split)
 
 
-def fit_threshold_optimizer(setup: FrontierSetup, constraint: str, measure: str) -> Predictor:
+def fit_threshold_optimizer(setup: FrontierSetup, constraint: str, measure: str, tol: float | None = None) -> Predictor:
     from fairprompt.mitigation import threshold_optimizer
 
     fit_scores = setup.base_scores("validation").score
@@ -274,15 +304,19 @@ def fit_threshold_optimizer(setup: FrontierSetup, constraint: str, measure: str)
         scores = setup.base_scores(split).score
         decision = threshold_optimizer(fit_scores=fit_scores, fit_labels=setup.y("validation"),
                                        fit_groups=setup.groups("validation"), scores=scores, groups=setup.groups(split),
-                                       constraints=constraint, seed=0)
+                                       constraints=constraint, seed=0, tol=tol)
         return Scores(score=None, decision=np.asarray(decision, dtype=np.int64))
     return read
 
 
+def fit_threshold_optimizer_tol(setup: FrontierSetup, tol: float, measure: str) -> Predictor:
+    return fit_threshold_optimizer(setup, measure, measure, tol=tol)
+
+
 # --------------------------------------------------------------------------------------------- the methods
 PROMPT_SCORE = "P(favourable) of the prompted model; decision: score >= the spec's threshold 0.5"
-ORDER = ("unrepaired", "fairij_ij", "reprogram_soft", "eg_tabular", "eg_embedding", "adversarial", "threshold_optimizer",
-         "reweighing", "fairij_append", "finetune", "reprogram_hard")
+ORDER = ("unrepaired", "fairij_ij", "fairij_ij_accuracy", "reprogram_soft", "reprogram_conditional", "eg_tabular", "eg_embedding", "adversarial", "threshold_optimizer",
+         "threshold_optimizer_tol", "reweighing", "fairij_append", "finetune", "reprogram_hard")
 """The order a run takes (the prompt repairs and the cheap peers first, the expensive trainings last)."""
 _METHODS: dict[str, Method] = {m.name: m for m in (
     Method("unrepaired", "un-repaired prompt model", "reference", (None,), "-", False, None,
@@ -292,6 +326,16 @@ _METHODS: dict[str, Method] = {m.name: m for m in (
            "most the spec's utility_budget 0.01, k <= 10% of the rows (max_fraction)",
            "task prompt and head, one-step IJ update with the top-k rows by influence removed", PROMPT_SCORE,
            fit_fairij_ij),
+    Method("fairij_ij_accuracy", "FairIJ ij, accuracy rule", "prompt", FAIRIJ_FRACTIONS, "k", True, 0,
+           "FairIJ's accuracy rule ([4/7]): the lowest measured validation gap among the one-step updates that lose at "
+           "most 1 point of validation accuracy against k = 0, k <= 30% of the rows",
+           "the one-step updates of FairIJ ij (the same fits), chosen by the accuracy rule", PROMPT_SCORE,
+           fit_fairij_ij),
+    Method("reprogram_conditional", "FairReprogram conditional trigger", "prompt", REPROGRAM_CONDITIONAL_LAMBDAS,
+           "lambda", True, 0.0, "FairReprogram's own (as for the soft trigger)",
+           "5 tokens written per input by a generator (attention pooling, bottleneck 8; 20,744 numbers) with the rate "
+           "anchor, surrogate objective: audits/adult_income.yaml's reprogram block at each lambda", PROMPT_SCORE,
+           _fit_reprogram("conditional")),
     Method("fairij_append", "FairIJ append", "prompt", APPEND_FRACTIONS, "k", True, 0,
            "FairIJ's own: the k its rule chooses (as for ij), then 4 appended tokens trained on the re-weighted rows",
            "4 appended soft tokens trained (early-stopped on validation) with the top-k rows removed", PROMPT_SCORE,
@@ -333,6 +377,12 @@ _METHODS: dict[str, Method] = {m.name: m for m in (
            "numbers are in-sample)", "fairlearn ThresholdOptimizer (constraint = the measure, objective accuracy) on "
            "the un-repaired model's validation scores", "decisions only (randomized, random_state 0); no score",
            fit_threshold_optimizer),
+    Method("threshold_optimizer_tol", "ThresholdOptimizer with a tolerance on the un-repaired scores (uses sex at "
+           "prediction)", "group-aware", TO_TOLERANCES, "tol", True, None, PEER_RULE + " (validation numbers in-sample)",
+           "fairlearn ThresholdOptimizer (constraint = the measure, objective accuracy, tol = the largest gap allowed "
+           "between the groups' constrained rates) on the un-repaired model's validation scores: the frontier of "
+           "re-deciding the un-repaired scores with the group known, a reference for what a repair of the decisions "
+           "alone can reach", "decisions only (randomized, random_state 0); no score", fit_threshold_optimizer_tol),
 )}
 METHODS: dict[str, Method] = {name: _METHODS[name] for name in ORDER}
 

@@ -21,6 +21,7 @@ import torch
 from factories import lbfgs_to_tolerance
 from fairprompt.errors import FairpromptError
 from fairprompt.mitigation import AppendTraining, FairIJConfig, FairIJResult, fairij, train_appended_prompt
+from fairprompt.metrics.point import group_gap
 from fairprompt.mitigation.fairij_method import selection
 from fairprompt.models.frozen import state_sha256
 from fairprompt.models.text import FrozenTextClassifier, TextRows
@@ -130,6 +131,23 @@ def test_selection_respects_the_budget_and_max_fraction_on_the_validation_split(
     assert all(p["k"] <= 0.05 * n for p in predicted.curve)
     zero = _run(biased, mode="ij", utility_budget=0.0)
     assert zero.chosen["actual_dU"] <= 0.0 and zero.chosen_k <= result.chosen_k
+
+    # the accuracy rule: the lowest measured validation gap among the points within max_accuracy_drop of k = 0's
+    # validation accuracy; each point's accuracy and gap are those of its one-step model's thresholded decisions
+    accurate = _run(biased, mode="ij", selection="accuracy", max_accuracy_drop=0.02, fractions=(0.05, 0.1, 0.2))
+    base = accurate.curve[0]
+    assert accurate.rule == selection.RULES["accuracy"] and accurate.max_accuracy_drop == 0.02
+    within = [p for p in accurate.curve if p["accuracy"] >= base["accuracy"] - 0.02 - 1e-12]
+    assert [p["feasible_accuracy"] for p in accurate.curve] == [p in within for p in accurate.curve]
+    assert accurate.chosen["gap"] == min(p["gap"] for p in within)
+    made = selection.decisions(selection.margins(accurate.repaired_model, validation, 64), 0.5)
+    labels = np.asarray(validation.labels)
+    assert accurate.chosen["accuracy"] == pytest.approx(float((made == labels).mean()))
+    assert accurate.chosen["gap"] == pytest.approx(group_gap(y_true=labels, y_pred=made, groups=gv,
+                                                             measure="demographic_parity"))
+    assert accurate.to_dict()["max_accuracy_drop"] == 0.02 and result.to_dict()["max_accuracy_drop"] is None
+    strict = _run(biased, mode="ij", selection="accuracy", max_accuracy_drop=0.0, fractions=(0.05, 0.1, 0.2))
+    assert all(p["accuracy"] >= base["accuracy"] for p in strict.curve if p["chosen"])
 
     # graded weights: proportional to I_F on the chosen rows, scaled so the predicted utility change meets the budget
     graded = _run(biased, mode="ij", graded=True, selection="predicted", utility_budget=0.01)
@@ -271,6 +289,8 @@ def test_train_appended_prompt_with_any_weights_leaves_the_input_alone(biased) -
 def test_config_refuses_bad_settings_with_one_sentence_each() -> None:
     for match, changes in (
         ("unknown fairij selection 'best'", {"selection": "best"}),
+        ("max_accuracy_drop is 1.5; use a share in", {"max_accuracy_drop": 1.5}),
+        ("max_accuracy_drop is -0.01; use a share in", {"max_accuracy_drop": -0.01}),
         ("unknown curvature solver 'lu'", {"solver": "lu"}),
         ("damping must be a finite number >= 0", {"damping": -1.0}),
         ("l2 must be a finite number >= 0", {"l2": float("nan")}),
@@ -298,13 +318,13 @@ def test_config_refuses_bad_settings_with_one_sentence_each() -> None:
 # ------------------------------------------------------------------------------------------- the one-class guard
 def _curve(*rows: tuple[int, float, bool, str | None]) -> list[dict]:
     """Grid points (k, actual F, within the budget, one-class reason); predicted dF follows the actual F."""
-    return [{"k": k, "actual_F": F, "predicted_dF": F - 1.0, "feasible_actual": ok, "feasible_predicted": ok,
-             "one_class": mark} for k, F, ok, mark in rows]
+    return [{"k": k, "actual_F": F, "predicted_dF": F - 1.0, "gap": F / 2, "feasible_actual": ok,
+             "feasible_predicted": ok, "feasible_accuracy": ok, "one_class": mark} for k, F, ok, mark in rows]
 
 
 def test_choose_never_takes_a_one_class_point_k_zero_aside() -> None:
     one = "sex = F: 100.0% of its 40 rows get the positive decision"
-    for rule in ("actual", "predicted"):
+    for rule in ("actual", "predicted", "accuracy"):
         # k = 20 has the lowest F within the budget but predicts one class: k = 10 is chosen, and a warning says why
         curve = _curve((0, 0.30, True, None), (10, 0.20, True, None), (20, 0.10, True, one), (40, 0.05, False, None))
         best, warnings = selection.choose(curve, selection=rule)

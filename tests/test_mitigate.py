@@ -339,7 +339,7 @@ def test_reprogram_needs_a_model_with_inputs(tmp_path: Path) -> None:
 def test_reprogram_bad_settings(tmp_path: Path) -> None:
     _bad(tmp_path, tiny([{"reprogram": {"lambdas": []}}]), "mitigations[0].reprogram.lambdas", "empty")
     _bad(tmp_path, tiny([{"reprogram": {"lambdas": [1, -2]}}]), "mitigations[0].reprogram.lambdas", "-2")
-    _bad(tmp_path, tiny([{"reprogram": {"trigger": "border"}}]), "mitigations[0].reprogram.trigger", "soft or hard")
+    _bad(tmp_path, tiny([{"reprogram": {"trigger": "border"}}]), "mitigations[0].reprogram.trigger", "soft, hard, conditional")
     _bad(tmp_path, tiny([{"reprogram": {"lamdas": [1]}}]), "mitigations[0].reprogram.lamdas", "did you mean 'lambdas'")
     _bad(tmp_path, tiny([{"reprogram": {"lambdas": [0, 4, 1]}}]), "mitigations[0].reprogram.lambdas",
          "reprogram.lambdas is not strictly increasing (4 then 1)", "smallest first")

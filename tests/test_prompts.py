@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from fairprompt.errors import FairpromptError
 from fairprompt.prompts import (
+    ConditionalPrompt,
+    ConditionalPromptConfig,
     PixelBorder,
     PixelBorderConfig,
     PixelPatch,
@@ -20,6 +22,7 @@ from fairprompt.prompts import (
     SoftPrompt,
     SoftPromptConfig,
     check_fits,
+    conditional_parameters,
     insert_tokens,
     load_prompt,
     prompt_paths,
@@ -406,3 +409,54 @@ def test_check_fits(tmp_path: Path) -> None:
         check_fits(border, channels=1)
     with pytest.raises(FairpromptError, match="takes text"):
         check_fits(PixelPatch(PixelPatchConfig(image_size=8, size=2)), dim=384)
+
+
+# ----------------------------------------------------------------------------- conditional prompts
+def _conditional(*, n: int = 3, dim: int = 8, bottleneck: int = 2, seed: int = 0) -> ConditionalPrompt:
+    weight = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+    return ConditionalPrompt(ConditionalPromptConfig(n_tokens=n, dim=dim, bottleneck=bottleneck), weight=weight)
+
+
+def test_a_new_conditional_prompt_is_its_static_soft_prompt() -> None:
+    """W_up starts at zero: every row gets the static tokens, exactly as a SoftPrompt with the same weight inserts them."""
+    prompt = _conditional()
+    embeds, mask, types = _batch([5, 3, 7], 7, 8)
+    soft = SoftPrompt(SoftPromptConfig(n_tokens=3, dim=8), weight=prompt.weight.detach())
+    got, want = prompt.insert(inputs_embeds=embeds, attention_mask=mask, token_type_ids=types), \
+        soft.insert(inputs_embeds=embeds, attention_mask=mask, token_type_ids=types)
+    assert torch.equal(got.inputs_embeds, want.inputs_embeds) and torch.equal(got.attention_mask, want.attention_mask)
+    assert sum(p.numel() for p in prompt.parameters()) == conditional_parameters(n_tokens=3, dim=8, bottleneck=2)
+
+
+def test_conditional_tokens_depend_on_the_row_not_on_its_padding_or_batch() -> None:
+    prompt = _conditional()
+    with torch.no_grad():
+        prompt.up.copy_(torch.randn(prompt.up.shape, generator=torch.Generator().manual_seed(1)))
+        prompt.query.copy_(torch.randn(prompt.query.shape, generator=torch.Generator().manual_seed(2)))
+    embeds, mask, _ = _batch([5, 3, 7], 7, 8)
+    tokens = prompt.tokens(embeds, mask)
+    assert tokens.shape == (3, 3, 8) and not torch.allclose(tokens[0], tokens[1])
+    alone = prompt.tokens(embeds[1:2, :3], mask[1:2, :3])          # row 1 without its padding, in a batch of one
+    assert torch.allclose(alone[0], tokens[1], atol=1e-6)
+    # gradients reach every generator parameter through the inserted tokens
+    out = prompt.insert(inputs_embeds=embeds, attention_mask=mask)
+    out.inputs_embeds.pow(2).sum().backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in prompt.parameters())
+
+
+def test_conditional_prompt_config_and_save_load(tmp_path: Path) -> None:
+    prompt = _conditional()
+    with torch.no_grad():
+        prompt.up.add_(0.5)
+    loaded = load_prompt(prompt.save(tmp_path / "cond"))
+    assert isinstance(loaded, ConditionalPrompt) and loaded.config == prompt.config
+    assert all(torch.equal(a, b) for a, b in zip(prompt.state_dict().values(), loaded.state_dict().values()))
+    check_fits(loaded, dim=8)
+    with pytest.raises(FairpromptError, match="12-dim"):
+        check_fits(loaded, dim=12)
+    for kwargs, key in (({"bottleneck": 0}, "bottleneck"), ({"position": "middle"}, "position"),
+                        ({"n_tokens": 0}, "n_tokens")):
+        with pytest.raises(FairpromptError, match=key):
+            ConditionalPromptConfig(**{"n_tokens": 3, "dim": 8, **kwargs})
+    with pytest.raises(FairpromptError, match="needs"):
+        ConditionalPrompt(ConditionalPromptConfig(n_tokens=3, dim=8), weight=torch.zeros(2, 8))

@@ -31,7 +31,15 @@ from fairprompt.mitigation.reprogram_method.triggers import (
 )
 from fairprompt.models.frozen import state_sha256
 from fairprompt.models.text import FrozenTextClassifier, TextRows
-from fairprompt.prompts import PixelBorder, PixelPatch, SoftPrompt, SoftPromptConfig, load_prompt
+from fairprompt.prompts import (
+    ConditionalPrompt,
+    PixelBorder,
+    PixelPatch,
+    SoftPrompt,
+    SoftPromptConfig,
+    conditional_parameters,
+    load_prompt,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (tests/conftest.py)
 
@@ -361,6 +369,47 @@ def test_soft_trigger_trains_only_the_trigger(text, tmp_path) -> None:
     json.dumps(result.to_dict(), allow_nan=False)
 
 
+def test_conditional_trigger_writes_tokens_per_input_and_trains_only_itself(text, tmp_path) -> None:
+    model, _, validation, _, _ = text
+    backbone, task = state_sha256(model.encoder), _task_hashes(model)
+    result = _run_text(text, trigger="conditional", bottleneck=4, anchor=10.0)
+    triggered, trigger = result.triggered_model, result.trigger
+    assert result.trigger_kind == "conditional" and isinstance(trigger, ConditionalPrompt)
+    assert state_sha256(model.encoder) == backbone and _task_hashes(model) == task and len(model.prompts) == 0
+    assert _task_hashes(triggered) == task and list(triggered.prompts) == [trigger]
+    assert not any(p.requires_grad for p in triggered.parameters())
+    # its generator trained (W_up starts at zero), so two inputs get different tokens
+    assert bool(trigger.up.abs().sum() > 0)
+    batch = validation.collate([0, 1])
+    embeds = triggered._word_embeddings(batch["input_ids"])
+    tokens = trigger.tokens(embeds, batch["attention_mask"])
+    assert not torch.allclose(tokens[0], tokens[1])
+    # the counted parameters, within the budget, and the description
+    count = conditional_parameters(n_tokens=2, dim=384, bottleneck=4)
+    assert result.parameters["trigger_trainable"] == count == result.trigger_description["parameters"]
+    assert result.config["anchor"] == 10.0 and result.trigger_description["bottleneck"] == 4
+    # save + load_trigger reproduce the decisions exactly
+    probabilities = triggered.predict_proba(validation)
+    loaded = load_trigger(model, result.save(tmp_path)["trigger"])
+    np.testing.assert_array_equal(loaded.predict_proba(validation), probabilities)
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+def test_the_rate_anchor_holds_the_mean_score(text) -> None:
+    """With a large anchor, the triggered model's mean favourable probability on the tuning rows stays near the
+    untriggered model's; without it, the same large steps move it further."""
+    model, train, _, _, _ = text
+    base = model.predict_proba(train)[:, 1].mean()
+    drift = {}
+    for anchor in (0.0, 1000.0):
+        result = _run_text(text, lambdas=(0.0,), lr=0.5, epochs=2, anchor=anchor)
+        drift[anchor] = abs(result.triggered_model.predict_proba(train)[:, 1].mean() - base)
+    assert drift[1000.0] < drift[0.0]
+    with pytest.raises(ValueError, match="reference"):
+        training.train_trigger(None, rows=train, codes=np.zeros(len(train), dtype=int), n_groups=2, lam=1.0,
+                               config=ReprogramConfig(anchor=1.0), kind="soft", progress=None, label="x")
+
+
 def test_word_candidates_are_whole_words(text) -> None:
     tokenizer = text[0].tokenizer
     ids = word_candidates(tokenizer)
@@ -437,6 +486,16 @@ def test_bad_input_is_refused(text, image) -> None:
     # projection without an adversary
     with pytest.raises(FairpromptError, match=r"reprogram\.projection"):
         ReprogramConfig(projection=True)
+    # a conditional trigger's generator over the parameter budget; a rate anchor without the surrogate
+    refused(r"trains 112,944 numbers, above the parameter budget of 22,7\d\d \(0\.001 of the model's parameters\); "
+            r"use a smaller reprogram\.bottleneck", tbase, config=ReprogramConfig(trigger="conditional", bottleneck=48))
+    refused(r"above the parameter budget of 2,2\d\d", tbase,
+            config=ReprogramConfig(trigger="conditional", tokens=2, bottleneck=4, parameter_budget=0.0001))
+    for bad, match in (({"anchor": -1.0}, r"reprogram\.anchor is -1"), ({"parameter_budget": 0.0}, "parameter_budget"),
+                       ({"parameter_budget": 2.0}, "parameter_budget"), ({"bottleneck": 0}, "bottleneck"),
+                       ({"objective": "adversary", "anchor": 1.0}, "anchor needs objective: surrogate")):
+        with pytest.raises(FairpromptError, match=match):
+            ReprogramConfig(**bad)
     # a trigger for the other modality
     refused(r"reprogram\.trigger 'border'", tbase, config=ReprogramConfig(trigger="border"))
     refused(r"reprogram\.trigger 'soft'", ibase, config=ReprogramConfig(trigger="soft"))

@@ -66,9 +66,11 @@ def _prefit_scores() -> Any:
 
 
 def threshold_optimizer(*, fit_scores: Any, fit_labels: Any, fit_groups: Any, scores: Any, groups: Any,
-                        constraints: Constraint = "demographic_parity", seed: int = 0) -> np.ndarray:
+                        constraints: Constraint = "demographic_parity", seed: int = 0,
+                        tol: float | None = None) -> np.ndarray:
     """Fit fairlearn's ``ThresholdOptimizer`` (objective: accuracy) on ``fit_*`` (a validation split's P(class 1),
-    labels and groups) and return its 0/1 decisions for ``scores`` and ``groups`` (randomized, seeded)."""
+    labels and groups) and return its 0/1 decisions for ``scores`` and ``groups`` (randomized, seeded).  ``tol``
+    relaxes the constraint: the constrained rates may differ across groups by at most ``tol`` (None: equal)."""
     from fairlearn.postprocessing import ThresholdOptimizer
 
     fit_groups, fit_labels = _groups_and_labels(fit_groups, fit_labels, "threshold_optimizer (fit split)")
@@ -81,8 +83,10 @@ def threshold_optimizer(*, fit_scores: Any, fit_labels: Any, fit_groups: Any, sc
     if unseen:
         raise FairpromptError(f"threshold_optimizer: group(s) {unseen} have no rows in the fit split; "
                               "fit on a split with every group")
+    if tol is not None and not (isinstance(tol, int | float) and 0 <= tol <= 1):
+        raise FairpromptError(f"threshold_optimizer: tol is {tol!r}; use a share in [0, 1] or None")
     optimizer = ThresholdOptimizer(estimator=_prefit_scores(), constraints=constraints, objective="accuracy_score",
-                                   prefit=True, predict_method="predict_proba")
+                                   prefit=True, predict_method="predict_proba", tol=tol)
     optimizer.fit(fit_scores.reshape(-1, 1), fit_labels, sensitive_features=fit_groups)
     return np.asarray(optimizer.predict(scores.reshape(-1, 1), sensitive_features=groups, random_state=seed), dtype=int)
 

@@ -1,6 +1,6 @@
 """Prompts: the only trainable input-side modules; the backbone is never changed.
 
-Three kinds, each one config dataclass (validated in ``__post_init__``) and one
+Four kinds, each one config dataclass (validated in ``__post_init__``) and one
 small ``nn.Module``:
 
 * :class:`SoftPrompt` (``soft_prompt``): ``n_tokens`` learned embeddings
@@ -8,6 +8,10 @@ small ``nn.Module``:
   rows, or from the embeddings of a text.  Used for the task prompt
   (prepended), for FairIJ's repaired prompt and for text fairness triggers
   (appended).
+* :class:`ConditionalPrompt` (``conditional_prompt``): ``n_tokens`` embeddings
+  written per input by a small generator (attention pooling over the input's
+  embeddings, a bottleneck) on top of a static soft prompt; FairReprogram's
+  ``conditional`` text trigger.
 * :class:`PixelBorder` (``pixel_border``): the image is resized into the
   centre of a square and a learned frame of ``width`` pixels fills the margin.
 * :class:`PixelPatch` (``pixel_patch``): a learned k x k patch overwrites one
@@ -31,12 +35,15 @@ from __future__ import annotations
 
 from fairprompt.prompts.artifact import PROMPT_KINDS, check_fits, load_prompt, prompt_paths, save_prompt
 from fairprompt.prompts.base import PromptModule
+from fairprompt.prompts.conditional import ConditionalPrompt, ConditionalPromptConfig, conditional_parameters
 from fairprompt.prompts.insert import InsertedInputs, insert_tokens
 from fairprompt.prompts.pixel import PixelBorder, PixelBorderConfig, PixelPatch, PixelPatchConfig
 from fairprompt.prompts.soft import SoftPrompt, SoftPromptConfig
 
 __all__ = [
     "PROMPT_KINDS",
+    "ConditionalPrompt",
+    "ConditionalPromptConfig",
     "InsertedInputs",
     "PixelBorder",
     "PixelBorderConfig",
@@ -46,6 +53,7 @@ __all__ = [
     "SoftPrompt",
     "SoftPromptConfig",
     "check_fits",
+    "conditional_parameters",
     "insert_tokens",
     "load_prompt",
     "prompt_paths",

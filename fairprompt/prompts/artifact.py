@@ -20,12 +20,14 @@ from torch import Tensor
 from fairprompt.atomic import atomic_open
 from fairprompt.errors import FairpromptError, did_you_mean
 from fairprompt.prompts.base import PromptModule, config_from_dict
+from fairprompt.prompts.conditional import ConditionalPrompt
 from fairprompt.prompts.pixel import PixelBorder, PixelPatch
 from fairprompt.prompts.soft import SoftPrompt
 
 FORMAT = "fairprompt.prompt"
 FORMAT_VERSION = 1
-PROMPT_KINDS: dict[str, type[PromptModule]] = {cls.kind: cls for cls in (SoftPrompt, PixelBorder, PixelPatch)}
+PROMPT_KINDS: dict[str, type[PromptModule]] = {cls.kind: cls for cls in (SoftPrompt, ConditionalPrompt, PixelBorder,
+                                                                          PixelPatch)}
 REQUIRED_KEYS: tuple[str, ...] = ("kind", "config", "sha256", "tensors")
 
 
@@ -45,7 +47,7 @@ def _version() -> str:
 def save_prompt(prompt: PromptModule, path_stem: str | Path) -> Path:
     """Write ``prompt`` as ``<stem>.safetensors`` + ``<stem>.json`` atomically; return the JSON path."""
     if not isinstance(prompt, PromptModule):
-        raise FairpromptError(f"save_prompt needs a SoftPrompt, PixelBorder or PixelPatch but got {type(prompt).__name__}")
+        raise FairpromptError(f"save_prompt needs a SoftPrompt, ConditionalPrompt, PixelBorder or PixelPatch but got {type(prompt).__name__}")
     json_path, tensor_path = prompt_paths(path_stem)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in prompt.state_dict().items()}
     data = safetensors.torch.save(tensors, metadata={"format": FORMAT, "kind": prompt.kind})
@@ -113,7 +115,7 @@ def _load_tensors(tensor_path: Path, *, json_path: Path, sha256: Any) -> dict[st
     return tensors
 
 
-def load_prompt(path: str | Path) -> SoftPrompt | PixelBorder | PixelPatch:
+def load_prompt(path: str | Path) -> SoftPrompt | ConditionalPrompt | PixelBorder | PixelPatch:
     """Load a prompt saved by ``save``, from its stem or either file; parameters are bit-for-bit the saved ones."""
     json_path, tensor_path = prompt_paths(path)
     record = _read_record(json_path)
@@ -163,7 +165,7 @@ def check_fits(
     """Refuse a prompt that does not fit a backbone (embedding ``dim``, or ``image_size`` / ``channels``)."""
     who = prompt.label()
     fix = "train a prompt for this backbone"
-    if isinstance(prompt, SoftPrompt):
+    if isinstance(prompt, SoftPrompt | ConditionalPrompt):
         if image_size is not None or channels is not None:
             raise FairpromptError(f"{who} is a text prompt but the backbone takes images; use a pixel border or patch prompt")
         if dim is not None and prompt.config.dim != dim:
@@ -183,4 +185,4 @@ def check_fits(
                 f"{who} makes {prompt.config.channels}-channel images but the backbone takes {channels}-channel images; {fix}"
             )
         return
-    raise FairpromptError(f"check_fits needs a SoftPrompt, PixelBorder or PixelPatch but got {type(prompt).__name__}")
+    raise FairpromptError(f"check_fits needs a SoftPrompt, ConditionalPrompt, PixelBorder or PixelPatch but got {type(prompt).__name__}")

@@ -246,9 +246,11 @@ def _curve(f: FairIJRecord, measure: str | None, group: str | None) -> FairIJCur
         fraction=tuple(p.fraction if p.fraction is not None else p.k / n_train if n_train else None for p in points),
         actual_F=tuple(p.actual_F for p in points), predicted_F=tuple(plus(F0, p.predicted_dF) for p in points),
         actual_U=tuple(p.actual_U for p in points), predicted_U=tuple(plus(U0, p.predicted_dU) for p in points),
-        feasible=tuple(bool(p.feasible_predicted if selection == "predicted" else p.feasible_actual) or p.k == 0
+        feasible=tuple(bool({"predicted": p.feasible_predicted, "accuracy": p.feasible_accuracy}.get(
+                           selection, p.feasible_actual)) or p.k == 0
                        for p in points),
-        chosen_k=chosen, n_train=n_train, utility_limit=None if U0 is None or budget is None else U0 + budget,
+        chosen_k=chosen, n_train=n_train,
+        utility_limit=None if U0 is None or budget is None or selection == "accuracy" else U0 + budget,
         fairness_label=fairness_name(measure, group), selection=selection,
         one_class=tuple(p.one_class or None for p in points),
         predicted_dF=tuple(p.predicted_dF for p in points), predicted_dU=tuple(p.predicted_dU for p in points),
@@ -338,7 +340,12 @@ def _facts(m: FairIJRepair | FailedRepair | NotRunRepair, f: FairIJRecord | None
     if selection is not None or rule is not None:
         facts.append(Fact("Selection", str(selection or DASH), note=rule or ""))
     budget = _setting(f, config, "utility_budget")
-    if budget is not None:
+    if selection == "accuracy":
+        drop = _setting(f, config, "max_accuracy_drop")
+        if drop is not None:
+            facts.append(Fact("Accuracy budget", f"{drop * 100:g} pt",
+                              note="the most validation accuracy a grid point may lose against k = 0"))
+    elif budget is not None:
         facts.append(Fact("Utility budget", f"{budget:g}", note="largest accepted rise of the validation loss U"))
     max_fraction = _setting(f, config, "max_fraction")
     if max_fraction is not None:

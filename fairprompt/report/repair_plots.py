@@ -188,11 +188,13 @@ def mitigation_figures(m: Any, *, prefix: str) -> list[Figure]:
         return reprogram_figures(m.reprogram, prefix=prefix)
     c = m.curve
     if c is not None and (c.has_fairness or c.has_utility) and len(c.k) > 0:
-        rule = ("actual validation F after the one-step update" if c.selection != "predicted"
-                else "predicted (first-order) change of F")
+        rule = {"predicted": "predicted (first-order) change of F",
+                "accuracy": "measured validation gap after the one-step update"}.get(
+            c.selection, "actual validation F after the one-step update")
+        within = "the accuracy budget" if c.selection == "accuracy" else "the utility budget"
         chosen = "" if c.chosen_k is None else (
             f" The dotted vertical line and the star mark the chosen k = {c.chosen_k:,}, the lowest {rule} among the "
-            "points within the utility budget.")
+            f"points within {within}.")
         budget = (" The dash-dot line is the validation loss before the repair plus the utility budget; points above "
                   "it are outside the budget." if c.has_utility and c.utility_limit is not None else "")
         figures.append(Figure(

@@ -32,6 +32,11 @@ class CurvePoint(Record):
     actual_dU: Real | None = None
     feasible_predicted: bool | None = None
     feasible_actual: bool | None = None
+    accuracy: Real | None = None
+    """Validation accuracy of the thresholded decisions after the one-step update."""
+    gap: Real | None = None
+    """The measured validation gap (the repair's measure on the thresholded decisions) after the one-step update."""
+    feasible_accuracy: bool | None = None
     one_class: str | None = None
     """Why the one-step update's validation decisions predict one class, in words (never chosen unless k = 0)."""
     chosen: bool | None = None
@@ -164,6 +169,7 @@ class FairIJRecord(Record):
     weighting: str | None = None
     graded: bool | None = None
     utility_budget: Real | None = None
+    max_accuracy_drop: Real | None = None
     max_fraction: Real | None = None
     seed: int | None = None
     n_train: int | None = None

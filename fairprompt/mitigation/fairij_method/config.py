@@ -18,11 +18,11 @@ if TYPE_CHECKING:
 
 Measure = Literal["demographic_parity", "equal_opportunity", "equalized_odds"]
 Mode = Literal["append", "ij"]
-Selection = Literal["actual", "predicted"]
+Selection = Literal["actual", "predicted", "accuracy"]
 Solver = Literal["auto", "cholesky", "cg"]
 MEASURES: tuple[str, ...] = ("demographic_parity", "equal_opportunity", "equalized_odds")
 MODES: tuple[str, ...] = ("append", "ij")
-SELECTIONS: tuple[str, ...] = ("actual", "predicted")
+SELECTIONS: tuple[str, ...] = ("actual", "predicted", "accuracy")
 SOLVERS: tuple[str, ...] = ("auto", "cholesky", "cg")
 
 
@@ -96,8 +96,12 @@ class FairIJConfig:
                                                              "matrix-free conjugate gradients, or auto (CG above 8,192 "
                                                              "prompt parameters)"})
     graded: bool = field(default=False, metadata={"help": "graded weights instead of removing the top-k rows outright"})
-    selection: Selection = field(default="actual", metadata={"help": "choose k by the actual (one-step) or the "
-                                                                     "predicted validation change"})
+    selection: Selection = field(default="actual", metadata={
+        "help": "choose k by the actual (one-step) or the predicted validation change of the surrogate F within "
+                "utility_budget, or (accuracy) by the measured validation gap within max_accuracy_drop"})
+    max_accuracy_drop: float = field(default=0.01, metadata={
+        "help": "selection accuracy: the most validation accuracy a grid point may lose against k = 0 (0.01 = 1 point)",
+        "ge": 0.0, "le": 1.0})
     append_tokens: int = field(default=4, metadata={"help": "soft tokens appended in mode append", "ge": 1, "le": 64})
     append_training: AppendTraining = field(default=AppendTraining(), metadata={"help": "how the appended tokens "
                                                                                          "are trained"})
@@ -122,7 +126,11 @@ class FairIJConfig:
         if self.mode not in MODES:
             raise FairpromptError(f"unknown fairij mode {self.mode!r}; use 'append' or 'ij'")
         if self.selection not in SELECTIONS:
-            raise FairpromptError(f"unknown fairij selection {self.selection!r}; use 'actual' or 'predicted'")
+            raise FairpromptError(f"unknown fairij selection {self.selection!r}; use 'actual', 'predicted' or 'accuracy'")
+        if not (isinstance(self.max_accuracy_drop, int | float) and not isinstance(self.max_accuracy_drop, bool)
+                and math.isfinite(self.max_accuracy_drop) and 0 <= self.max_accuracy_drop <= 1):
+            raise FairpromptError(f"fairij max_accuracy_drop is {self.max_accuracy_drop!r}; use a share in [0, 1] "
+                                  "(0.01 = 1 point of validation accuracy)")
         if self.solver not in SOLVERS:
             raise FairpromptError(f"unknown curvature solver {self.solver!r}; use 'auto', 'cholesky' or 'cg'")
         if not (isinstance(self.utility_budget, int | float) and math.isfinite(self.utility_budget)

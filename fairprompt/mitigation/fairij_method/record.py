@@ -39,7 +39,8 @@ def result_record(result: FairIJResult, *, top: int = 50) -> dict[str, Any]:
     return to_jsonable({
         "method": "fairij", "mode": result.mode, "measure": result.measure, "selection": result.selection,
         "rule": result.rule, "weighting": result.weighting, "graded": result.graded,
-        "utility_budget": result.utility_budget, "max_fraction": result.max_fraction, "seed": result.seed,
+        "utility_budget": result.utility_budget, "max_accuracy_drop": result.max_accuracy_drop,
+        "max_fraction": result.max_fraction, "seed": result.seed,
         "n_train": int(result.row_ids.size), "chosen_k": result.chosen_k,
         "chosen_fraction": result.chosen_k / max(1, result.row_ids.size),
         "flagged_rows": int(flagged.size), "removed_weight": float(result.alphas.sum()),

@@ -241,6 +241,7 @@ def fairij(
         before=base, after=after, influence=scores.summary(), timings=timings, repaired_model=repaired, prompt=prompt,
         append=append_info, scores=scores if keep_scores else None, warnings=list(chosen.warnings),
         grid_parameters=chosen.parameters if c.mode == "ij" else {},
+        max_accuracy_drop=float(c.max_accuracy_drop) if c.selection == "accuracy" else None,
     )
     if c.verify:
         from fairprompt.mitigation.fairij_method.verify import verify

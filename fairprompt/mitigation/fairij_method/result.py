@@ -70,6 +70,7 @@ class FairIJResult:
     grid_parameters: dict[int, list[Any]] = field(default_factory=dict, repr=False)
     """Mode ij: the one-step task prompt and head (tensors) at each k > 0 of the grid that did not diverge."""
     warnings: list[str] = field(default_factory=list)   # what the one-class guard changed, in words
+    max_accuracy_drop: float | None = None              # selection accuracy's budget (None for the other rules)
 
     @property
     def flagged(self) -> np.ndarray:

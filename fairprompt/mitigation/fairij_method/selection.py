@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from fairprompt.errors import FairpromptError
+from fairprompt.metrics.point import group_gap
 from fairprompt.mitigation.fairij_method.influence import InfluenceScores, MarginJacobian, ij_update
 from fairprompt.mitigation.fairij_method.objective import fairness_surrogate, validation_loss
 from fairprompt.mitigation.guard import one_class_reason
@@ -29,6 +30,9 @@ RULES = {
     "predicted": "lowest predicted (first-order) change of F among grid points whose predicted change of U is at "
                  "most utility_budget and whose one-step validation decisions do not predict one class (k = 0 "
                  "always qualifies; ties go to the smaller k)",
+    "accuracy": "lowest measured validation gap (the measure on the thresholded decisions) after the one-step IJ "
+                "update among grid points whose validation accuracy is at most max_accuracy_drop below k = 0's and "
+                "whose validation decisions do not predict one class (k = 0 always qualifies; ties go to the smaller k)",
 }
 GRADED_RULE = ("alpha_i = t_k * I_F(i) / I_F(top row) on the top-k rows with I_F < 0, with t_k = min(1, utility_budget / "
                "sum_i (I_F(i) / I_F(top)) I_U(i)) when that sum is positive, else 1")
@@ -132,6 +136,9 @@ def choose(curve: Sequence[dict[str, Any]], *, selection: str) -> tuple[dict[str
         if selection == "actual":
             feasible = [p for p in points if (p["k"] == 0 or p["feasible_actual"]) and math.isfinite(p["actual_F"])]
             return min(feasible, key=lambda p: (p["actual_F"], p["k"]))
+        if selection == "accuracy":
+            feasible = [p for p in points if (p["k"] == 0 or p["feasible_accuracy"]) and math.isfinite(p["gap"])]
+            return min(feasible, key=lambda p: (p["gap"], p["k"]))
         feasible = [p for p in points if p["k"] == 0 or p["feasible_predicted"]]
         return min(feasible, key=lambda p: (p["predicted_dF"], p["k"]))
 
@@ -171,30 +178,41 @@ def select(*, model: FrozenTextClassifier, scores: InfluenceScores, validation_r
     def one_class(z: torch.Tensor) -> str | None:
         return one_class_reason(y_true=labels, y_pred=decisions(z, threshold), groups=groups, column=column)
 
+    def measured(z: torch.Tensor) -> dict[str, float]:
+        """Validation accuracy and the measured gap of the thresholded decisions."""
+        made = decisions(z, threshold)
+        return {"accuracy": float((made == labels).mean()),
+                "gap": group_gap(y_true=labels, y_pred=made, groups=groups, measure=measure)}
+
     z = margins(scratch, validation_rows, batch_size)
     base = surrogates(z, validation_rows, groups, measure, temperature)
-    base_one_class = one_class(z)
+    base_one_class, base_measured = one_class(z), measured(z)
     for step, k in enumerate(sizes):
         alphas = alphas_for(k, order, I_F, I_U, n=n, graded=config.graded, budget=config.utility_budget)
         alphas_by_k[k] = alphas
         point: dict[str, Any] = {"k": k, "fraction": k / n, "weight_removed": float(alphas.sum()),
                                  "predicted_dF": float(alphas @ I_F), "predicted_dU": float(alphas @ I_U)}
         if k == 0:
-            actual, marked = dict(base), base_one_class
+            actual, marked, seen = dict(base), base_one_class, dict(base_measured)
         else:
             try:
                 updated = ij_update(scores=scores, alphas=alphas)
                 set_task_parameters(scratch, updated)
                 z = margins(scratch, validation_rows, batch_size)
                 actual, marked = surrogates(z, validation_rows, groups, measure, temperature), one_class(z)
+                seen = measured(z)
             except FairpromptError:  # the step diverged (non-finite margins): record it, never choose it
                 actual, marked = {"fairness": math.nan, "utility": math.nan}, None
+                seen = {"accuracy": math.nan, "gap": math.nan}
             else:
                 parameters[k] = [t.detach().clone() for t in updated]
         point.update({"actual_F": actual["fairness"], "actual_U": actual["utility"],
                       "actual_dF": actual["fairness"] - base["fairness"], "actual_dU": actual["utility"] - base["utility"]})
         point["feasible_predicted"] = bool(point["predicted_dU"] <= config.utility_budget)
         point["feasible_actual"] = bool(math.isfinite(point["actual_dU"]) and point["actual_dU"] <= config.utility_budget)
+        point.update(seen)
+        point["feasible_accuracy"] = bool(math.isfinite(seen["accuracy"]) and
+                                          seen["accuracy"] >= base_measured["accuracy"] - config.max_accuracy_drop - 1e-12)
         point["one_class"] = marked
         curve.append(point)
         if progress:

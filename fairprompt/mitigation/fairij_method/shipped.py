@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 RESULT_FILE = "fairij_result.json"
 TENSORS_FILE = "fairij_tensors.safetensors"
 PROMPT_STEM = "fairij_prompt"
-FACTS: tuple[str, ...] = ("mode", "measure", "selection", "rule", "weighting", "graded", "utility_budget", "max_fraction",
+FACTS: tuple[str, ...] = ("mode", "measure", "selection", "rule", "weighting", "graded", "utility_budget",
+                          "max_accuracy_drop", "max_fraction",
                           "seed", "chosen_k", "curve", "before", "after", "influence", "timings", "append",
                           "warnings")
 ARRAYS: tuple[str, ...] = ("row_ids", "influence_fairness", "influence_utility", "alphas")

@@ -14,17 +14,17 @@ from typing import Literal
 
 from fairprompt.errors import FairpromptError
 
-TriggerKind = Literal["soft", "hard", "border", "patch"]
+TriggerKind = Literal["soft", "hard", "conditional", "border", "patch"]
 Objective = Literal["adversary", "surrogate"]
 Measure = Literal["demographic_parity", "equalized_odds"]
 TuningSplit = Literal["train", "validation"]
 Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
-TEXT_TRIGGERS: tuple[str, ...] = ("soft", "hard")
+TEXT_TRIGGERS: tuple[str, ...] = ("soft", "hard", "conditional")
 IMAGE_TRIGGERS: tuple[str, ...] = ("border", "patch")
 TRIGGERS: tuple[str, ...] = (*TEXT_TRIGGERS, *IMAGE_TRIGGERS)
 OBJECTIVES: tuple[str, ...] = ("adversary", "surrogate")
 MEASURES: tuple[str, ...] = ("demographic_parity", "equalized_odds")
-DEFAULT_LR: dict[str, float] = {"soft": 0.03, "hard": 0.05, "border": 0.1, "patch": 0.1}
+DEFAULT_LR: dict[str, float] = {"soft": 0.03, "hard": 0.05, "conditional": 0.03, "border": 0.1, "patch": 0.1}
 
 
 def check_lambdas(lambdas: Sequence[float]) -> None:
@@ -47,8 +47,14 @@ class ReprogramConfig:
     """How a fairness trigger is trained and chosen (see :mod:`fairprompt.mitigation.reprogram_method.repair`)."""
 
     trigger: TriggerKind | None = field(default=None, metadata={
-        "help": "soft or hard tokens (text models), border or patch (image models); default soft / border"})
-    tokens: int = field(default=5, metadata={"help": "trigger tokens (soft, hard)", "ge": 1})
+        "help": "soft, hard or conditional tokens (text models), border or patch (image models); default soft / border"})
+    tokens: int = field(default=5, metadata={"help": "trigger tokens (soft, hard, conditional)", "ge": 1})
+    bottleneck: int = field(default=8, metadata={
+        "help": "conditional trigger: width of the bottleneck of the generator that writes the tokens per input",
+        "ge": 1})
+    parameter_budget: float = field(default=0.001, metadata={
+        "help": "conditional trigger: the largest share of the model's parameters its generator may train (0.001 = "
+                "0.1%); a larger one is refused", "gt": 0.0, "le": 1.0})
     width: int = field(default=4, metadata={"help": "border width in pixels", "ge": 1})
     patch_size: int = field(default=8, metadata={"help": "side of the patch in pixels", "ge": 1})
     corner: Corner = field(default="bottom_right", metadata={"help": "corner of the patch"})
@@ -68,6 +74,10 @@ class ReprogramConfig:
         "help": "learning rate (default 0.03 soft, 0.05 hard, 0.1 pixels)", "gt": 0.0})
     adversary_lr: float = field(default=1e-2, metadata={"help": "learning rate of the adversary", "gt": 0.0})
     adversary_hidden: int = field(default=32, metadata={"help": "hidden units of the adversary", "ge": 1})
+    anchor: float = field(default=0.0, metadata={
+        "help": "surrogate: weight of the rate anchor, the squared change of the batch's mean favourable probability "
+                "against the untriggered model's on the same rows (keeps a trigger from closing the gap by moving "
+                "every score one way)", "ge": 0.0})
     temperature: float = field(default=1.0, metadata={
         "help": "surrogate: the gap is taken on sigmoid((margin - logit(threshold)) / temperature); 1 is the "
                 "favourable probability, smaller is closer to the decision", "gt": 0.0})
@@ -86,8 +96,11 @@ class ReprogramConfig:
             raise FairpromptError(f"reprogram.objective is {self.objective!r}; use adversary or surrogate")
         if self.projection and self.objective != "adversary":
             raise FairpromptError("reprogram.projection needs objective: adversary (it projects the adversary's gradient)")
+        if self.objective == "adversary" and isinstance(self.anchor, int | float) and self.anchor > 0:
+            raise FairpromptError("reprogram.anchor needs objective: surrogate (the adversary has no rate anchor); "
+                                  "remove anchor or use the surrogate objective")
         check_lambdas(self.lambdas)
-        for key in ("tokens", "width", "patch_size", "epochs", "batch_size", "adversary_hidden"):
+        for key in ("tokens", "width", "patch_size", "epochs", "batch_size", "adversary_hidden", "bottleneck"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise FairpromptError(f"reprogram.{key} must be an integer >= 1 but is {value!r}")
@@ -96,6 +109,11 @@ class ReprogramConfig:
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
             raise FairpromptError(f"reprogram.max_accuracy_drop is {self.max_accuracy_drop!r}; "
                                   "use a share in [0, 1] (0.02 = 2 points)")
+        for key, value in (("anchor", self.anchor), ("parameter_budget", self.parameter_budget)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0 \
+                    or (key == "parameter_budget" and not 0 < value <= 1):
+                raise FairpromptError(f"reprogram.{key} is {value!r}; use "
+                                      + ("a finite number >= 0" if key == "anchor" else "a share in (0, 1], e.g. 0.001"))
         for key in ("lr", "adversary_lr", "temperature"):
             value = getattr(self, key)
             if value is not None and not (math.isfinite(value) and value > 0):

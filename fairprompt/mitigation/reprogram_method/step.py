@@ -109,10 +109,10 @@ class ReprogramMethod:
             what = "a predictions file" if model_kind is None else "a logistic_regression model (a table, no input to prompt)"
             raise ValueError(f"'{key}' appends a trigger to the inputs of a frozen_text or frozen_image model, but this "
                              f"spec audits {what}; use such a model, or remove the mitigation")
-        allowed = ("soft", "hard") if model_kind == "frozen_text" else ("border", "patch")
+        allowed = ("soft", "hard", "conditional") if model_kind == "frozen_text" else ("border", "patch")
         if config.trigger is not None and config.trigger not in allowed:
             raise ValueError(f"'{key}.trigger' is {config.trigger!r}, but a {model_kind} model takes "
-                             f"{' or '.join(allowed)} triggers")
+                             f"{', '.join(allowed)} triggers")
 
     def check_data(self, task: TextTask | ImageTask, *, group: str, config: ReprogramConfig, key: str) -> None:
         check_validation_groups(task, group, measure=config.measure, key=key)
@@ -135,6 +135,7 @@ class ReprogramMethod:
     def check_model(self, model: Any, *, config: ReprogramConfig) -> None:
         """A trigger must fit the model (positions of a text backbone, size of the images)."""
         from fairprompt.mitigation.reprogram_method.triggers import (
+            check_generator_budget,
             check_image_trigger,
             check_text_trigger,
             model_modality,
@@ -145,6 +146,8 @@ class ReprogramMethod:
                                 width=config.width, patch_size=config.patch_size)
         else:
             check_text_trigger(model, tokens=config.tokens)
+            if config.trigger == "conditional":
+                check_generator_budget(model, config=config)
 
     def run(self, context: RepairContext, *, config: ReprogramConfig, group: str, settings: Mapping[str, Any],
             progress: Progress | None = None) -> ReprogramRun:

@@ -1,6 +1,6 @@
 """Training one fairness trigger at one lambda: task loss plus the fairness term (surrogate penalty, or the
-adversary's loss, optionally with the projected gradient); a loss or gradient that is not finite stops the
-run at the trigger's last good value."""
+adversary's loss, optionally with the projected gradient) and, when asked, the rate anchor; a loss or gradient
+that is not finite stops the run at the trigger's last good value."""
 
 from __future__ import annotations
 
@@ -39,9 +39,15 @@ def _task_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def train_trigger(target: Target, *, rows: Any, codes: np.ndarray, n_groups: int, lam: float, config: ReprogramConfig,
-                   kind: str, progress: Progress | None, label: str,
-                   threshold: float = 0.5) -> tuple[list[dict[str, float]], str | None]:
-    """Train ``target.trigger`` for ``config.epochs`` epochs at ``lam``; returns the history and a divergence message."""
+                   kind: str, progress: Progress | None, label: str, threshold: float = 0.5,
+                   reference: np.ndarray | None = None) -> tuple[list[dict[str, float]], str | None]:
+    """Train ``target.trigger`` for ``config.epochs`` epochs at ``lam``; returns the history and a divergence message.
+
+    ``reference`` (needed when ``config.anchor > 0``): the untriggered model's P(favourable) of every row; the rate
+    anchor adds ``anchor * (mean_batch p - mean_batch reference)^2`` to the objective."""
+    if config.anchor > 0 and reference is None:
+        raise ValueError("reprogram.anchor > 0 needs the untriggered model's probabilities (reference)")
+    reference_t = None if reference is None else torch.as_tensor(np.asarray(reference), dtype=torch.float32)
     params = [p for p in target.trigger.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.learning_rate(kind))
     adversary = adversary_optimizer = None
@@ -93,6 +99,9 @@ def train_trigger(target: Target, *, rows: Any, codes: np.ndarray, n_groups: int
                 fairness = surrogate_gap(soft_decision, labels=labels, codes=group, n_groups=n_groups,
                                          measure=config.measure).pow(2)
                 objective = task + lam * fairness
+                if config.anchor > 0 and reference_t is not None:
+                    shift = probabilities[:, 1].mean() - reference_t[batch["index"]].mean()
+                    objective = objective + config.anchor * shift.pow(2)
             if not config.projection:
                 optimizer.zero_grad(set_to_none=True)
                 if objective.requires_grad:

@@ -88,15 +88,23 @@ def text_target(model: Any, *, kind: str, config: ReprogramConfig) -> tuple[Targ
     from fairprompt.prompts import SoftPrompt, SoftPromptConfig
 
     check_text_trigger(model, tokens=config.tokens)
+    if kind == "conditional":
+        check_generator_budget(model, config=config)
     triggered = model.adapter_copy()
     for parameter in triggered.parameters():
         parameter.requires_grad_(False)
     dim = int(model.encoder.config.hidden_size)
     info: dict[str, Any] = {}
-    if kind == "soft":
+    if kind in ("soft", "conditional"):
         trigger: nn.Module = SoftPrompt.initialise(
             SoftPromptConfig(n_tokens=config.tokens, dim=dim, position="append", init="vocab", seed=config.seed),
             embeddings=model.base.get_input_embeddings())
+        if kind == "conditional":
+            from fairprompt.prompts import ConditionalPrompt, ConditionalPromptConfig
+
+            trigger = ConditionalPrompt(ConditionalPromptConfig(n_tokens=config.tokens, dim=dim,
+                                                                bottleneck=config.bottleneck, position="append"),
+                                        weight=trigger.weight.detach())
     else:
         candidates = word_candidates(model.tokenizer)
         trigger = HardTrigger(embeddings=model.base.get_input_embeddings().weight, candidates=candidates,
@@ -117,6 +125,21 @@ def check_text_trigger(model: Any, *, tokens: int) -> None:
             f"reprogram.tokens is {tokens}, but with the {task} task-prompt tokens and inputs of up to {model.max_length} "
             f"tokens the sequence would need {tokens + int(task) + int(model.max_length)} positions and {model.backbone} "
             f"takes at most {limit}; use at most {max(room, 0)} trigger tokens (or a smaller model.text.max_length)")
+
+
+def check_generator_budget(model: Any, *, config: ReprogramConfig) -> None:
+    """Refuse a conditional trigger whose generator trains more than ``parameter_budget`` of the model's parameters."""
+    from fairprompt.models.frozen import total_parameters
+    from fairprompt.prompts import conditional_parameters
+
+    dim = int(model.encoder.config.hidden_size)
+    trained = conditional_parameters(n_tokens=config.tokens, dim=dim, bottleneck=config.bottleneck)
+    allowed = int(config.parameter_budget * total_parameters(model))
+    if trained > allowed:
+        raise FairpromptError(
+            f"reprogram: the conditional trigger ({config.tokens} tokens, bottleneck {config.bottleneck}) trains "
+            f"{trained:,} numbers, above the parameter budget of {allowed:,} ({config.parameter_budget:g} of the model's "
+            f"parameters); use a smaller reprogram.bottleneck or fewer tokens, or raise reprogram.parameter_budget")
 
 
 def check_image_trigger(*, kind: str, image_size: int, width: int, patch_size: int) -> None:
@@ -204,6 +227,11 @@ def saved_form(target: Target, *, kind: str, model: Any) -> tuple[nn.Module, dic
         # the deployed model carries the saved words, exactly as trained (straight-through forward = these rows)
         target.model.prompts[-1] = saved
         return saved, {"kind": "hard", "words": words, "token_ids": ids.tolist(), "text": " ".join(words)}
+    if kind == "conditional":
+        return trigger, {"kind": "conditional", "tokens": int(trigger.config.n_tokens), "dim": int(trigger.config.dim),
+                         "bottleneck": int(trigger.config.bottleneck),
+                         "parameters": int(sum(p.numel() for p in trigger.parameters())),
+                         "norms": [float(v) for v in trigger.weight.detach().norm(dim=1)]}
     if kind == "soft":
         weight = trigger.weight.detach()
         matrix = model.base.get_input_embeddings().weight.detach()
@@ -232,6 +260,7 @@ def parameter_counts(model: Any, target: Target, *, kind: str) -> dict[str, Any]
     return out
 
 
-__all__ = ["HardTrigger", "Target", "build", "build_forward", "check_image_trigger", "check_text_trigger",
+__all__ = ["HardTrigger", "Target", "build", "build_forward", "check_generator_budget", "check_image_trigger",
+           "check_text_trigger",
            "deployed_trigger", "hard_as_soft", "model_modality", "parameter_counts", "png_data_uri", "project_simplex",
            "saved_form", "word_candidates"]
