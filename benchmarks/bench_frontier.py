@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.methods:
         method = METHODS[name]
         tick = time.perf_counter()
-        points = [p for measure in measures for p in runner.run(method, measure)]
+        points = [p for measure in measures if measure in method.measures for p in runner.run(method, measure)]
         out["points"] += points
         out["grids"][name] = {"setting": method.setting_name, "grid": list(method.grid),
                               "run": {m: [p["setting"] for p in points if p["measure"] == m] for m in measures}}

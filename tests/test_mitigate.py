@@ -372,6 +372,21 @@ def test_reprogram_trigger_too_long_for_the_backbone(tmp_path: Path) -> None:
     _bad(tmp_path, tiny([{"reprogram": {"tokens": 400}}]), "reprogram.tokens is 400", "at most 380")
 
 
+def test_conditional_trigger_over_its_parameter_budget(tmp_path: Path) -> None:
+    # MiniLM has about 22.7M parameters: 0.1% allows 22,7xx; 5 tokens and a bottleneck of 48 train 112,944
+    _bad(tmp_path, tiny([{"reprogram": {"trigger": "conditional", "bottleneck": 48}}]),
+         "the conditional trigger (5 tokens, bottleneck 48) trains 112,944 numbers, above the parameter budget",
+         "use a smaller reprogram.bottleneck")
+    _bad(tmp_path, tiny([{"reprogram": {"anchor": -1}}]), "mitigations[0].reprogram.anchor")
+    _bad(tmp_path, tiny([{"reprogram": {"objective": "adversary", "anchor": 10}}]), "anchor needs objective: surrogate")
+
+
+def test_fairij_accuracy_rule_settings(tmp_path: Path) -> None:
+    _bad(tmp_path, tiny([{"fairij": {"selection": "accurate"}}]), "mitigations[0].fairij.selection", "'accuracy'")
+    _bad(tmp_path, tiny([{"fairij": {"selection": "accuracy", "max_accuracy_drop": 2}}]),
+         "mitigations[0].fairij.max_accuracy_drop")
+
+
 def test_reprogram_border_wider_than_half_the_image(tmp_path: Path) -> None:
     spec = {"name": "digits", "data": {"dataset": "colored_digits", "options": {"image_size": 16}},
             "model": {"kind": "frozen_image", "backbone": "fixture", "epochs": 1},

@@ -75,9 +75,9 @@ class ReprogramConfig:
     adversary_lr: float = field(default=1e-2, metadata={"help": "learning rate of the adversary", "gt": 0.0})
     adversary_hidden: int = field(default=32, metadata={"help": "hidden units of the adversary", "ge": 1})
     anchor: float = field(default=0.0, metadata={
-        "help": "surrogate: weight of the rate anchor, the squared change of the batch's mean favourable probability "
-                "against the untriggered model's on the same rows (keeps a trigger from closing the gap by moving "
-                "every score one way)", "ge": 0.0})
+        "help": "surrogate: weight, inside the fairness term, of the rate anchor: the squared change of the batch's "
+                "mean favourable probability against the untriggered model's on the same rows (keeps a trigger from "
+                "closing the gap by moving every score one way)", "ge": 0.0})
     temperature: float = field(default=1.0, metadata={
         "help": "surrogate: the gap is taken on sigmoid((margin - logit(threshold)) / temperature); 1 is the "
                 "favourable probability, smaller is closer to the decision", "gt": 0.0})

@@ -48,9 +48,11 @@ and threshold 0.5, ``d`` is the favourable probability; a smaller temperature br
 thresholded decision the audit measures, so rows far from the threshold are left alone): the largest
 minus the smallest group mean of ``d`` (demographic parity), or the sum of those gaps within each true
 label (equalized odds: the true- and false-positive-rate gaps).
-``anchor > 0`` adds the rate anchor ``anchor * (mean_batch p - mean_batch p0)^2``, ``p0`` the untriggered model's
-favourable probability of the same rows: the batch's mean score may not drift, so the gap cannot be closed by
-moving every score down (on Adult, without it, larger lambdas drive the favourable rate towards zero).
+``anchor > 0`` adds the rate anchor to the fairness term: ``CE + lambda * (gap^2 + anchor * shift^2)``, ``shift``
+the batch's mean favourable probability minus the untriggered model's on the same rows: the mean score may not
+drift, so the gap cannot be closed by moving every score down (on Adult, without it, larger lambdas drive the
+favourable rate towards zero).  Weighed by lambda with the gap, the anchor keeps its proportion along the grid,
+and the lambda = 0 control is the plain trigger's.
 
 Selection
 ---------

@@ -44,7 +44,8 @@ def train_trigger(target: Target, *, rows: Any, codes: np.ndarray, n_groups: int
     """Train ``target.trigger`` for ``config.epochs`` epochs at ``lam``; returns the history and a divergence message.
 
     ``reference`` (needed when ``config.anchor > 0``): the untriggered model's P(favourable) of every row; the rate
-    anchor adds ``anchor * (mean_batch p - mean_batch reference)^2`` to the objective."""
+    anchor adds ``anchor * (mean_batch p - mean_batch reference)^2`` to the fairness term (so it is weighed by
+    ``lam`` too, and the lambda = 0 control trains on the task loss alone)."""
     if config.anchor > 0 and reference is None:
         raise ValueError("reprogram.anchor > 0 needs the untriggered model's probabilities (reference)")
     reference_t = None if reference is None else torch.as_tensor(np.asarray(reference), dtype=torch.float32)
@@ -98,10 +99,10 @@ def train_trigger(target: Target, *, rows: Any, codes: np.ndarray, n_groups: int
                 soft_decision = torch.sigmoid((logits[:, 1] - logits[:, 0] - threshold_logit) / config.temperature)
                 fairness = surrogate_gap(soft_decision, labels=labels, codes=group, n_groups=n_groups,
                                          measure=config.measure).pow(2)
-                objective = task + lam * fairness
                 if config.anchor > 0 and reference_t is not None:
                     shift = probabilities[:, 1].mean() - reference_t[batch["index"]].mean()
-                    objective = objective + config.anchor * shift.pow(2)
+                    fairness = fairness + config.anchor * shift.pow(2)
+                objective = task + lam * fairness
             if not config.projection:
                 optimizer.zero_grad(set_to_none=True)
                 if objective.requires_grad:
