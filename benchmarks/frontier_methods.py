@@ -316,7 +316,8 @@ def fit_threshold_optimizer_tol(setup: FrontierSetup, tol: float, measure: str) 
 
 # --------------------------------------------------------------------------------------------- the methods
 PROMPT_SCORE = "P(favourable) of the prompted model; decision: score >= the spec's threshold 0.5"
-ORDER = ("unrepaired", "fairij_ij", "fairij_ij_accuracy", "reprogram_soft", "reprogram_conditional", "eg_tabular", "eg_embedding", "adversarial", "threshold_optimizer",
+ORDER = ("unrepaired", "fairij_ij", "fairij_ij_accuracy", "reprogram_soft", "reprogram_conditional", "eg_tabular",
+         "eg_embedding", "adversarial", "threshold_optimizer",
          "threshold_optimizer_tol", "reweighing", "fairij_append", "finetune", "reprogram_hard")
 """The order a run takes (the prompt repairs and the cheap peers first, the expensive trainings last)."""
 _METHODS: dict[str, Method] = {m.name: m for m in (

@@ -246,6 +246,9 @@ def trigger_record(kind: str) -> dict:
     if kind == "soft":
         return {"kind": "soft", "tokens": 3, "dim": 384, "nearest_words": ["neutral", SCRIPT, "[unused7]"],
                 "norms": [0.912, 1.204, None]}
+    if kind == "conditional":
+        return {"kind": "conditional", "tokens": 5, "dim": 384, "bottleneck": 8, "parameters": 20744,
+                "norms": [0.9, 1.1, 1.0, 0.8, 1.2]}
     return {"kind": kind, "image_png": PNG, "image_size": [32, 32],
             "config": {"image_size": 32, "width": 4} if kind == "border" else {"patch_size": 8, "corner": "bottom_right"}}
 

@@ -20,8 +20,8 @@ import torch
 
 from factories import lbfgs_to_tolerance
 from fairprompt.errors import FairpromptError
-from fairprompt.mitigation import AppendTraining, FairIJConfig, FairIJResult, fairij, train_appended_prompt
 from fairprompt.metrics.point import group_gap
+from fairprompt.mitigation import AppendTraining, FairIJConfig, FairIJResult, fairij, train_appended_prompt
 from fairprompt.mitigation.fairij_method import selection
 from fairprompt.models.frozen import state_sha256
 from fairprompt.models.text import FrozenTextClassifier, TextRows

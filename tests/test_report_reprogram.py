@@ -228,6 +228,18 @@ def test_soft_trigger_shows_nearest_words_not_as_the_trigger(before: dict) -> No
     assert "- Nearest vocabulary words (not the trigger itself): neutral \\<script\\>alert(1)\\</script\\> \\[unused7\\]" in md
 
 
+def test_conditional_trigger_and_rate_anchor_are_described(before: dict) -> None:
+    results = copy.deepcopy(before)
+    entry = reprogram_entry(before, kind="conditional")
+    entry["config"] |= {"objective": "surrogate", "projection": False, "anchor": 10.0, "bottleneck": 8}
+    entry["reprogram"]["config"] |= {"objective": "surrogate", "projection": False, "anchor": 10.0, "bottleneck": 8}
+    results["mitigations"] = [entry]
+    section = html_section(render_html(results), "mitigation-0")
+    assert "conditional (5 tokens of dimension 384, written per input through a bottleneck of 8)" in section
+    assert "written for each input by a small generator that reads it" in section
+    assert "with the rate anchor 10: + λ × 10 × (the batch&#39;s mean P(favourable) minus the untriggered" in section
+
+
 def test_user_strings_are_escaped(before: dict) -> None:
     results = copy.deepcopy(before)
     entries = [reprogram_entry(before, kind=kind) for kind in ("border", "hard", "soft")]

@@ -47,7 +47,8 @@ def _version() -> str:
 def save_prompt(prompt: PromptModule, path_stem: str | Path) -> Path:
     """Write ``prompt`` as ``<stem>.safetensors`` + ``<stem>.json`` atomically; return the JSON path."""
     if not isinstance(prompt, PromptModule):
-        raise FairpromptError(f"save_prompt needs a SoftPrompt, ConditionalPrompt, PixelBorder or PixelPatch but got {type(prompt).__name__}")
+        raise FairpromptError("save_prompt needs a SoftPrompt, ConditionalPrompt, PixelBorder or PixelPatch but got "
+                              f"{type(prompt).__name__}")
     json_path, tensor_path = prompt_paths(path_stem)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in prompt.state_dict().items()}
     data = safetensors.torch.save(tensors, metadata={"format": FORMAT, "kind": prompt.kind})
@@ -185,4 +186,5 @@ def check_fits(
                 f"{who} makes {prompt.config.channels}-channel images but the backbone takes {channels}-channel images; {fix}"
             )
         return
-    raise FairpromptError(f"check_fits needs a SoftPrompt, ConditionalPrompt, PixelBorder or PixelPatch but got {type(prompt).__name__}")
+    raise FairpromptError("check_fits needs a SoftPrompt, ConditionalPrompt, PixelBorder or PixelPatch but got "
+                          f"{type(prompt).__name__}")

@@ -47,6 +47,7 @@ from fairprompt.results.reprogram import ReprogramRecord, ReprogramSettings, Sel
 TRIGGER_KINDS: dict[str, str] = {
     "soft": "soft prompt: continuous token vectors added to every input",
     "hard": "hard prompt: vocabulary words added to every input",
+    "conditional": "conditional prompt: token vectors written for each input by a small generator that reads it",
     "border": "pixel border: a learned frame around every image",
     "patch": "pixel patch: a learned square over one corner of every image",
 }
@@ -126,6 +127,8 @@ class TriggerView:
     nearest_words: tuple[str, ...] = ()
     tokens: int | None = None
     dim: int | None = None
+    bottleneck: int | None = None
+    """A conditional trigger's bottleneck (its tokens are written per input)."""
     norms: tuple[float | None, ...] = ()
     image_uri: str | None = None
     """The picture as a PNG data URI, only when :func:`png_data_uri` accepts it."""
@@ -250,7 +253,8 @@ def _trigger(t: TriggerDescription | None, kind: str | None) -> TriggerView:
     size = t.image_size or []
     return TriggerView(
         kind=t.kind or kind, words=tuple(t.words or ()), text=t.text, token_ids=tuple(str(i) for i in t.token_ids or ()),
-        nearest_words=tuple(t.nearest_words or ()), tokens=t.tokens, dim=t.dim, norms=tuple(t.norms or ()),
+        nearest_words=tuple(t.nearest_words or ()), tokens=t.tokens, dim=t.dim, bottleneck=t.bottleneck,
+        norms=tuple(t.norms or ()),
         image_uri=png_data_uri(t.image_png), image_recorded=t.image_png is not None,
         image_size=f"{size[1]} × {size[0]} pixels" if len(size) == 2 else None, settings=settings(t.config),
     )
@@ -282,9 +286,12 @@ def _trigger_fact(view: ReprogramView, setting: _Settings, parameters: Any) -> F
     if kind is None:
         return None
     shape = ""
-    if kind == "soft":
+    if kind in ("soft", "conditional"):
         tokens = t.tokens if t.tokens is not None else setting("tokens")
         shape = f"{tokens:,} tokens" + (f" of dimension {t.dim:,}" if t.dim is not None else "") if tokens is not None else ""
+        bottleneck = t.bottleneck if t.bottleneck is not None else setting("bottleneck")
+        if kind == "conditional" and bottleneck is not None:
+            shape += f", written per input through a bottleneck of {bottleneck:,}"
     elif kind == "hard":
         words = None if parameters is None else parameters.deployed_trigger_tokens
         words = words if words is not None else len(t.words) if t.words else setting("tokens")
@@ -315,6 +322,10 @@ def _facts(m: ReprogramRepair | FailedRepair | NotRunRepair, r: ReprogramRecord 
             note += "; with gradient projection (Zhang, Lemoine and Mitchell, 2018)"
         elif setting("projection") is False and view.objective == "adversary":
             note += "; no gradient projection"
+        anchor = setting("anchor")
+        if view.objective == "surrogate" and isinstance(anchor, int | float) and anchor > 0:
+            note += (f"; with the rate anchor {anchor:g}: + λ × {anchor:g} × (the batch's mean P(favourable) minus the "
+                     "untriggered model's)², so the mean score may not drift")
         facts.append(Fact("Objective", view.objective, note=note, summary=True))
     if view.measure is not None:
         facts.append(Fact("Fairness measure", MEASURES.get(view.measure, view.measure.replace("_", " ")),

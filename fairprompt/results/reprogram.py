@@ -15,6 +15,8 @@ class ReprogramSettings(Record):
 
     trigger: str | None = None
     tokens: int | None = None
+    bottleneck: int | None = None
+    parameter_budget: Real | None = None
     width: int | None = None
     patch_size: int | None = None
     corner: str | None = None
@@ -28,6 +30,7 @@ class ReprogramSettings(Record):
     lr: Real | None = None
     adversary_lr: Real | None = None
     adversary_hidden: int | None = None
+    anchor: Real | None = None
     temperature: Real | None = None
     tuning_split: str | None = None
     max_rows: int | None = None
@@ -95,6 +98,8 @@ class TriggerDescription(Record):
     kind: str | None = None
     tokens: int | None = None
     dim: int | None = None
+    bottleneck: int | None = None
+    parameters: int | None = None
     nearest_words: list[str] | None = None
     norms: list[Real | None] | None = None
     words: list[str] | None = None
