@@ -30,6 +30,8 @@ FAIRIJ_APPEND = {"fairij": {"mode": "append", "selection": "predicted", "utility
 REPROGRAM = {"reprogram": {"tokens": 2, "lambdas": [0, 2], "epochs": 1, "batch_size": 16, "max_accuracy_drop": 1.0}}
 HARD = {"reprogram": {"trigger": "hard", "tokens": 2, "lambdas": [0, 2], "epochs": 1, "batch_size": 16,
                       "max_accuracy_drop": 1.0}}
+CONDITIONAL = {"reprogram": {"trigger": "conditional", "tokens": 2, "bottleneck": 4, "parameter_budget": 1.0, "anchor": 5,
+                             "lambdas": [0, 2], "epochs": 1, "batch_size": 16, "max_accuracy_drop": 1.0}}
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +122,12 @@ def test_a_loaded_repair_gives_the_results_of_training_it(tiny_backbone: str, tm
     assert "loaded from the shipped artifact" not in (tmp_path / "trained" / "report.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("trigger", [HARD, CONDITIONAL], ids=["hard", "conditional"])
 def test_append_mode_and_a_hard_trigger_load_as_trained(tiny_backbone: str, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The other saved forms (FairIJ's appended prompt, a hard trigger's words), through the method's run: the same
-    decisions at every grid point and the same record as the run objects that were shipped."""
+                                                        monkeypatch: pytest.MonkeyPatch, trigger: dict) -> None:
+    """The other saved forms (FairIJ's appended prompt, a hard trigger's words, a conditional trigger's generator),
+    through the method's run: the same decisions at every grid point and the same record as the run objects that
+    were shipped."""
     import numpy as np
 
     from fairprompt.mitigation.registry import RepairContext, TestSplit
@@ -132,7 +136,7 @@ def test_append_mode_and_a_hard_trigger_load_as_trained(tiny_backbone: str, tmp_
     from fairprompt.spec import load_spec
     from fairprompt.tasks import load_repairs, load_task
 
-    spec = write_spec(tmp_path, tiny(tiny_backbone, [FAIRIJ_APPEND, HARD]))
+    spec = write_spec(tmp_path, tiny(tiny_backbone, [FAIRIJ_APPEND, trigger]))
     _cached_task_prompt(spec)
     root = tmp_path / "artifacts"
     trained = train(spec)
@@ -158,7 +162,7 @@ def test_append_mode_and_a_hard_trigger_load_as_trained(tiny_backbone: str, tmp_
         ours, theirs = to_jsonable(run.record(split)), to_jsonable(t.run.record(split))
         assert ours.pop("shipped")["loaded"] is True
         assert stable(ours) == stable(theirs)
-    assert trained[1].run.result.trigger_description["kind"] == "hard"
+    assert trained[1].run.result.trigger_description["kind"] == trigger["reprogram"]["trigger"]
 
 
 def test_the_key_changes_with_what_determines_the_repair(tiny_backbone: str, tmp_path: Path,
