@@ -154,6 +154,38 @@ def test_colored_digits_options_and_errors() -> None:
     assert set(PALETTE) >= {"red", "green"}
 
 
+def test_colored_digits_every_tint_adds_counterfactual_copies(digits: ColoredDigits) -> None:
+    """Each source image of the named splits comes once in every tint; the copies differ from their source in
+    the tint alone, and the rows without copies stay byte for byte as without the option."""
+    copied = generate(groups=("red", "green", "blue"), every_tint=["test", "final"])
+    plain = generate(groups=("red", "green", "blue"))
+    n = len(plain)
+    assert np.array_equal(copied.images[:n], plain.images) and copied.frame.iloc[:n].equals(plain.frame)
+    assert copied.sha256 != plain.sha256 and copied.settings["every_tint"] == ("test", "final")
+    assert "every_tint" not in digits.settings and digits.sha256 == generate().sha256
+    before = plain.frame["split"].value_counts().to_dict()
+    assert copied.frame["split"].value_counts().to_dict() == {**before, "test": 3 * before["test"],
+                                                              "final": 3 * before["final"]}
+    for name in ("test", "final"):
+        frame = copied.split(name).frame
+        assert (frame.groupby("source_index")["group"].agg(lambda g: tuple(sorted(g)))
+                == ("blue", "green", "red")).all()
+        assert (frame.groupby("source_index")[["label", "digit"]].nunique() == 1).all().all()
+    # a copy: the same strokes, background and noise in another tint
+    row = n + 5
+    source = int(copied.frame["source_index"].iloc[row])
+    base, other = plain.images[source].astype(float), copied.images[row].astype(float)
+    background = base.max(axis=2) < 40
+    assert copied.frame["group"].iloc[row] != plain.frame["group"].iloc[source]
+    assert np.mean(base[background] == other[background]) > 0.7  # off the strokes (faint edges aside) the same pixels
+    assert np.abs(base[~background] - other[~background]).max() > 60
+    assert len(generate(every_tint="validation").split("validation")) == 2 * len(digits.split("validation"))
+    with pytest.raises(FairpromptError, match=r"option 'every_tint' takes held-out splits .*got 'train'"):
+        generate(every_tint=["train"])
+    with pytest.raises(FairpromptError, match="did you mean 'test'"):
+        generate(every_tint=["tset"])
+
+
 def test_colored_digits_tint_is_the_group_signal(digits: ColoredDigits) -> None:
     images = digits.images.astype(float)
     stroke = images.max(axis=3) > 100

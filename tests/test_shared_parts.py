@@ -16,6 +16,7 @@ from fairlearn.metrics import demographic_parity_difference, equalized_odds_diff
 from fairprompt.atomic import replace_dir
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics import HEADLINE, auc_or_none, compare_audits, group_gap, paired_bootstrap
+from fairprompt.metrics.paired import resample_clusters, resample_rows
 
 
 # ------------------------------------------------------------------------------------------ gap = fairlearn
@@ -93,6 +94,34 @@ def test_paired_bootstrap_pairs_the_resamples() -> None:
     assert again["fairer"]["dp_ci"] == f["dp_ci"]  # seeded
     with pytest.raises(ValueError, match="base"):
         paired_bootstrap(y_true=y, groups=groups, predictions={"x": base}, base="y")
+
+
+def test_paired_bootstrap_by_cluster() -> None:
+    """One row per cluster is the row bootstrap; copies of a row move together, so duplicating every row leaves
+    the cluster bootstrap's intervals as they were while a row bootstrap would narrow them; gap changes are
+    differences on the same resamples."""
+    rng = np.random.default_rng(3)
+    n = 300
+    groups = np.array(["a", "b"])[rng.integers(0, 2, n)]
+    y = rng.integers(0, 2, n)
+    base = (rng.random(n) < np.where(groups == "a", 0.7, 0.3)).astype(int)
+    fairer = (rng.random(n) < 0.5).astype(int)
+    predictions = {"base": base, "fairer": fairer}
+    rows = paired_bootstrap(y_true=y, groups=groups, predictions=predictions, base="base", n_boot=300, seed=2)
+    singletons = paired_bootstrap(y_true=y, groups=groups, predictions=predictions, base="base", n_boot=300, seed=2,
+                                  clusters=np.arange(n))
+    assert singletons == rows
+    assert np.array_equal(resample_clusters(np.arange(n), n_boot=5, seed=1), resample_rows(n, n_boot=5, seed=1))
+    twice = {k: np.concatenate([v, v]) for k, v in predictions.items()}
+    copies = paired_bootstrap(y_true=np.concatenate([y, y]), groups=np.concatenate([groups, groups]),
+                              predictions=twice, base="base", n_boot=300, seed=2,
+                              clusters=np.concatenate([np.arange(n), np.arange(n)]))
+    assert copies["fairer"]["dp_ci"] == pytest.approx(rows["fairer"]["dp_ci"], abs=1e-12)
+    f = rows["fairer"]
+    assert f["dp_change"] == pytest.approx(f["dp"] - rows["base"]["dp"], abs=1e-12)
+    assert f["dp_change_ci"][1] < 0 and rows["base"]["eo_change_ci"] == [0.0, 0.0]
+    with pytest.raises(ValueError, match="clusters has 3 entries for 300 rows"):
+        paired_bootstrap(y_true=y, groups=groups, predictions=predictions, base="base", clusters=[1, 2, 3])
 
 
 # ------------------------------------------------------------------------------------------ atomic folders

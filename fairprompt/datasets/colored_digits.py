@@ -35,6 +35,15 @@ Built offline from scikit-learn's bundled 8x8 handwritten digits
   of label *and* of digit, and the groups are balanced (to within one row per
   digit).
 
+- **Every tint (``every_tint``, off by default).** In the named held-out splits
+  each source image is also rendered in every other tint: a counterfactual copy
+  with the same brightness, background, tint jitter and pixel noise, so the two
+  rows differ in the tint alone.  The copies are appended after the
+  ``load_digits`` rows, which stay byte for byte as without the option, and
+  share their source's ``source_index``: resample by it (a cluster bootstrap),
+  because copies of one digit are not independent.  Within a digit the gap by
+  tint is then a pure tint effect, and twice the rows measure it.
+
 A model trained on the training split can reach 90% accuracy from the tint
 alone, so it tends to learn the shortcut; the uncorrelated test split then
 shows the gap by group.
@@ -214,6 +223,7 @@ def generate(
     seed: int = 0,
     fractions: Sequence[float] = FRACTIONS,
     noise: float = _NOISE_SD,
+    every_tint: Sequence[str] = (),
 ) -> ColoredDigits:
     """Generate colored_digits (see the module docstring for every definition).
 
@@ -226,6 +236,8 @@ def generate(
         fractions: train, validation, test and final shares of the source images (stratified by digit); three
             shares make no final split (the split made before final existed).
         noise: standard deviation of the Gaussian pixel noise (in [0, 1] units).
+        every_tint: held-out splits (validation, test, final) whose source images are also rendered in every other
+            tint, as counterfactual copies appended after the other rows (see the module docstring).
 
     Raises :class:`FairpromptError` naming the option for an unknown tint or an out-of-range setting.
     """
@@ -246,6 +258,12 @@ def generate(
                               f"fractions: {list(FRACTIONS)}")
     if not 0.0 <= float(noise) <= 0.5:
         raise FairpromptError(f"colored_digits noise must lie in [0, 0.5], got {noise!r}")
+    copied = (every_tint,) if isinstance(every_tint, str) else tuple(str(s) for s in every_tint)
+    held_out = SPLITS[1:len(parts)]
+    for name in copied:
+        if name not in held_out:
+            raise FairpromptError(f"colored_digits option 'every_tint' takes held-out splits ({', '.join(held_out)}), "
+                                  f"got {name!r}{did_you_mean(name, held_out)}")
 
     from sklearn.datasets import load_digits
 
@@ -270,19 +288,30 @@ def generate(
     brightness = rng.uniform(0.75, 1.0, size=(n, 1, 1, 1)).astype(np.float32)
     background = (_BACKGROUND + rng.uniform(-0.03, 0.03, size=(n, 1, 1, 1))).astype(np.float32)
     alpha = strokes[..., None]
-    pixels = background * (1.0 - alpha) + brightness * tint[:, None, None, :] * alpha
-    pixels = pixels + rng.normal(0.0, float(noise), size=pixels.shape).astype(np.float32)
+    pixel_noise = rng.normal(0.0, float(noise), size=(n, size, size, 3)).astype(np.float32)
+    source = np.arange(n, dtype=np.int64)
+    if copied:  # counterfactual copies: the same draws as the source row, another tint
+        rows = np.flatnonzero(np.isin(split, copied))
+        shift = np.arange(1, len(names))
+        source = np.concatenate([source, np.repeat(rows, shift.size)])
+        copy_group = (np.repeat(group[rows], shift.size) + np.tile(shift, rows.size)) % len(names)
+        tint = np.concatenate([tint, palette[copy_group] + (tint - palette[group])[source[n:]]])
+        group = np.concatenate([group, copy_group])
+    pixels = (background[source] * (1.0 - alpha[source]) + brightness[source] * tint[:, None, None, :] * alpha[source]
+              + pixel_noise[source])
     images = np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)
 
     frame = pd.DataFrame({
-        "label": labels,
-        "digit": digits,
+        "label": labels[source],
+        "digit": digits[source],
         "group": pd.Series(np.array(names, dtype=object)[group], dtype=object),
-        "split": pd.Series(split, dtype=object),
-        "source_index": np.arange(n, dtype=np.int64),
+        "split": pd.Series(split[source], dtype=object),
+        "source_index": source,
     })
     settings = dict(image_size=size, correlation=float(correlation), groups=names, seed=int(seed),
                     fractions=parts, noise=float(noise), version=_VERSION)
+    if copied:
+        settings["every_tint"] = copied
     return ColoredDigits(images=images, frame=frame, sha256=_digest(images, frame), settings=settings)
 
 
@@ -294,7 +323,8 @@ def generate_frame(
     seed: int = 0,
     fractions: Sequence[float] = FRACTIONS,
     noise: float = _NOISE_SD,
+    every_tint: Sequence[str] = (),
 ) -> pd.DataFrame:
     """The table of :func:`generate` without the pixels (for ``datasets.load("colored_digits")``)."""
     return generate(image_size=image_size, correlation=correlation, groups=groups, seed=seed, fractions=fractions,
-                    noise=noise).frame
+                    noise=noise, every_tint=every_tint).frame

@@ -1,7 +1,9 @@
 """Paired bootstrap of several prediction arrays on the same rows: gaps and accuracy, and their changes.
 
 Every method is evaluated on the same resampled rows (one draw of row multiplicities, shared), so the CI of a
-difference between two methods is the percentile interval of the per-resample differences.  Gaps come from
+difference between two methods is the percentile interval of the per-resample differences.  Rows that are not
+independent (augmented or counterfactual copies of one source item) are resampled together: ``clusters`` names
+each row's source, and a resample draws sources with replacement, every row of a drawn source with it.  Gaps come from
 per-group confusion counts (:func:`fairprompt.metrics.point.group_counts`), as everywhere in the engine; a
 resample in which a gap is undefined (NaN) is left out of its interval.
 """
@@ -24,6 +26,17 @@ def resample_rows(n: int, *, n_boot: int, seed: int) -> np.ndarray:
     return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float)
 
 
+def resample_clusters(clusters: Any, *, n_boot: int, seed: int) -> np.ndarray:
+    """Row multiplicities ``(n_boot, n)`` of a cluster bootstrap, seeded: each resample draws as many clusters as
+    there are, with replacement, and a row counts as often as its cluster was drawn.  With one row per cluster (in
+    row order) it equals :func:`resample_rows` with the same seed."""
+    _, codes = np.unique(np.asarray(clusters).reshape(-1), return_inverse=True)
+    k = int(codes.max()) + 1 if codes.size else 0
+    rng = np.random.default_rng(seed)
+    drawn = np.stack([np.bincount(rng.integers(0, k, k), minlength=k) for _ in range(n_boot)]).astype(float)
+    return drawn[:, codes]
+
+
 def _interval(values: np.ndarray, level: float) -> list[float]:
     tail = 100.0 * (1.0 - level) / 2.0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -32,16 +45,22 @@ def _interval(values: np.ndarray, level: float) -> list[float]:
 
 def paired_bootstrap(*, y_true: Any, groups: Any, predictions: Mapping[str, Any], base: str,
                      gaps: Mapping[str, str] = DEFAULT_GAPS, n_boot: int = 1000, seed: int = 0,
-                     level: float = 0.95) -> dict[str, dict[str, Any]]:
+                     level: float = 0.95, clusters: Any = None) -> dict[str, dict[str, Any]]:
     """Per method (``predictions``: name -> 0/1 predictions of the same rows): accuracy and each gap of ``gaps``
     (output key -> between-groups disparity name, e.g. ``{"dp": "demographic_parity_difference"}``) with
-    bootstrap CIs, and their change against method ``base`` on the same resamples: ``accuracy_change`` (a
-    difference) and ``KEY_relative_change`` (``gap / base gap - 1``; None where the base gap is 0)."""
+    bootstrap CIs, and their change against method ``base`` on the same resamples: ``accuracy_change`` and
+    ``KEY_change`` (differences) and ``KEY_relative_change`` (``gap / base gap - 1``; None where the base gap is
+    0).  ``clusters`` (one source id per row) makes it a cluster bootstrap (:func:`resample_clusters`)."""
     if base not in predictions:
         raise ValueError(f"base {base!r} is not one of the predictions ({', '.join(predictions)})")
     y = np.asarray(y_true).reshape(-1)
     codes, names = group_codes(groups)
-    multiplicity = resample_rows(y.size, n_boot=n_boot, seed=seed)
+    if clusters is None:
+        multiplicity = resample_rows(y.size, n_boot=n_boot, seed=seed)
+    else:
+        if np.asarray(clusters).reshape(-1).size != y.size:
+            raise ValueError(f"clusters has {np.asarray(clusters).size} entries for {y.size} rows")
+        multiplicity = resample_clusters(clusters, n_boot=n_boot, seed=seed)
     point: dict[str, dict[str, float]] = {}
     boot: dict[str, dict[str, np.ndarray]] = {}
     for method, predicted in predictions.items():
@@ -64,6 +83,8 @@ def paired_bootstrap(*, y_true: Any, groups: Any, predictions: Mapping[str, Any]
             for key in gaps:
                 row[key] = p[key]
                 row[f"{key}_ci"] = _interval(b[key], level)
+                row[f"{key}_change"] = p[key] - p0[key]
+                row[f"{key}_change_ci"] = _interval(b[key] - b0[key], level)
                 row[f"{key}_relative_change"] = p[key] / p0[key] - 1 if p0[key] else None
                 row[f"{key}_relative_change_ci"] = _interval(b[key] / b0[key] - 1, level)
             table[method] = row
@@ -91,4 +112,4 @@ def paired_accuracy_difference(*, y_true: Any, first: Any, second: Any, n_boot: 
     return point, low, high
 
 
-__all__ = ["DEFAULT_GAPS", "paired_accuracy_difference", "paired_bootstrap", "resample_rows"]
+__all__ = ["DEFAULT_GAPS", "paired_accuracy_difference", "paired_bootstrap", "resample_clusters", "resample_rows"]
