@@ -618,3 +618,17 @@ def test_a_degenerate_model_is_repaired_all_the_same_and_every_verdict_says_revi
     assert "DEGENERATE MODEL" in compliance
     verdicts = compliance.split('id="verdict-table"', 1)[1].split("</table>", 1)[0]
     assert verdicts.count('class="status pass"') == 0
+
+
+def test_reprogram_counterfactual_settings(tmp_path: Path) -> None:
+    _bad(tmp_path, tiny([{"reprogram": {"counterfactual": 1}}]), "counterfactual needs swap_terms")
+    _bad(tmp_path, tiny([{"reprogram": {"counterfactual": 1, "swap_terms": "identity_toxicty"}}]),
+         "swap terms 'identity_toxicty' are neither built in", "did you mean 'identity_toxicity'")
+    _bad(tmp_path, tiny([{"reprogram": {"counterfactual": 1, "swap_terms": "identity_toxicity",
+                                        "tuning_split": "validation"}}]),
+         "counterfactual needs objective: surrogate and tuning_split: train")
+    spec = {"name": "digits", "data": {"dataset": "colored_digits", "options": {"image_size": 16}},
+            "model": {"kind": "frozen_image", "backbone": "fixture", "epochs": 1},
+            "audit": {"sensitive": ["group"], "n_boot": 20},
+            "mitigations": [{"reprogram": {"counterfactual": 1, "swap_terms": "identity_toxicity"}}]}
+    _bad(tmp_path, spec, "counterfactual' swaps identity phrases in texts", "frozen_image")

@@ -83,10 +83,11 @@ def image():
             groups[train], groups[validation])
 
 
-def _run_text(text, **config):
+def _run_text(text, counterfactual_rows=None, **config):
     model, train, validation, g, vg = text
     return reprogram(model=model, train_rows=train, validation_rows=validation, train_groups=g, validation_groups=vg,
-                     config=ReprogramConfig(**{"tokens": 2, "lambdas": (0.0, 1.0), "epochs": 1, "batch_size": 32, **config}))
+                     config=ReprogramConfig(**{"tokens": 2, "lambdas": (0.0, 1.0), "epochs": 1, "batch_size": 32, **config}),
+                     counterfactual_rows=counterfactual_rows)
 
 
 def _run_image(image, **config):
@@ -608,3 +609,41 @@ def test_temperature_one_is_the_favourable_probability_and_smaller_sharpens() ->
     # the spec's settings reach the config unchanged
     config = ReprogramSpec(temperature=0.5, lambdas=[0, 2], trigger="patch", max_rows=50).config()
     assert (config.temperature, config.lambdas, config.trigger, config.max_rows) == (0.5, (0, 2), "patch", 50)
+
+
+def test_the_counterfactual_term_makes_swapped_rows_score_alike(text, tmp_path) -> None:
+    """Trained with a large counterfactual weight, a trigger scores each row and its identity-swapped copy closer
+    together than the same trigger without it; the swapped rows must come with the config, row for row."""
+    from fairprompt.swaps import SwapTerms
+
+    model, train, _, g, _ = text
+    texts, y, _ = _reviews(64, 0)
+    terms = tmp_path / "terms.yaml"
+    terms.write_text("alpha: [alpha]\nbeta: [beta]\n")
+    swapped_texts, changed = SwapTerms.load(str(terms)).swap(texts, seed=0)
+    assert changed.all() and all(a.split()[0] != b.split()[0] for a, b in zip(texts, swapped_texts, strict=True))
+    swapped = model.encode(swapped_texts, labels=y)
+    spread = {}
+    for weight in (0.0, 1000.0):
+        config = {"counterfactual": weight, "swap_terms": str(terms)} if weight else {}
+        result = _run_text(text, lambdas=(3.0,), lr=0.5, epochs=2, counterfactual_rows=swapped, **config)
+        triggered = result.triggered_model
+        spread[weight] = float(np.abs(triggered.predict_proba(train)[:, 1] - triggered.predict_proba(swapped)[:, 1]).mean())
+    assert spread[1000.0] < spread[0.0], spread
+    with pytest.raises(FairpromptError, match="counterfactual_rows"):
+        _run_text(text, counterfactual=1.0, swap_terms=str(terms))
+    with pytest.raises(ValueError, match="swapped rows"):
+        training.train_trigger(None, rows=train, codes=np.zeros(len(train), dtype=int), n_groups=2, lam=1.0,
+                               config=ReprogramConfig(counterfactual=1.0, swap_terms="identity_toxicity"), kind="soft",
+                               progress=None, label="x")
+
+
+def test_counterfactual_options_are_checked() -> None:
+    with pytest.raises(FairpromptError, match="counterfactual needs swap_terms"):
+        ReprogramConfig(counterfactual=1.0)
+    for changes in ({"objective": "adversary"}, {"tuning_split": "validation"}):
+        with pytest.raises(FairpromptError, match="counterfactual needs objective: surrogate and tuning_split: train"):
+            ReprogramConfig(counterfactual=1.0, swap_terms="identity_toxicity", **changes)
+    with pytest.raises(FairpromptError, match=r"reprogram\.counterfactual is -1.*finite number >= 0"):
+        ReprogramConfig(counterfactual=-1.0, swap_terms="identity_toxicity")
+    assert ReprogramConfig(counterfactual=0.0).swap_terms is None

@@ -186,3 +186,28 @@ def test_spec_blocks_are_derived_from_the_config_dataclasses() -> None:
     with pytest.raises(ValueError, match="projection needs objective: adversary"):
         ReprogramSpec(projection=True)
     assert FairIJSpec(verify=True, verify_epochs=2).config().verify_epochs == 2
+
+
+def test_permutation_floor_separates_a_real_gap_from_noise() -> None:
+    """Decisions that ignore the group sit at their floor (excess near 0, large p-value); a gap put into one group
+    stands out; the floor is the same for any labelling of the same sizes, and bad input is a clear error."""
+    from fairprompt.metrics.noise_floor import permutation_floor
+
+    rng = np.random.default_rng(0)
+    n, k = 3400, 17
+    groups = np.repeat([f"g{i:02d}" for i in range(k)], n // k)
+    y = np.ones(n, dtype=int)
+    blind = (rng.random(n) < 0.9).astype(int)
+    noise = permutation_floor(y_true=y, y_pred=blind, groups=groups, n_perm=300, seed=1)
+    assert noise["observed"] > 0.03 and noise["p_value"] > 0.05  # max - min over 17 groups of 200 is never 0
+    assert abs(noise["excess"]) < 0.03 and noise["floor"] < noise["floor_quantile"]
+    biased = blind.copy()
+    biased[:200] = (rng.random(200) < 0.6).astype(int)  # group g00 flagged far more often
+    real = permutation_floor(y_true=y, y_pred=biased, groups=groups, n_perm=300, seed=1)
+    assert real["p_value"] < 0.01 and real["excess"] > 0.15
+    assert real["observed"] == pytest.approx(group_gap(y_true=y, y_pred=biased, groups=groups,
+                                                       measure="equal_opportunity"), abs=1e-12)
+    with pytest.raises(ValueError, match="differ in length"):
+        permutation_floor(y_true=y[:-1], y_pred=blind, groups=groups)
+    with pytest.raises(ValueError, match="two groups"):
+        permutation_floor(y_true=y, y_pred=blind, groups=np.zeros(n))

@@ -20,7 +20,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +82,17 @@ def model_fingerprint(model: Any) -> dict[str, str | None]:
             "prompts": state_sha256(prompts) if prompts is not None and len(prompts) else None}
 
 
+def _key_config(config: Any) -> dict[str, Any]:
+    """The config as the key sees it: options a config class added after repairs were shipped
+    (``KEY_OMITS_AT_DEFAULT``) are left out while at their defaults, so the artifacts shipped before keep their keys."""
+    values = asdict(config)
+    defaults = {f.name: f.default for f in fields(config)}
+    for name in getattr(config, "KEY_OMITS_AT_DEFAULT", ()):
+        if name in values and values[name] == defaults.get(name):
+            del values[name]
+    return values
+
+
 def repair_key(context: RepairContext, *, method: RepairMethod, config: Any, group: str) -> str:
     """The key of the repair ``method`` with ``config`` makes of ``context.model`` for the gap of ``group``."""
     from fairprompt.models.adapt import TRAINER_VERSION, library_versions
@@ -93,7 +104,7 @@ def repair_key(context: RepairContext, *, method: RepairMethod, config: Any, gro
         "task_prompt": context.training.get("cache_key"),
         "model": model_fingerprint(context.model),
         "method": method.name, "method_version": method.version,
-        "config": to_jsonable(asdict(config)),
+        "config": to_jsonable(_key_config(config)),
         "group": group,
         "train": rows_digest(task, splits.train, group),
         "validation": rows_digest(task, splits.validation, group),

@@ -31,6 +31,8 @@ class ReprogramSettings(Record):
     adversary_lr: Real | None = None
     adversary_hidden: int | None = None
     anchor: Real | None = None
+    counterfactual: Real | None = None
+    swap_terms: str | None = None
     temperature: Real | None = None
     tuning_split: str | None = None
     max_rows: int | None = None

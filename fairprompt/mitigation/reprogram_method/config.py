@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from fairprompt.errors import FairpromptError
 
@@ -46,6 +46,9 @@ def check_lambdas(lambdas: Sequence[float]) -> None:
 class ReprogramConfig:
     """How a fairness trigger is trained and chosen (see :mod:`fairprompt.mitigation.reprogram_method.repair`)."""
 
+    KEY_OMITS_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("counterfactual", "swap_terms")
+    """Options added after repairs were shipped: at their defaults, shipped-repair keys leave them out."""
+
     trigger: TriggerKind | None = field(default=None, metadata={
         "help": "soft, hard or conditional tokens (text models), border or patch (image models); default soft / border"})
     tokens: int = field(default=5, metadata={"help": "trigger tokens (soft, hard, conditional)", "ge": 1})
@@ -78,6 +81,13 @@ class ReprogramConfig:
         "help": "surrogate: weight, inside the fairness term, of the rate anchor: the squared change of the batch's "
                 "mean favourable probability against the untriggered model's on the same rows (keeps a trigger from "
                 "closing the gap by moving every score one way)", "ge": 0.0})
+    counterfactual: float = field(default=0.0, metadata={
+        "help": "surrogate, text, tuning_split train: weight, inside the fairness term, of counterfactual invariance: "
+                "the mean squared change of the favourable probability when each training row's identity phrases "
+                "are swapped for another group's (swap_terms)", "ge": 0.0})
+    swap_terms: str | None = field(default=None, metadata={
+        "help": "the identity phrases the counterfactual term swaps: built-in identity_toxicity, or a YAML or JSON "
+                "file (relative to the working directory) mapping each group to its phrases"})
     temperature: float = field(default=1.0, metadata={
         "help": "surrogate: the gap is taken on sigmoid((margin - logit(threshold)) / temperature); 1 is the "
                 "favourable probability, smaller is closer to the decision", "gt": 0.0})
@@ -109,11 +119,20 @@ class ReprogramConfig:
         if not 0.0 <= self.max_accuracy_drop <= 1.0:
             raise FairpromptError(f"reprogram.max_accuracy_drop is {self.max_accuracy_drop!r}; "
                                   "use a share in [0, 1] (0.02 = 2 points)")
-        for key, value in (("anchor", self.anchor), ("parameter_budget", self.parameter_budget)):
+        if isinstance(self.counterfactual, int | float) and self.counterfactual > 0:
+            if not self.swap_terms:
+                raise FairpromptError("reprogram.counterfactual needs swap_terms: the identity phrases to swap "
+                                      "(built-in identity_toxicity, or a YAML file of group -> phrases)")
+            if self.objective != "surrogate" or self.tuning_split != "train":
+                raise FairpromptError("reprogram.counterfactual needs objective: surrogate and tuning_split: train "
+                                      "(it swaps the training rows' identity phrases)")
+        for key, value in (("anchor", self.anchor), ("parameter_budget", self.parameter_budget),
+                           ("counterfactual", self.counterfactual)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0 \
                     or (key == "parameter_budget" and not 0 < value <= 1):
                 raise FairpromptError(f"reprogram.{key} is {value!r}; use "
-                                      + ("a finite number >= 0" if key == "anchor" else "a share in (0, 1], e.g. 0.001"))
+                                      + ("a share in (0, 1], e.g. 0.001" if key == "parameter_budget"
+                                         else "a finite number >= 0"))
         for key in ("lr", "adversary_lr", "temperature"):
             value = getattr(self, key)
             if value is not None and not (math.isfinite(value) and value > 0):

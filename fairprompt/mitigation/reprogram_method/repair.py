@@ -141,6 +141,7 @@ def reprogram(
     batch_size: int = 128,
     group_column: str = "group",
     progress: Progress | None = None,
+    counterfactual_rows: Any = None,
 ) -> ReprogramResult:
     """Train a fairness trigger per lambda on a frozen model, and choose one (module docstring).
 
@@ -149,7 +150,9 @@ def reprogram(
     ``train_groups`` / ``validation_groups`` give each row's group (of the sensitive column ``group_column``, named
     in the one-class marks).  ``required_groups`` (for example the
     groups of the test split) must each have members among the tuning rows, or a
-    :class:`~fairprompt.errors.FairpromptError` names the missing one.  The input model is not changed.
+    :class:`~fairprompt.errors.FairpromptError` names the missing one.  ``counterfactual_rows`` (needed when
+    ``config.counterfactual > 0``): the training rows with their identity phrases swapped
+    (:class:`fairprompt.swaps.SwapTerms`), row for row.  The input model is not changed.
     """
     start = time.perf_counter()
     modality = model_modality(model)
@@ -158,6 +161,9 @@ def reprogram(
     if kind not in allowed:
         raise FairpromptError(f"reprogram.trigger {kind!r} is for {'image' if modality == 'text' else 'text'} models; "
                               f"a {modality} model takes {', '.join(allowed)}")
+    if config.counterfactual > 0 and modality != "text":
+        raise FairpromptError("reprogram.counterfactual swaps identity phrases in texts; an image model has none "
+                              "(remove counterfactual)")
     if modality == "text":
         check_text_trigger(model, tokens=config.tokens)
         if kind == "conditional":
@@ -169,6 +175,9 @@ def reprogram(
         raise FairpromptError(f"train_groups has {len(train_groups)} values for {len(train_rows)} training rows and "
                               f"validation_groups {len(validation_groups)} for {len(validation_rows)} validation rows; "
                               "give one group per row")
+    if config.counterfactual > 0 and (counterfactual_rows is None or len(counterfactual_rows) != len(train_rows)):
+        raise FairpromptError("reprogram.counterfactual needs the training rows with their identity phrases swapped "
+                              "(counterfactual_rows), one per training row")
     train_g = text_group_array(train_groups, where="the training split")
     validation_g = text_group_array(validation_groups, where="the validation split")
     train_y, validation_y = np.asarray(train_rows.labels), np.asarray(validation_rows.labels)
@@ -177,6 +186,7 @@ def reprogram(
     if config.tuning_split == "train":
         fit_pos = subsample(train_g, train_y, config.max_rows, config.seed) if config.max_rows else np.arange(len(train_g))
         fit_rows, fit_g = take(train_rows, fit_pos), train_g[fit_pos]
+        fit_swapped = None if counterfactual_rows is None else take(counterfactual_rows, fit_pos)
         select_rows, select_g = validation_rows, validation_g
         how = "trained on the training split, chosen on the validation split"
     else:
@@ -184,6 +194,7 @@ def reprogram(
         if config.max_rows:
             first = first[subsample(validation_g[first], validation_y[first], config.max_rows, config.seed)]
         fit_rows, fit_g = take(validation_rows, first), validation_g[first]
+        fit_swapped = None
         select_rows, select_g = take(validation_rows, second), validation_g[second]
         how = "trained on a seeded half of the validation split, chosen on the other half (stratified by group and label)"
     names = sorted(set(fit_g.tolist()))
@@ -210,7 +221,8 @@ def reprogram(
         target = build(model, kind=kind, config=config)
         history, diverged = train_trigger(target, rows=fit_rows, codes=codes, n_groups=len(names), lam=float(lam),
                                            config=config, kind=kind, progress=progress, threshold=threshold,
-                                           label=f"training the {kind} trigger, lambda {lam:g}", reference=reference)
+                                           label=f"training the {kind} trigger, lambda {lam:g}", reference=reference,
+                                           counterfactual_rows=fit_swapped)
         if diverged:
             warnings.append(diverged)
         metrics = evaluate(target, select_rows, groups=select_g, threshold=threshold, measure=config.measure,

@@ -40,14 +40,19 @@ def _task_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 def train_trigger(target: Target, *, rows: Any, codes: np.ndarray, n_groups: int, lam: float, config: ReprogramConfig,
                    kind: str, progress: Progress | None, label: str, threshold: float = 0.5,
-                   reference: np.ndarray | None = None) -> tuple[list[dict[str, float]], str | None]:
+                   reference: np.ndarray | None = None,
+                   counterfactual_rows: Any = None) -> tuple[list[dict[str, float]], str | None]:
     """Train ``target.trigger`` for ``config.epochs`` epochs at ``lam``; returns the history and a divergence message.
 
     ``reference`` (needed when ``config.anchor > 0``): the untriggered model's P(favourable) of every row; the rate
     anchor adds ``anchor * (mean_batch p - mean_batch reference)^2`` to the fairness term (so it is weighed by
-    ``lam`` too, and the lambda = 0 control trains on the task loss alone)."""
+    ``lam`` too, and the lambda = 0 control trains on the task loss alone).  ``counterfactual_rows`` (needed when
+    ``config.counterfactual > 0``): ``rows`` with their identity phrases swapped, row for row; the counterfactual
+    term adds ``counterfactual * mean_batch (p - p_swapped)^2`` to the fairness term."""
     if config.anchor > 0 and reference is None:
         raise ValueError("reprogram.anchor > 0 needs the untriggered model's probabilities (reference)")
+    if config.counterfactual > 0 and (counterfactual_rows is None or len(counterfactual_rows) != len(rows)):
+        raise ValueError("reprogram.counterfactual > 0 needs the swapped rows, one per training row")
     reference_t = None if reference is None else torch.as_tensor(np.asarray(reference), dtype=torch.float32)
     params = [p for p in target.trigger.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.learning_rate(kind))
@@ -102,6 +107,9 @@ def train_trigger(target: Target, *, rows: Any, codes: np.ndarray, n_groups: int
                 if config.anchor > 0 and reference_t is not None:
                     shift = probabilities[:, 1].mean() - reference_t[batch["index"]].mean()
                     fairness = fairness + config.anchor * shift.pow(2)
+                if config.counterfactual > 0 and lam > 0:  # the control (lambda 0) would weigh it by 0: skip it
+                    swapped = torch.softmax(target.forward(target.model, counterfactual_rows.collate(index)).float(), 1)
+                    fairness = fairness + config.counterfactual * (probabilities[:, 1] - swapped[:, 1]).pow(2).mean()
                 objective = task + lam * fairness
             if not config.projection:
                 optimizer.zero_grad(set_to_none=True)
