@@ -34,9 +34,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import DP_EO, N_BOOT, log, peak_mb
+from common import DP_EO, N_BOOT, log, spec_repair, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 CASES = ("border_eo", "border_dp", "patch_eo", "patch_dp")
 MEASURES = {"dp": "demographic_parity", "eo": "equalized_odds"}
 
@@ -47,14 +46,11 @@ class DigitsSetup:
     def __init__(self, *, final: bool) -> None:
         from fairprompt.datasets import colored_digits
         from fairprompt.models.image import ImageRows
-        from fairprompt.spec import load_spec
-        from fairprompt.tasks import load_repairs, load_task
 
-        self.spec = spec = load_spec(ROOT / "audits" / "colored_digits.yaml")
-        self.block = next(m for m in spec.mitigations if m.name == "reprogram")
-        self.task = task = load_task(spec)
-        self.model, _ = task.load_model()
-        self.group = next(r.group for r in load_repairs(spec, task) if r.name == "reprogram")
+        loaded = spec_repair("colored_digits.yaml")
+        self.spec = spec = loaded.spec
+        self.block, self.task, self.model, self.group = loaded.block, loaded.task, loaded.model, loaded.group
+        task = self.task
         s, frame = task.splits, task.dataset.frame
         self.rows = {name: task.split_rows(self.model, index) for name, index in
                      (("train", s.train), ("validation", s.validation))}
@@ -205,21 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         "final_uses": previous.get("final_uses", []), "cases": {},
     }
 
-    def save() -> None:
-        out["seconds"] = time.perf_counter() - start
-        out["peak_rss_mb"] = peak_mb()
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(out, indent=1, default=float))
-
     for case in cases:
         out["cases"][case] = run_case(setup, case, quick=args.quick, final=args.final)
         log(f"{case} done")
-        save()
+        write_json(out, args.json, start=start)
     if args.final:
         out["final_uses"].append({"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
                                   "cases": cases})
-        save()
+        write_json(out, args.json, start=start)
     print_report(out)
     print(f"\ntotal {out['seconds'] / 60:.1f} min, peak RSS {out['peak_rss_mb']:.0f} MB")
     return 0

@@ -40,7 +40,6 @@ and its numbers mean nothing).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -51,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 from common import log as _log
-from common import paired_table
+from common import paired_table, write_json
 from common import peak_mb as _peak_mb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -402,11 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                "curve": lambda: part_curve(setup, state)}
     for part in parts:
         out[part] = runners[part]()
-        out["seconds"] = time.perf_counter() - start
-        out["peak_rss_mb"] = _peak_mb()
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(out, indent=1, default=float))
+        write_json(out, args.json, start=start)
     print_report(out)
     print(f"\ntotal {out['seconds'] / 60:.1f} min, peak RSS {out['peak_rss_mb']:.0f} MB")
     return 0

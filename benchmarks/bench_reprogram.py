@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 import time
@@ -56,12 +55,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import DP_EO
+from common import DP_EO, spec_repair, write_json
 from common import log as _log
 from common import paired_table as common_paired_table
-from common import peak_mb as _peak_mb
 
-ROOT = Path(__file__).resolve().parents[1]
 ADULT_GRID = (0.0, 1.0, 3.0, 10.0, 30.0)
 ADULT_EPOCHS = 3
 ADULT_ROWS = 1000
@@ -75,14 +72,10 @@ class Setup:
     """A spec's frozen model, rows (train, validation, test), groups and its reprogram block."""
 
     def __init__(self, spec_file: str, *, quick: bool) -> None:
-        from fairprompt.spec import load_spec
-        from fairprompt.tasks import load_repairs, load_task
-
-        self.spec = spec = load_spec(ROOT / "audits" / spec_file)
-        self.block = next(m for m in spec.mitigations if m.name == "reprogram")
-        self.task = load_task(spec)
-        self.model, self.training = self.task.load_model()
-        self.group = next(r.group for r in load_repairs(spec, self.task) if r.name == "reprogram")
+        loaded = spec_repair(spec_file)
+        self.spec = spec = loaded.spec
+        self.block, self.task, self.model, self.training = loaded.block, loaded.task, loaded.model, loaded.training
+        self.group = loaded.group
         s, y, frame = self.task.splits, self.task.y, self.task.dataset.frame
         index = {"train": s.train, "validation": s.validation, "test": s.test}
         if quick:
@@ -353,11 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         return setups[name]
 
     def save() -> None:
-        out["seconds"] = time.perf_counter() - start
-        out["peak_rss_mb"] = _peak_mb()
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(out, indent=1, default=float))
+        write_json(out, args.json, start=start)
 
     for case in cases:
         out["cases"][case] = run_case(setup_for(case.split("_")[0]), case, quick=args.quick)

@@ -36,9 +36,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import DP_EO, N_BOOT, log, peak_mb
+from common import DP_EO, N_BOOT, log, spec_repair, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 GAPS = {**DP_EO, "fpr_gap": "equal_opportunity_difference"}
 
 
@@ -46,14 +45,10 @@ class ToxicitySetup:
     """The spec's frozen model, its reprogram block, and the rows of each split it reads."""
 
     def __init__(self, *, final: bool, quick: bool) -> None:
-        from fairprompt.spec import load_spec
-        from fairprompt.tasks import load_repairs, load_task
-
-        self.spec = spec = load_spec(ROOT / "audits" / "identity_toxicity.yaml")
-        self.block = next(m for m in spec.mitigations if m.name == "reprogram")
-        self.task = task = load_task(spec)
-        self.model, _ = task.load_model()
-        self.group = next(r.group for r in load_repairs(spec, task) if r.name == "reprogram")
+        loaded = spec_repair("identity_toxicity.yaml")
+        self.spec = spec = loaded.spec
+        self.block, self.task, self.model, self.group = loaded.block, loaded.task, loaded.model, loaded.group
+        task = self.task
         s, frame = task.splits, task.dataset.frame
         index = {"train": s.train, "validation": s.validation, "test": s.test}
         if final:
@@ -205,11 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     out["run"] = run(setup, changes=changes, quick=args.quick, final=args.final)
     if args.final:
         out["final_uses"].append({"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command})
-    out["seconds"] = time.perf_counter() - start
-    out["peak_rss_mb"] = peak_mb()
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1, default=float))
+    write_json(out, args.json, start=start)
     print_report(out)
     print(f"\ntotal {out['seconds'] / 60:.1f} min, peak RSS {out['peak_rss_mb']:.0f} MB")
     return 0
