@@ -286,9 +286,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--page", type=Path, default=None, help="write the Markdown page here at the end")
     parser.add_argument("--plot", type=Path, default=None, help="write the frontier plot (SVG or PNG) here at the end")
     parser.add_argument("--shared", default="nothing noted", help="what shared the cores during the run")
+    parser.add_argument("--named", default="", help="the one prompt method named, before the final run, for the "
+                                                    "comparison with the peers (recorded in final_uses)")
     args = parser.parse_args(argv)
     only = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = sorted(set(only) - set(METHODS))
+    if args.named and args.named not in METHODS:
+        parser.error(f"unknown --named method {args.named}; use one of {', '.join(METHODS)}")
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; use {', '.join(METHODS)}")
     args.methods = ["unrepaired", *[m for m in METHODS if m in only and m != "unrepaired"]] if only else list(METHODS)
@@ -361,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         out["chosen"]["final"] = chosen_table(setup, runner, out["points"], measures, "final")
         out["final_uses"].append({"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
                                   "git_commit": out["git_commit"], "methods": args.methods, "measures": measures,
+                                  "named_prompt_method": args.named or None,
                                   "final_rows": setup.sizes()["final"], "final_rows_sha256": setup.final_key})
     save()
     if args.page or args.plot:
