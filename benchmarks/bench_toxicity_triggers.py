@@ -101,15 +101,17 @@ def run(setup: ToxicitySetup, *, changes: dict[str, Any], quick: bool, final: bo
         config = replace(config, epochs=1, lambdas=(0.0, max(config.lambdas)), max_rows=None)
     log(f"config: {config}")
     start = time.perf_counter()
-    swapped_rows = None
-    if config.counterfactual > 0:  # the training rows with the generator's identity phrases swapped
-        from fairprompt.swaps import SwapTerms
+    swapped_rows: dict[str, Any] = {"train": None, "validation": None}
+    for split, needed in (("train", config.counterfactual > 0), ("validation", config.selection == "swap_flips")):
+        if needed:  # the split's rows with the generator's identity phrases swapped, as the spec's repair builds them
+            from fairprompt.swaps import SwapTerms
 
-        swapped, _ = SwapTerms.load(str(config.swap_terms)).swap(setup.task.pick(setup.index["train"]), seed=config.seed)
-        swapped_rows = setup.model.encode(swapped, labels=setup.y["train"])
+            swapped, _ = SwapTerms.load(str(config.swap_terms)).swap(setup.task.pick(setup.index[split]), seed=config.seed)
+            swapped_rows[split] = setup.model.encode(swapped, labels=setup.y[split])
     result = reprogram(model=setup.model, train_rows=setup.rows["train"], validation_rows=setup.rows["validation"],
                        train_groups=setup.groups["train"], validation_groups=setup.groups["validation"], config=config,
-                       threshold=setup.threshold, batch_size=setup.batch_size, counterfactual_rows=swapped_rows)
+                       threshold=setup.threshold, batch_size=setup.batch_size, counterfactual_rows=swapped_rows["train"],
+                       validation_counterfactual_rows=swapped_rows["validation"])
     seconds = time.perf_counter() - start
     log(f"trained in {seconds / 60:.1f} min; chosen lambda {result.chosen_lambda:g}")
     lambdas = [float(p["lambda"]) for p in result.points]
@@ -147,6 +149,11 @@ def run(setup: ToxicitySetup, *, changes: dict[str, Any], quick: bool, final: bo
 
 def print_report(out: dict[str, Any]) -> None:
     r = out["run"]
+    print("\nselection rows (validation): lambda | accuracy | gap | decisions flipped by identity swaps")
+    for p in r["selection_points"]:
+        flips = p.get("swap_flip_rate")
+        print(f"  {p['lambda']:g} | {p['accuracy']:.4f} | {p['gap']:.3f} | "
+              f"{'—' if flips is None else f'{100 * flips:.1f}%'}{' (chosen)' if p['chosen'] else ''}")
     for split in ("test", "final"):
         if split not in r:
             continue

@@ -632,3 +632,15 @@ def test_reprogram_counterfactual_settings(tmp_path: Path) -> None:
             "audit": {"sensitive": ["group"], "n_boot": 20},
             "mitigations": [{"reprogram": {"counterfactual": 1, "swap_terms": "identity_toxicity"}}]}
     _bad(tmp_path, spec, "counterfactual' swaps identity phrases in texts", "frozen_image")
+
+
+def test_reprogram_selection_settings(tmp_path: Path) -> None:
+    _bad(tmp_path, tiny([{"reprogram": {"selection": "swap_flips"}}]), "swap_flips needs swap_terms")
+    _bad(tmp_path, tiny([{"reprogram": {"selection": "flips"}}]), "selection")
+    _bad(tmp_path, tiny([{"reprogram": {"selection": "swap_flips", "swap_terms": "identity_toxicty"}}]),
+         "swap terms 'identity_toxicty' are neither built in", "did you mean 'identity_toxicity'")
+    spec = {"name": "digits", "data": {"dataset": "colored_digits", "options": {"image_size": 16}},
+            "model": {"kind": "frozen_image", "backbone": "fixture", "epochs": 1},
+            "audit": {"sensitive": ["group"], "n_boot": 20},
+            "mitigations": [{"reprogram": {"selection": "swap_flips", "swap_terms": "identity_toxicity"}}]}
+    _bad(tmp_path, spec, "selection' swaps identity phrases in texts", "frozen_image")

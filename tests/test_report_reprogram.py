@@ -396,3 +396,25 @@ def test_reprogram_table_marks_one_class_points(before: dict) -> None:
     assert table.count(f'<td class="one-class">⚠ {escaped}</td>') == 2 and SCRIPT not in section
     assert table.count('<td class="one-class">—</td>') == len(entry["reprogram"]["points"]) - 1
     assert "⚠ One class: the decisions of λ = 16 on the selection rows predict one class" in section
+
+
+def test_reprogram_table_shows_swap_flips_and_the_counterfactual_term(before: dict) -> None:
+    """With selection: swap_flips the λ table gains a column of the decisions flipped by identity swaps (the value
+    the rule minimised); the objective names the counterfactual term.  Without them, neither appears."""
+    results = copy.deepcopy(before)
+    entry = reprogram_entry(before, kind="border")
+    entry["reprogram"]["config"] |= {"objective": "surrogate", "counterfactual": 100.0, "swap_terms": "identity_toxicity",
+                                     "selection": "swap_flips", "projection": False}
+    entry["reprogram"]["before"]["swap_flip_rate"] = 0.125
+    for i, p in enumerate(entry["reprogram"]["points"]):
+        p["swap_flip_rate"] = 0.1 - 0.02 * i
+    results["mitigations"] = [entry]
+    section = html_section(render_html(results), "mitigation-0")
+    table = section.split('<table class="groups lambdas">')[1].split("</table>")[0]
+    assert '<th scope="col" class="num">Decisions flipped by identity swaps</th>' in table
+    assert '<td class="num">0.167</td><td class="num">12.5%</td>' in table  # the untriggered model's row
+    assert '<td class="num">0.072</td><td class="num">6.0%</td><td class="num">3</td>' in table  # λ = 4, the third
+    assert ("with the counterfactual term 100: + λ × 100 × the mean squared change of P(favourable) when each row&#39;s "
+            "identity phrases are swapped (identity_toxicity)") in section
+    plain = html_section(render_html({**before, "mitigations": [reprogram_entry(before, kind="border")]}), "mitigation-0")
+    assert "Decisions flipped by identity swaps" not in plain and "counterfactual term" not in plain

@@ -83,11 +83,12 @@ def image():
             groups[train], groups[validation])
 
 
-def _run_text(text, counterfactual_rows=None, **config):
+def _run_text(text, counterfactual_rows=None, validation_counterfactual_rows=None, **config):
     model, train, validation, g, vg = text
     return reprogram(model=model, train_rows=train, validation_rows=validation, train_groups=g, validation_groups=vg,
                      config=ReprogramConfig(**{"tokens": 2, "lambdas": (0.0, 1.0), "epochs": 1, "batch_size": 32, **config}),
-                     counterfactual_rows=counterfactual_rows)
+                     counterfactual_rows=counterfactual_rows,
+                     validation_counterfactual_rows=validation_counterfactual_rows)
 
 
 def _run_image(image, **config):
@@ -647,3 +648,56 @@ def test_counterfactual_options_are_checked() -> None:
     with pytest.raises(FairpromptError, match=r"reprogram\.counterfactual is -1.*finite number >= 0"):
         ReprogramConfig(counterfactual=-1.0, swap_terms="identity_toxicity")
     assert ReprogramConfig(counterfactual=0.0).swap_terms is None
+
+
+def test_swap_flips_selection_minimises_the_flip_rate_within_the_budget(text, tmp_path) -> None:
+    """selection: swap_flips records, for the untriggered model and every trigger, the share of selection rows whose
+    decision flips when their identity phrase is swapped (checked against the triggered models' own decisions), and
+    chooses by the same rule with that share in place of the gap."""
+    from fairprompt.mitigation.reprogram_method.selection import RULE_SWAP_FLIPS, choose
+    from fairprompt.swaps import SwapTerms
+
+    model, _, validation, _, _ = text
+    vtexts, vy, _ = _reviews(48, 1)
+    terms = tmp_path / "terms.yaml"
+    terms.write_text("alpha: [alpha]\nbeta: [beta]\n")
+    swapped_texts, changed = SwapTerms.load(str(terms)).swap(vtexts, seed=0)
+    assert changed.all()
+    swapped = model.encode(swapped_texts, labels=vy)
+    result = _run_text(text, lambdas=(0.0, 1.0, 4.0), selection="swap_flips", swap_terms=str(terms),
+                       max_accuracy_drop=1.0, validation_counterfactual_rows=swapped)
+    assert result.rule == RULE_SWAP_FLIPS and "identity phrases are swapped" in result.rule
+    for point, triggered in zip([result.before, *result.points], [model, *result.triggered_models], strict=True):
+        flips = (triggered.predict_proba(validation)[:, 1] >= 0.5) != (triggered.predict_proba(swapped)[:, 1] >= 0.5)
+        assert point["swap_flip_rate"] == pytest.approx(float(flips.mean()))
+    index, met = choose(result.points, base_accuracy=result.before["accuracy"], max_accuracy_drop=1.0,
+                        key="swap_flip_rate")
+    assert met and result.chosen is result.points[index] and result.chosen["lambda"] > 0
+    rates = [p["swap_flip_rate"] for p in result.points if p["lambda"] > 0 and not p["one_class"]]
+    assert result.chosen["swap_flip_rate"] == min(rates)
+    assert result.to_dict()["config"]["selection"] == "swap_flips"
+    assert max(rates) > 0  # the triggers move decisions that the swaps then flip: the check above is not vacuous
+    # without the swapped validation rows, or with swaps that change nothing, it refuses
+    with pytest.raises(FairpromptError, match="swap_flips needs the validation rows with their identity phrases"):
+        _run_text(text, selection="swap_flips", swap_terms=str(terms))
+    with pytest.raises(FairpromptError, match="swap_flips found no identity phrase of swap_terms"):
+        _run_text(text, selection="swap_flips", swap_terms=str(terms), validation_counterfactual_rows=validation)
+
+
+def test_the_rule_orders_an_undefined_value_last() -> None:
+    from fairprompt.mitigation.reprogram_method.selection import choose
+
+    points = [{"lambda": 0.0, "accuracy": 0.9, "gap": 0.3, "swap_flip_rate": 0.2},
+              {"lambda": 1.0, "accuracy": 0.9, "gap": float("nan"), "swap_flip_rate": 0.1},
+              {"lambda": 4.0, "accuracy": 0.9, "gap": 0.2, "swap_flip_rate": 0.15}]
+    assert choose(points, base_accuracy=0.9, max_accuracy_drop=0.0) == (2, True)
+    assert choose(points, base_accuracy=0.9, max_accuracy_drop=0.0, key="swap_flip_rate") == (1, True)
+
+
+def test_selection_options_are_checked(image) -> None:
+    with pytest.raises(FairpromptError, match="swap_flips needs swap_terms"):
+        ReprogramConfig(selection="swap_flips")
+    with pytest.raises(FairpromptError, match="reprogram.selection is 'flips'; use gap or swap_flips"):
+        ReprogramConfig(selection="flips")
+    with pytest.raises(FairpromptError, match="swap_flips swaps identity phrases in texts; an image model"):
+        _run_image(image, selection="swap_flips", swap_terms="identity_toxicity")

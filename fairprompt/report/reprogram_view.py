@@ -103,6 +103,9 @@ class LambdaPoint:
     diverged: str | None
     one_class: str | None = None
     """Why its decisions on the selection rows predict one class (then it is never chosen); None: they do not."""
+    swap_flip_rate: float | None = None
+    """The share of selection rows naming an identity whose decision flips under identity swaps (``selection:
+    swap_flips``); None: not measured."""
 
     @property
     def name(self) -> str:
@@ -212,6 +215,11 @@ class ReprogramView:
         return tuple(p for p in self.points if p.one_class)
 
     @property
+    def has_swap_flips(self) -> bool:
+        """Some point records its identity-swap flip rate (``selection: swap_flips``)."""
+        return any(p.swap_flip_rate is not None for p in (*self.points, *([self.before] if self.before else [])))
+
+    @property
     def has_plot(self) -> bool:
         return any(p.plotted for p in self.points)
 
@@ -230,14 +238,15 @@ def _point(p: PointRecord, *, chosen: float | None) -> LambdaPoint:
         lam=p.lambda_, accuracy=p.accuracy, gap=p.gap, demographic_parity=p.demographic_parity_difference,
         equalized_odds=p.equalized_odds_difference, epochs=len(history) if history else None, epoch_seconds=seconds,
         pareto=p.pareto is True, chosen=p.chosen if p.chosen is not None else p.lambda_ == chosen,
-        diverged=p.diverged or None, one_class=p.one_class or None,
+        diverged=p.diverged or None, one_class=p.one_class or None, swap_flip_rate=p.swap_flip_rate,
     )
 
 
 def _before(b: SelectionScores) -> LambdaPoint:
     return LambdaPoint(lam=None, accuracy=b.accuracy, gap=b.gap, demographic_parity=b.demographic_parity_difference,
                        equalized_odds=b.equalized_odds_difference, epochs=None, epoch_seconds=None, pareto=False,
-                       chosen=False, diverged=None, one_class=b.one_class or None)
+                       chosen=False, diverged=None, one_class=b.one_class or None,
+                       swap_flip_rate=b.swap_flip_rate)
 
 
 def _points(r: ReprogramRecord, chosen: float | None) -> tuple[LambdaPoint, ...]:
@@ -326,6 +335,10 @@ def _facts(m: ReprogramRepair | FailedRepair | NotRunRepair, r: ReprogramRecord 
         if view.objective == "surrogate" and isinstance(anchor, int | float) and anchor > 0:
             note += (f"; with the rate anchor {anchor:g}: + λ × {anchor:g} × (the batch's mean P(favourable) minus the "
                      "untriggered model's)², so the mean score may not drift")
+        counterfactual = setting("counterfactual")
+        if view.objective == "surrogate" and isinstance(counterfactual, int | float) and counterfactual > 0:
+            note += (f"; with the counterfactual term {counterfactual:g}: + λ × {counterfactual:g} × the mean squared "
+                     f"change of P(favourable) when each row's identity phrases are swapped ({setting('swap_terms')})")
         facts.append(Fact("Objective", view.objective, note=note, summary=True))
     if view.measure is not None:
         facts.append(Fact("Fairness measure", MEASURES.get(view.measure, view.measure.replace("_", " ")),

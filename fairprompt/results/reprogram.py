@@ -33,6 +33,7 @@ class ReprogramSettings(Record):
     anchor: Real | None = None
     counterfactual: Real | None = None
     swap_terms: str | None = None
+    selection: str | None = None
     temperature: Real | None = None
     tuning_split: str | None = None
     max_rows: int | None = None
@@ -55,6 +56,9 @@ class SelectionScores(Record):
     equalized_odds_difference: Real | None = None
     one_class: str | None = None
     """Why these decisions predict one class (every row one decision, or 99% of a group), in words; None: they do not."""
+    swap_flip_rate: Real | None = None
+    """With ``selection: swap_flips``: the share of selection rows naming an identity whose decision flips when their
+    identity phrases are swapped."""
 
 
 class LambdaPoint(Record):
@@ -67,6 +71,9 @@ class LambdaPoint(Record):
     equalized_odds_difference: Real | None = None
     one_class: str | None = None
     """Why these decisions predict one class (every row one decision, or 99% of a group), in words; None: they do not."""
+    swap_flip_rate: Real | None = None
+    """With ``selection: swap_flips``: the share of selection rows naming an identity whose decision flips when their
+    identity phrases are swapped (the value the rule minimised)."""
     history: list[TriggerEpoch] | None = None
     diverged: str | None = None
     epoch_seconds: Real | None = None

@@ -18,12 +18,14 @@ TriggerKind = Literal["soft", "hard", "conditional", "border", "patch"]
 Objective = Literal["adversary", "surrogate"]
 Measure = Literal["demographic_parity", "equalized_odds"]
 TuningSplit = Literal["train", "validation"]
+Selection = Literal["gap", "swap_flips"]
 Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
 TEXT_TRIGGERS: tuple[str, ...] = ("soft", "hard", "conditional")
 IMAGE_TRIGGERS: tuple[str, ...] = ("border", "patch")
 TRIGGERS: tuple[str, ...] = (*TEXT_TRIGGERS, *IMAGE_TRIGGERS)
 OBJECTIVES: tuple[str, ...] = ("adversary", "surrogate")
 MEASURES: tuple[str, ...] = ("demographic_parity", "equalized_odds")
+SELECTIONS: tuple[str, ...] = ("gap", "swap_flips")
 DEFAULT_LR: dict[str, float] = {"soft": 0.03, "hard": 0.05, "conditional": 0.03, "border": 0.1, "patch": 0.1}
 
 
@@ -46,7 +48,7 @@ def check_lambdas(lambdas: Sequence[float]) -> None:
 class ReprogramConfig:
     """How a fairness trigger is trained and chosen (see :mod:`fairprompt.mitigation.reprogram_method.repair`)."""
 
-    KEY_OMITS_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("counterfactual", "swap_terms")
+    KEY_OMITS_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("counterfactual", "swap_terms", "selection")
     """Options added after repairs were shipped: at their defaults, shipped-repair keys leave them out."""
 
     trigger: TriggerKind | None = field(default=None, metadata={
@@ -88,6 +90,10 @@ class ReprogramConfig:
     swap_terms: str | None = field(default=None, metadata={
         "help": "the identity phrases the counterfactual term swaps: built-in identity_toxicity, or a YAML or JSON "
                 "file (relative to the working directory) mapping each group to its phrases"})
+    selection: Selection = field(default="gap", metadata={
+        "help": "what the operating point minimises within the accuracy budget: gap (the measure's gap on the "
+                "selection rows) or swap_flips (the share of selection rows naming an identity whose decision flips "
+                "when their identity phrases are swapped, swap_terms; text models)"})
     temperature: float = field(default=1.0, metadata={
         "help": "surrogate: the gap is taken on sigmoid((margin - logit(threshold)) / temperature); 1 is the "
                 "favourable probability, smaller is closer to the decision", "gt": 0.0})
@@ -126,6 +132,11 @@ class ReprogramConfig:
             if self.objective != "surrogate" or self.tuning_split != "train":
                 raise FairpromptError("reprogram.counterfactual needs objective: surrogate and tuning_split: train "
                                       "(it swaps the training rows' identity phrases)")
+        if self.selection not in SELECTIONS:
+            raise FairpromptError(f"reprogram.selection is {self.selection!r}; use gap or swap_flips")
+        if self.selection == "swap_flips" and not self.swap_terms:
+            raise FairpromptError("reprogram.selection: swap_flips needs swap_terms: the identity phrases to swap "
+                                  "(built-in identity_toxicity, or a YAML file of group -> phrases)")
         for key, value in (("anchor", self.anchor), ("parameter_budget", self.parameter_budget),
                            ("counterfactual", self.counterfactual)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0 \
@@ -145,5 +156,5 @@ class ReprogramConfig:
         return float(self.lr) if self.lr is not None else DEFAULT_LR[kind]
 
 
-__all__ = ["DEFAULT_LR", "IMAGE_TRIGGERS", "MEASURES", "OBJECTIVES", "TEXT_TRIGGERS", "TRIGGERS", "Corner", "Measure",
-           "Objective", "ReprogramConfig", "TriggerKind", "TuningSplit", "check_lambdas"]
+__all__ = ["DEFAULT_LR", "IMAGE_TRIGGERS", "MEASURES", "OBJECTIVES", "SELECTIONS", "TEXT_TRIGGERS", "TRIGGERS", "Corner",
+           "Measure", "Objective", "ReprogramConfig", "Selection", "TriggerKind", "TuningSplit", "check_lambdas"]

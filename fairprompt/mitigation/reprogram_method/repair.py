@@ -73,6 +73,13 @@ the rule would have chosen without the guard.  If every trigger of the grid pred
 usable: the rule's choice without the guard is kept all the same (``rule_met`` False) and a warning says so.
 The test split is never seen here.
 
+``selection="swap_flips"`` (text models, with ``swap_terms``) keeps the budget and the guard but minimises another
+quantity: the share of selection rows naming an identity whose decision flips when their identity phrases are
+swapped for another group's (one seeded swap per row, :class:`fairprompt.swaps.SwapTerms`).  It is for tasks whose
+validation split carries the link the trigger should remove (identity_toxicity: identity terms co-occur with
+toxicity in train and validation alike, so the validation gap reads the same for every lambda); the swaps need no
+labels and no test-like rows.  Every point then also records ``swap_flip_rate``.
+
 ``tuning_split="train"`` (default) trains triggers on the training split and selects on the validation
 split; ``"validation"`` trains on a seeded half of the validation split (stratified by group and label)
 and selects on the other half, for tasks whose training split carries the very correlation the trigger
@@ -100,6 +107,7 @@ from fairprompt.mitigation.reprogram_method.config import IMAGE_TRIGGERS, TEXT_T
 from fairprompt.mitigation.reprogram_method.result import ReprogramResult
 from fairprompt.mitigation.reprogram_method.selection import (
     RULE,
+    RULE_SWAP_FLIPS,
     choose,
     evaluate,
     one_class_warnings,
@@ -107,6 +115,7 @@ from fairprompt.mitigation.reprogram_method.selection import (
     probabilities,
     stratified_half,
     subsample,
+    swap_flip_rate,
     take,
     text_group_array,
 )
@@ -142,6 +151,7 @@ def reprogram(
     group_column: str = "group",
     progress: Progress | None = None,
     counterfactual_rows: Any = None,
+    validation_counterfactual_rows: Any = None,
 ) -> ReprogramResult:
     """Train a fairness trigger per lambda on a frozen model, and choose one (module docstring).
 
@@ -152,7 +162,9 @@ def reprogram(
     groups of the test split) must each have members among the tuning rows, or a
     :class:`~fairprompt.errors.FairpromptError` names the missing one.  ``counterfactual_rows`` (needed when
     ``config.counterfactual > 0``): the training rows with their identity phrases swapped
-    (:class:`fairprompt.swaps.SwapTerms`), row for row.  The input model is not changed.
+    (:class:`fairprompt.swaps.SwapTerms`), row for row.  ``validation_counterfactual_rows`` (needed when
+    ``config.selection == "swap_flips"``): the validation rows swapped the same way; each point then also records
+    ``swap_flip_rate`` on the selection rows.  The input model is not changed.
     """
     start = time.perf_counter()
     modality = model_modality(model)
@@ -178,6 +190,13 @@ def reprogram(
     if config.counterfactual > 0 and (counterfactual_rows is None or len(counterfactual_rows) != len(train_rows)):
         raise FairpromptError("reprogram.counterfactual needs the training rows with their identity phrases swapped "
                               "(counterfactual_rows), one per training row")
+    if config.selection == "swap_flips":
+        if modality != "text":
+            raise FairpromptError("reprogram.selection: swap_flips swaps identity phrases in texts; an image model has "
+                                  "none (use selection: gap)")
+        if validation_counterfactual_rows is None or len(validation_counterfactual_rows) != len(validation_rows):
+            raise FairpromptError("reprogram.selection: swap_flips needs the validation rows with their identity "
+                                  "phrases swapped (validation_counterfactual_rows), one per validation row")
     train_g = text_group_array(train_groups, where="the training split")
     validation_g = text_group_array(validation_groups, where="the validation split")
     train_y, validation_y = np.asarray(train_rows.labels), np.asarray(validation_rows.labels)
@@ -188,6 +207,7 @@ def reprogram(
         fit_rows, fit_g = take(train_rows, fit_pos), train_g[fit_pos]
         fit_swapped = None if counterfactual_rows is None else take(counterfactual_rows, fit_pos)
         select_rows, select_g = validation_rows, validation_g
+        select_swapped = validation_counterfactual_rows
         how = "trained on the training split, chosen on the validation split"
     else:
         first, second = stratified_half(validation_g, validation_y, config.seed)
@@ -196,6 +216,7 @@ def reprogram(
         fit_rows, fit_g = take(validation_rows, first), validation_g[first]
         fit_swapped = None
         select_rows, select_g = take(validation_rows, second), validation_g[second]
+        select_swapped = None if validation_counterfactual_rows is None else take(validation_counterfactual_rows, second)
         how = "trained on a seeded half of the validation split, chosen on the other half (stratified by group and label)"
     names = sorted(set(fit_g.tolist()))
     for needed, where in ((select_g, "the selection rows"), (np.asarray([str(g) for g in required_groups]), "the test split")):
@@ -210,8 +231,18 @@ def reprogram(
 
     # the untriggered model, then one trigger per lambda
     base_target = Target(model=model, trigger=nn.Identity(), forward=build_forward(model), modality=modality)
+    def flips(target: Target) -> dict[str, float]:
+        if select_swapped is None:
+            return {}
+        return {"swap_flip_rate": swap_flip_rate(target, select_rows, select_swapped, threshold=threshold,
+                                                 batch_size=batch_size)}
+
     before = evaluate(base_target, select_rows, groups=select_g, threshold=threshold, measure=config.measure,
-                       batch_size=batch_size, column=group_column)
+                       batch_size=batch_size, column=group_column) | flips(base_target)
+    if config.selection == "swap_flips" and np.isnan(before["swap_flip_rate"]):
+        raise FairpromptError(f"reprogram.selection: swap_flips found no identity phrase of swap_terms "
+                              f"({config.swap_terms}) in the {len(select_rows)} selection rows, so no decision can "
+                              "flip; use selection: gap, or swap terms that the texts contain")
     points: list[dict[str, Any]] = []
     targets: list[Target] = []
     warnings: list[str] = []
@@ -226,17 +257,18 @@ def reprogram(
         if diverged:
             warnings.append(diverged)
         metrics = evaluate(target, select_rows, groups=select_g, threshold=threshold, measure=config.measure,
-                            batch_size=batch_size, column=group_column)
+                            batch_size=batch_size, column=group_column) | flips(target)
         points.append({"lambda": float(lam), **metrics, "history": history, "diverged": diverged,
                        "epoch_seconds": float(np.mean([h["seconds"] for h in history])) if history else None})
         targets.append(target)
     for point, flag in zip(points, pareto_flags(points)):
         point["pareto"] = flag
-    index, met = choose(points, base_accuracy=before["accuracy"], max_accuracy_drop=config.max_accuracy_drop)
+    key = "swap_flip_rate" if config.selection == "swap_flips" else "gap"
+    index, met = choose(points, base_accuracy=before["accuracy"], max_accuracy_drop=config.max_accuracy_drop, key=key)
     for i, point in enumerate(points):
         point["chosen"] = i == index
     warnings += one_class_warnings(points, index=index, base_accuracy=before["accuracy"],
-                                   max_accuracy_drop=config.max_accuracy_drop)
+                                   max_accuracy_drop=config.max_accuracy_drop, key=key)
     if not met and not points[index]["one_class"]:
         warnings.append(f"no lambda > 0 kept the selection accuracy within {config.max_accuracy_drop:g} of the "
                         f"untriggered model's {before['accuracy']:.4f}"
@@ -250,7 +282,8 @@ def reprogram(
     parameters = parameter_counts(model, chosen, kind=kind)
     config_dict = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()} | {"trigger": kind}
     return ReprogramResult(
-        trigger_kind=kind, modality=modality, config=config_dict, rule=RULE, rule_met=met,
+        trigger_kind=kind, modality=modality, config=config_dict,
+        rule=RULE_SWAP_FLIPS if config.selection == "swap_flips" else RULE, rule_met=met,
         chosen_lambda=float(points[index]["lambda"]), points=points, before=before,
         tuning={"how": how, "fit_rows": int(len(fit_rows)), "selection_rows": int(len(select_rows)), "groups": names,
                 "group_column_values": len(names)},

@@ -21,6 +21,11 @@ RULE = ("the lambda > 0 with the smallest selection-split gap among those whose 
         "smaller lambda); if none qualifies, the most accurate lambda of the grid that does not predict one class, "
         "usually the lambda = 0 control; if every lambda predicts one class, the choice without that condition "
         "(rule_met: false in both cases)")
+RULE_SWAP_FLIPS = RULE.replace(
+    "the smallest selection-split gap",
+    "the smallest share of selection rows naming an identity whose decision flips when their identity phrases are "
+    "swapped (selection: swap_flips)")
+"""The rule with ``selection: swap_flips``: the same budget and guard, another quantity minimised."""
 
 
 def probabilities(target: Target, rows: Any, batch_size: int) -> np.ndarray:
@@ -43,6 +48,23 @@ def evaluate(target: Target, rows: Any, *, groups: np.ndarray, threshold: float,
             "one_class": one_class_reason(y_true=y, y_pred=pred, groups=groups, column=column)}
 
 
+def changed_rows(rows: Any, swapped: Any) -> np.ndarray:
+    """Positions of the rows whose identity-swapped copy differs (text rows: other token ids)."""
+    return np.flatnonzero([list(a) != list(b) for a, b in zip(rows.input_ids, swapped.input_ids, strict=True)])
+
+
+def swap_flip_rate(target: Target, rows: Any, swapped: Any, *, threshold: float, batch_size: int) -> float:
+    """The share of ``rows`` naming an identity (their swapped copy differs) whose decision flips when their identity
+    phrases are swapped: ``swapped`` holds the same rows with the phrases swapped (:class:`fairprompt.swaps.SwapTerms`),
+    row for row.  NaN when no row names one."""
+    positions = changed_rows(rows, swapped)
+    if positions.size == 0:
+        return float("nan")
+    before = probabilities(target, take(rows, positions), batch_size)[:, 1] >= threshold
+    after = probabilities(target, take(swapped, positions), batch_size)[:, 1] >= threshold
+    return float((before != after).mean())
+
+
 def pareto_flags(points: Sequence[dict[str, Any]]) -> list[bool]:
     """True for points no other point beats on both selection accuracy (higher) and gap (lower)."""
     flags = []
@@ -53,8 +75,10 @@ def pareto_flags(points: Sequence[dict[str, Any]]) -> list[bool]:
     return flags
 
 
-def choose(points: Sequence[dict[str, Any]], *, base_accuracy: float, max_accuracy_drop: float) -> tuple[int, bool]:
-    """Index of the operating point by :data:`RULE`, and whether the rule was met.
+def choose(points: Sequence[dict[str, Any]], *, base_accuracy: float, max_accuracy_drop: float,
+           key: str = "gap") -> tuple[int, bool]:
+    """Index of the operating point by :data:`RULE`, and whether the rule was met; ``key`` is the point's value the
+    rule minimises (``gap``, or ``swap_flip_rate`` for :data:`RULE_SWAP_FLIPS`).
 
     A point whose ``one_class`` is set is never chosen while another is left.  When every point of the grid is
     one-class, none is usable: the rule picks among them as if there were no guard, and is not met (the caller
@@ -62,24 +86,29 @@ def choose(points: Sequence[dict[str, Any]], *, base_accuracy: float, max_accura
     usable = [i for i, p in enumerate(points) if not p.get("one_class")]
     if not usable:
         return _rule(points, list(range(len(points))), base_accuracy=base_accuracy,
-                     max_accuracy_drop=max_accuracy_drop)[0], False
-    return _rule(points, usable, base_accuracy=base_accuracy, max_accuracy_drop=max_accuracy_drop)
+                     max_accuracy_drop=max_accuracy_drop, key=key)[0], False
+    return _rule(points, usable, base_accuracy=base_accuracy, max_accuracy_drop=max_accuracy_drop, key=key)
 
 
 def _rule(points: Sequence[dict[str, Any]], usable: list[int], *, base_accuracy: float,
-          max_accuracy_drop: float) -> tuple[int, bool]:
+          max_accuracy_drop: float, key: str) -> tuple[int, bool]:
     """:data:`RULE` among the points at ``usable``: the fairest lambda > 0 within the accuracy budget (a grid of the
     control alone: the control), else the most accurate."""
     fairness = any(p["lambda"] > 0 for p in points)
     candidates = [i for i in usable if points[i]["lambda"] > 0 or not fairness]
     eligible = [i for i in candidates if points[i]["accuracy"] >= base_accuracy - max_accuracy_drop - 1e-12]
     if eligible:
-        return min(eligible, key=lambda i: (points[i]["gap"], points[i]["lambda"])), True
+        return min(eligible, key=lambda i: (_sortable(points[i][key]), points[i]["lambda"])), True
     return max(usable, key=lambda i: (points[i]["accuracy"], -points[i]["lambda"])), False
 
 
+def _sortable(value: float) -> float:
+    """A value the rule can order: NaN (undefined) last."""
+    return math.inf if value is None or math.isnan(value) else float(value)
+
+
 def one_class_warnings(points: Sequence[dict[str, Any]], *, index: int, base_accuracy: float,
-                       max_accuracy_drop: float) -> list[str]:
+                       max_accuracy_drop: float, key: str = "gap") -> list[str]:
     """What the one-class guard changed, in words: every point of the grid is one-class (``index`` was kept all
     the same), or the point the rule would choose without the guard is one-class (and ``index`` was chosen)."""
     marked = [p for p in points if p.get("one_class")]
@@ -92,7 +121,7 @@ def one_class_warnings(points: Sequence[dict[str, Any]], *, index: int, base_acc
                 f"usable repair and the rule is not met; lambda {chosen['lambda']:g}, the rule's choice without the "
                 f"guard, was kept all the same ({chosen['one_class']})"]
     unguarded, _ = choose([{**p, "one_class": None} for p in points], base_accuracy=base_accuracy,
-                          max_accuracy_drop=max_accuracy_drop)
+                          max_accuracy_drop=max_accuracy_drop, key=key)
     if unguarded == index:
         return []
     skipped = points[unguarded]
@@ -151,5 +180,5 @@ def take(rows: Any, positions: np.ndarray) -> Any:
     return type(rows)(rows.images[positions], np.asarray(rows.labels)[positions])
 
 
-__all__ = ["RULE", "choose", "evaluate", "one_class_warnings", "pareto_flags", "probabilities", "stratified_half",
-           "subsample", "take", "text_group_array"]
+__all__ = ["RULE", "RULE_SWAP_FLIPS", "changed_rows", "choose", "evaluate", "one_class_warnings", "pareto_flags",
+           "probabilities", "stratified_half", "subsample", "swap_flip_rate", "take", "text_group_array"]

@@ -109,11 +109,13 @@ class ReprogramMethod:
             what = "a predictions file" if model_kind is None else "a logistic_regression model (a table, no input to prompt)"
             raise ValueError(f"'{key}' appends a trigger to the inputs of a frozen_text or frozen_image model, but this "
                              f"spec audits {what}; use such a model, or remove the mitigation")
-        if config.counterfactual > 0:
+        for option, used in (("counterfactual", config.counterfactual > 0), ("selection", config.selection == "swap_flips")):
+            if not used:
+                continue
             from fairprompt.swaps import SwapTerms
 
             if model_kind != "frozen_text":
-                raise ValueError(f"'{key}.counterfactual' swaps identity phrases in texts, but a {model_kind} model "
+                raise ValueError(f"'{key}.{option}' swaps identity phrases in texts, but a {model_kind} model "
                                  "reads none; remove it")
             SwapTerms.load(str(config.swap_terms))  # a one-line error now, not after the audit
         allowed = ("soft", "hard", "conditional") if model_kind == "frozen_text" else ("border", "patch")
@@ -174,17 +176,23 @@ class ReprogramMethod:
                                 settings=settings, groups=groups, validation_rows=validation_rows,
                                 has_adapter=adapter_sha256(model) is not None, shipped=shipped.loaded_record(found))
         train_rows = task.split_rows(model, splits.train)
-        swapped_rows = None
-        if config.counterfactual > 0:
+        swapped_rows = validation_swapped = None
+        if config.counterfactual > 0 or config.selection == "swap_flips":
             from fairprompt.swaps import SwapTerms
 
-            swapped, _ = SwapTerms.load(str(config.swap_terms)).swap(task.pick(splits.train), seed=config.seed)
-            swapped_rows = model.encode(swapped, labels=task.y[splits.train])
+            terms = SwapTerms.load(str(config.swap_terms))
+            if config.counterfactual > 0:
+                swapped, _ = terms.swap(task.pick(splits.train), seed=config.seed)
+                swapped_rows = model.encode(swapped, labels=task.y[splits.train])
+            if config.selection == "swap_flips":
+                swapped, _ = terms.swap(task.pick(splits.validation), seed=config.seed)
+                validation_swapped = model.encode(swapped, labels=task.y[splits.validation])
         result = repair.reprogram(
             model=model, train_rows=train_rows, validation_rows=validation_rows, train_groups=groups[splits.train],
             validation_groups=groups[splits.validation], config=config, threshold=task.threshold,
             required_groups=sorted({str(g) for g in groups[splits.test] if g is not None}),
             batch_size=task.batch_size, group_column=group, progress=progress, counterfactual_rows=swapped_rows,
+            validation_counterfactual_rows=validation_swapped,
         )
         return ReprogramRun(result=result, context=context, config=config, group=group, settings=settings,
                             groups=groups, validation_rows=validation_rows,
