@@ -67,6 +67,14 @@ def resolve_backbone(name_or_path: str | Path | None) -> str:
         ) from None
 
 
+def quiet_transformers() -> None:
+    """Silence transformers' info logs and progress bars (loading messages are not fairprompt's output)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 HUB_PROBE_SECONDS = 3.0
 """How long :func:`hub_unreachable` waits for a connection to the hub."""
 

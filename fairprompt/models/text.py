@@ -41,7 +41,7 @@ from torch import nn
 
 from fairprompt.atomic import write_text
 from fairprompt.errors import FairpromptError
-from fairprompt.models.backbones import backbone_fingerprint, load_failure, resolve_backbone
+from fairprompt.models.backbones import backbone_fingerprint, load_failure, quiet_transformers, resolve_backbone
 from fairprompt.models.frozen import freeze, state_sha256, total_parameters, trainable_parameters
 from fairprompt.models.training import Progress, TrainConfig, TrainHistory, predict_logits, train
 
@@ -117,13 +117,6 @@ class MeanPoolClassifier(nn.Module):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 def _load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
@@ -188,7 +181,7 @@ class FrozenTextClassifier(nn.Module):
         """A classifier that is already trained (``AutoModelForSequenceClassification``), used as it is, frozen."""
         from transformers import AutoModelForSequenceClassification
 
-        _quiet_transformers()
+        quiet_transformers()
         resolved = resolve_backbone(path)
         try:
             model = AutoModelForSequenceClassification.from_pretrained(resolved)
@@ -451,7 +444,7 @@ def text_forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tens
 def _load_encoder(path: str) -> nn.Module:
     from transformers import AutoModel
 
-    _quiet_transformers()
+    quiet_transformers()
     try:
         return AutoModel.from_pretrained(path)
     except Exception as exc:  # noqa: BLE001

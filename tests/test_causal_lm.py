@@ -1,0 +1,123 @@
+"""The causal LM path: the embedded SmolLM2 GGUF converted once into the cache and loaded (shared by the tests of this
+module), the verbalizer's log-odds against a hand computation, batch invariance, and the bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fairprompt.errors import FairpromptError
+from fairprompt.models.causal_lm import DecisionPrompt, FrozenCausalLM, Verbalizer
+from fairprompt.models.causal_lm_source import SMOLLM2_TITLE, check_gguf, embedded_gguf, resolve_causal_lm
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+QUESTION = 'Please answer the above question with either "yes" or "no".'
+PREFIX = 'Based on the information provided if I had to choose between "yes" and "no" my answer would be "'
+TEXTS = ["Should the bank approve a small loan to a 30-year-old nurse with a steady income?",
+         "Should the landlord rent the flat to an applicant who was evicted three times?",
+         "Is the sky green?", "Should the school admit a student with excellent grades and strong references from "
+         "teachers who know her work well, although she applied a day after the deadline because of a family illness?"]
+
+
+@pytest.fixture(scope="module")
+def lm() -> FrozenCausalLM:
+    return FrozenCausalLM.load(prompt=DecisionPrompt(suffix=f"\n\n{QUESTION}", assistant_prefix=PREFIX))
+
+
+def _by_hand(lm: FrozenCausalLM, text: str, favourable: list[str], unfavourable: list[str]) -> float:
+    """log sum p(favourable) - log sum p(unfavourable) of single-token answers, from one unpadded forward."""
+    ids = lm.tokenizer(lm.prompt_text(text), add_special_tokens=False, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        logp = torch.log_softmax(lm.model(input_ids=ids).logits[0, -1].double(), dim=-1)
+    fav = [lm.tokenizer.encode(a, add_special_tokens=False)[0] for a in favourable]
+    unfav = [lm.tokenizer.encode(a, add_special_tokens=False)[0] for a in unfavourable]
+    return float(torch.logsumexp(logp[fav], 0) - torch.logsumexp(logp[unfav], 0))
+
+
+def test_the_embedded_gguf_loads_as_a_frozen_llama(lm: FrozenCausalLM) -> None:
+    assert lm.source.title == SMOLLM2_TITLE and Path(lm.source.gguf) == embedded_gguf()
+    assert (Path(lm.source.path) / "model.safetensors").is_file() and lm.tokenizer.chat_template
+    assert type(lm.model).__name__ == "LlamaForCausalLM" and not lm.model.training
+    assert sum(p.numel() for p in lm.model.parameters()) == 134_515_008
+    assert not any(p.requires_grad for p in lm.model.parameters())
+    assert lm.favourable_ids == [[10407], [10539]] and lm.unfavourable_ids == [[4607], [5230]]
+    assert resolve_causal_lm("SmolLM2").path == lm.source.path  # converted once, read from the cache after
+
+
+def test_the_score_is_the_verbalizer_log_odds(lm: FrozenCausalLM) -> None:
+    scores = lm.scores(TEXTS[:3], batch_size=3)
+    expected = [_by_hand(lm, t, ["yes", "Yes"], ["no", "No"]) for t in TEXTS[:3]]
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
+    prompt = lm.prompt_text(TEXTS[0])
+    assert prompt.startswith("<|im_start|>") and prompt.endswith(PREFIX) and QUESTION in prompt
+
+
+def test_a_row_scores_the_same_alone_and_in_a_mixed_batch(lm: FrozenCausalLM) -> None:
+    alone = np.array([lm.scores([t], batch_size=1)[0] for t in TEXTS])
+    mixed = lm.scores(TEXTS, batch_size=4)
+    assert len({len(ids) for ids in lm.encode(TEXTS)}) == 4  # different lengths: the batch is padded
+    np.testing.assert_allclose(mixed, alone, atol=1e-4)
+
+
+def test_an_answer_of_several_tokens_sums_its_log_probabilities(lm: FrozenCausalLM) -> None:
+    long = FrozenCausalLM(model=lm.model, tokenizer=lm.tokenizer, source=lm.source, prompt=lm.prompt,
+                          verbalizer=Verbalizer(favourable=("yes indeed",), unfavourable=("no",)))
+    answer = lm.tokenizer.encode("yes indeed", add_special_tokens=False)
+    assert len(answer) > 1
+    ids = lm.tokenizer(lm.prompt_text(TEXTS[0]), add_special_tokens=False, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        full = torch.cat([ids, torch.tensor([answer[:-1]])], dim=1)
+        logp = torch.log_softmax(lm.model(input_ids=full).logits[0].double(), dim=-1)
+    start = ids.shape[1] - 1
+    by_hand = sum(float(logp[start + k, t]) for k, t in enumerate(answer)) - float(logp[start, answer_no(lm)])
+    np.testing.assert_allclose(long.scores(TEXTS[:2], batch_size=2)[0], by_hand, atol=1e-4)
+
+
+def answer_no(lm: FrozenCausalLM) -> int:
+    return lm.tokenizer.encode("no", add_special_tokens=False)[0]
+
+
+def test_bad_verbalizers_and_prompts_are_refused(lm: FrozenCausalLM) -> None:
+    with pytest.raises(FairpromptError, match="verbalizer.favourable answer '' tokenises to nothing"):
+        Verbalizer(favourable=("",)).token_ids(lm.tokenizer)
+    with pytest.raises(FairpromptError, match="tokenise identically"):
+        Verbalizer(favourable=("yes",), unfavourable=("yes",)).token_ids(lm.tokenizer)
+    with pytest.raises(FairpromptError, match="verbalizer.unfavourable is empty"):
+        Verbalizer(unfavourable=()).token_ids(lm.tokenizer)
+    with pytest.raises(FairpromptError, match=r"row 1: its prompt has .* tokens, more than the model's context window"):
+        lm.encode(["short", "word " * 9000])
+
+
+def test_a_model_without_a_chat_template_is_refused_when_one_is_asked(lm: FrozenCausalLM) -> None:
+    class Plain:
+        chat_template = None
+        pad_token_id = lm.tokenizer.pad_token_id
+        eos_token_id = lm.tokenizer.eos_token_id
+
+        def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+            return lm.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+
+    with pytest.raises(FairpromptError, match="has no chat template, but the prompt asks for one"):
+        FrozenCausalLM(model=lm.model, tokenizer=Plain(), source=lm.source)
+    plain = FrozenCausalLM(model=lm.model, tokenizer=Plain(), source=lm.source,
+                           prompt=DecisionPrompt(chat_template=False, assistant_prefix=" Answer:"))
+    assert plain.prompt_text("Is it?") == "Is it? Answer:"
+
+
+def test_unreadable_and_truncated_gguf_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(FairpromptError, match="does not exist"):
+        resolve_causal_lm(tmp_path / "missing.gguf")
+    other = tmp_path / "model.gguf"
+    other.write_bytes(b"PK\x03\x04 not a gguf")
+    with pytest.raises(FairpromptError, match="is not a GGUF file"):
+        check_gguf(other)
+    truncated = tmp_path / "cut.gguf"
+    truncated.write_bytes(embedded_gguf().read_bytes()[:4096])
+    with pytest.raises(FairpromptError, match="is truncated or damaged"):
+        check_gguf(truncated)
+    with pytest.raises(FairpromptError, match="is truncated or damaged"):
+        resolve_causal_lm(truncated)
