@@ -120,9 +120,9 @@ class FrozenCausalLM:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each input's prompt; a prompt longer than the context window is refused."""
         out = []
+        longest = max(len(a) for a in (*self.favourable_ids, *self.unfavourable_ids)) - 1  # teacher-forced tokens
         for i, text in enumerate(texts):
             ids = self.tokenizer.encode(self.prompt_text(str(text)), add_special_tokens=False)
-            longest = max(len(a) for a in (*self.favourable_ids, *self.unfavourable_ids)) - 1
             if self.context and len(ids) + longest > self.context:
                 raise FairpromptError(f"row {i}: its prompt has {len(ids):,} tokens, more than the model's context "
                                       f"window of {self.context:,}; shorten the text or the instruction")

