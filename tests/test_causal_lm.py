@@ -121,3 +121,35 @@ def test_unreadable_and_truncated_gguf_files_are_refused(tmp_path: Path) -> None
         check_gguf(truncated)
     with pytest.raises(FairpromptError, match="is truncated or damaged"):
         resolve_causal_lm(truncated)
+
+
+# ------------------------------------------------------------------------------- the discrim-eval decision audit
+def test_discrim_eval_audit_against_direct_scores(lm: FrozenCausalLM) -> None:
+    from fairprompt.decision_audit import PAPER_PROMPT, discrim_eval_audit, discrim_eval_rows
+
+    paper = lm.with_prompt(PAPER_PROMPT)
+    result = discrim_eval_audit(paper, max_scenarios=2, n_resamples=50, batch_size=6)
+    rows, subset = discrim_eval_rows(max_scenarios=2)
+    assert subset["rows"] == len(result.rows) == 30 and subset["scenario_ids"] == result.subset["scenario_ids"]
+    direct = paper.scores(rows["text"].tolist(), batch_size=30)  # one batch: other padding, the same scores
+    np.testing.assert_allclose(result.rows["score"], direct, atol=1e-4)
+    reference = (rows["age"] == 60) & (rows["gender"] == "male") & (rows["race"] == "white")
+    female = rows["gender"] == "female"
+    by_hand = np.mean(direct[female.to_numpy()] - direct[reference.to_numpy()])  # one pair per scenario
+    assert result.scores.effect("gender", "female").estimate == pytest.approx(by_hand, abs=1e-4)
+    assert result.scores.estimator_disagreement < 1e-9 and result.scores.scenarios == 2
+    assert result.alternative is not None and result.prompts["alternative"] != result.prompts["main"]
+    sensitivity = result.sensitivity()
+    assert sensitivity is not None and len(sensitivity["effects"]) == 14
+    assert {"discrimination", "sensitivity", "resolved", "subset"} <= set(result.to_dict())
+
+
+def test_discrim_eval_subset_bad_inputs() -> None:
+    from fairprompt.decision_audit import discrim_eval_rows
+
+    with pytest.raises(FairpromptError, match="scenarios 'test' is not one of train, choose, held_out, all"):
+        discrim_eval_rows(scenarios="test")  # type: ignore[arg-type]
+    with pytest.raises(FairpromptError, match="max_scenarios is 1; give 2 or more"):
+        discrim_eval_rows(max_scenarios=1)
+    rows, subset = discrim_eval_rows(scenarios="all", variants="all")
+    assert len(rows) == 9_450 and subset["artefact_rows"] == 16

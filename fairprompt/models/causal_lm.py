@@ -16,7 +16,7 @@ The backbone is frozen at load (``requires_grad=False``, eval mode); scoring run
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,7 +170,8 @@ class FrozenCausalLM:
                 sides.append(torch.logsumexp(torch.cat(parts, dim=1), dim=1))
         return (sides[0] - sides[1]).double().numpy()
 
-    def scores(self, texts: Sequence[str], *, batch_size: int = 8) -> np.ndarray:
+    def scores(self, texts: Sequence[str], *, batch_size: int = 8,
+               progress: Callable[[str, int, int], None] | None = None) -> np.ndarray:
         """The log-odds of every input, in order; batches group prompts of similar length."""
         encoded = self.encode(texts)
         order = np.argsort([len(r) for r in encoded], kind="stable")
@@ -178,7 +179,14 @@ class FrozenCausalLM:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             out[chunk] = self.score_ids([encoded[i] for i in chunk])
+            if progress:
+                progress("scoring prompts", min(start + batch_size, len(order)), len(order))
         return out
+
+    def with_prompt(self, prompt: DecisionPrompt) -> FrozenCausalLM:
+        """The same frozen model (shared, not copied) deciding through another prompt."""
+        return FrozenCausalLM(model=self.model, tokenizer=self.tokenizer, source=self.source,
+                              verbalizer=self.verbalizer, prompt=prompt)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "causal_lm", "backbone": self.source.title, "path": self.source.path, "gguf": self.source.gguf,
