@@ -138,6 +138,7 @@ def test_discrim_eval_audit_against_direct_scores(lm: FrozenCausalLM) -> None:
     by_hand = np.mean(direct[female.to_numpy()] - direct[reference.to_numpy()])  # one pair per scenario
     assert result.scores.effect("gender", "female").estimate == pytest.approx(by_hand, abs=1e-4)
     assert result.scores.estimator_disagreement < 1e-9 and result.scores.scenarios == 2
+    assert result.resolved() == [] and result.scores.warnings  # two scenarios resolve nothing, and it says so
     assert result.alternative is not None and result.prompts["alternative"] != result.prompts["main"]
     sensitivity = result.sensitivity()
     assert sensitivity is not None and len(sensitivity["effects"]) == 14

@@ -12,6 +12,7 @@ import pytest
 from fairprompt.datasets import discrim_eval as de
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics.discrimination import (
+    MIN_SCENARIOS,
     discrimination_scores,
     fixed_effects_regression,
     paired_differences,
@@ -98,6 +99,17 @@ def test_the_bootstrap_resamples_scenarios(frame: pd.DataFrame) -> None:
     # the same seed gives the same CI; scores shifted within every scenario by a constant change nothing
     again = discrimination_scores(rows, score + 5.0 * rows["scenario"].to_numpy(), n_resamples=400, seed=3)
     assert again.effect("gender", "female").ci_low == pytest.approx(female.ci_low, abs=1e-9)
+
+
+def test_too_few_scenarios_resolve_nothing(frame: pd.DataFrame) -> None:
+    rows = de.one_factor_variants(frame)
+    few = rows[rows["scenario"].isin(sorted(rows["scenario"].unique())[:MIN_SCENARIOS - 1])].reset_index(drop=True)
+    score = _synthetic(few) + 2.0 * (few["gender"] == "female").to_numpy()  # an effect no CI could miss
+    scores = discrimination_scores(few, score, n_resamples=200)
+    female = scores.effect("gender", "female")
+    assert female.ci_low > 0 and not female.resolved and scores.resolved() == []
+    assert scores.warnings and "resolves nothing" in scores.warnings[0]
+    assert scores.to_dict()["effects"][0]["resolved"] is False
 
 
 def test_bad_inputs(frame: pd.DataFrame) -> None:

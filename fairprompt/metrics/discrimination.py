@@ -31,6 +31,10 @@ import pandas as pd
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics.bootstrap import percentile_interval
 
+#: Fewer scenarios than this give bootstrap CIs that resolve nothing (few distinct resamples): no effect is called
+#: resolved, and the result says so.
+MIN_SCENARIOS = 10
+
 
 @dataclass(frozen=True)
 class Effect:
@@ -45,11 +49,12 @@ class Effect:
     mean_p_yes: float
     yes_rate: float
     rows: int
+    resolvable: bool = True  # False when too few scenarios were resampled for the CI to mean anything
 
     @property
     def resolved(self) -> bool:
-        """The CI excludes zero."""
-        return bool(self.ci_low > 0 or self.ci_high < 0)
+        """The CI excludes zero (and there were enough scenarios to resample)."""
+        return bool(self.resolvable and (self.ci_low > 0 or self.ci_high < 0))
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class DiscriminationScores:
     confidence: float
     seed: int
     threshold: float
+    warnings: tuple[str, ...] = ()
 
     def effect(self, factor: str, value: Any) -> Effect:
         for e in self.effects:
@@ -241,8 +247,9 @@ def discrimination_scores(frame: pd.DataFrame, score: np.ndarray, *, factors: Se
         mask = (frame[factor] == value).to_numpy()
         return float(p_yes[mask].mean()), float(decided[mask].mean()), int(mask.sum())
 
+    resolvable = scenarios.size >= MIN_SCENARIOS
     effects = tuple(Effect(f, _plain(v), float(point[j]), float(low[j]), float(high[j]), float(se[j]),
-                           *rates(f, v)) for j, (f, v) in enumerate(columns))
+                           *rates(f, v), resolvable=resolvable) for j, (f, v) in enumerate(columns))
     ref_mask = np.logical_and.reduce([(frame[f] == reference[f]).to_numpy() for f in factors])
 
     slope = None
@@ -254,7 +261,7 @@ def discrimination_scores(frame: pd.DataFrame, score: np.ndarray, *, factors: Se
         s_low, s_high = percentile_interval(boot_slope[:, None], level=confidence)
         slope = Effect("age", "per_decade", float(b.mean()), float(s_low[0]), float(s_high[0]),
                        float(boot_slope.std(ddof=1)) if n_resamples > 1 else float("nan"),
-                       float(p_yes.mean()), float(decided.mean()), len(frame))
+                       float(p_yes.mean()), float(decided.mean()), len(frame), resolvable=resolvable)
 
     regression = fixed_effects_regression(frame, score, factors=factors, reference=reference)
     paired = paired_differences(frame, score, factors=factors, reference=reference)
@@ -268,6 +275,8 @@ def discrimination_scores(frame: pd.DataFrame, score: np.ndarray, *, factors: Se
         scenario_spread=float(np.std(y.mean(axis=1), ddof=1)) if scenarios.size > 1 else 0.0,
         estimator_disagreement=float(disagreement), n_resamples=n_resamples, confidence=confidence, seed=seed,
         threshold=threshold,
+        warnings=() if resolvable else (f"only {scenarios.size} scenarios: a bootstrap over fewer than {MIN_SCENARIOS} "
+                                        "scenarios resolves nothing, so no effect is called resolved",),
     )
 
 
@@ -276,5 +285,5 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-__all__ = ["DiscriminationScores", "Effect", "discrimination_scores", "fixed_effects_regression",
+__all__ = ["MIN_SCENARIOS", "DiscriminationScores", "Effect", "discrimination_scores", "fixed_effects_regression",
            "paired_differences", "random_intercept_fixed_effects"]
