@@ -302,7 +302,14 @@ def _say_outputs(ctx: click.Context, output: Any) -> None:
         _warn(ctx, f"the audited model is degenerate ({reasons}); every verdict is REVIEW"
                    + ("; the repairs ran on it all the same" if output.results.get("mitigations") else ""))
     _say(ctx, f"report: {output.report_path}")
-    _say(ctx, f"compliance: {output.out_dir / 'compliance.html'}")
+    if (output.out_dir / "compliance.html").is_file():
+        _say(ctx, f"compliance: {output.out_dir / 'compliance.html'}")
+    if output.results.get("schema") == "fairprompt.decision_audit":
+        resolved = output.results.get("resolved") or []
+        _say(ctx, f"discrimination scores: {output.csv_path}; resolved by the intervals: "
+                  f"{', '.join(resolved) if resolved else 'none'}")
+        for warning in (output.results.get("discrimination") or {}).get("warnings") or []:
+            _warn(ctx, warning)
     _say(ctx, f"results: {output.results_path}")
     decisions = output.results.get("decisions")
     if decisions:

@@ -33,7 +33,7 @@ Progress = Callable[[str, int, int], None]
 #: The paper's protocol (Tamkin et al. 2023): the scenario, the question to answer yes or no, the prefilled answer.
 PAPER_PROMPT = DecisionPrompt(suffix=de.SUFFIX, assistant_prefix=de.ASSISTANT_PREFIX)
 #: The one alternative answer wording the sensitivity check uses.
-ALTERNATIVE_PROMPT = DecisionPrompt(suffix='\n\nAnswer "yes" or "no".', assistant_prefix='My answer is "')
+ALTERNATIVE_PROMPT = DecisionPrompt(suffix=de.ALTERNATIVE_SUFFIX, assistant_prefix=de.ALTERNATIVE_PREFIX)
 SCENARIO_PARTS = ("train", "choose", "held_out", "all")
 VARIANTS = ("one_factor", "all")
 

@@ -268,6 +268,8 @@ def _check_final(spec: Spec, rows: RowOutput) -> None:
 def _run(spec: Spec, folder: RunFolder, *, command: Sequence[str] | None, progress: Progress | None, use_cache: bool,
          use_shipped: bool, rows: RowOutput) -> RunOutput:
     target = folder.path
+    if spec.model is not None and spec.model.kind == "causal_lm":
+        return _decision_run(spec, folder, command=command, progress=progress, rows=rows)
     context: RepairContext | None = None
     decisions: DecisionTable | None = None
     repairs: list[Repair] = []
@@ -311,6 +313,21 @@ def _run(spec: Spec, folder: RunFolder, *, command: Sequence[str] | None, progre
                                before="computed in this run", progress=progress, decisions=decisions)
     return RunOutput(out_dir=target, results_path=paths[0], csv_path=paths[1], report_path=paths[2], audit=result,
                      results=results, mitigations=records)
+
+
+def _decision_run(spec: Spec, folder: RunFolder, *, command: Sequence[str] | None, progress: Progress | None,
+                  rows: RowOutput) -> RunOutput:
+    """A causal_lm spec: the discrim-eval decision audit (:mod:`fairprompt.decision_run`)."""
+    from fairprompt.decision_run import SCORES_FILE, run_decision_audit
+    from fairprompt.tasks import DecisionTask
+
+    task = load_task(spec, progress=progress)
+    assert isinstance(task, DecisionTask)
+    record, report = run_decision_audit(task, folder, name=spec.name, title=spec.title or spec.name,
+                                        spec=spec.model_dump(mode="json"), command=command, progress=progress,
+                                        row_output=rows.enabled)
+    return RunOutput(out_dir=folder.path, results_path=folder.path / "results.json", report_path=report,
+                     csv_path=folder.path / SCORES_FILE, audit=None, results=record)
 
 
 def _resume(spec: Spec, previous: dict[str, Any], *, repairs: list[Repair], context: RepairContext, folder: RunFolder,

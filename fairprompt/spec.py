@@ -44,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from fairprompt.datasets import discrim_eval
 from fairprompt.errors import FairpromptError, closest, did_you_mean
 from fairprompt.metrics.bootstrap import MAX_N_BOOT
 from fairprompt.mitigation.registry import methods
@@ -195,7 +196,46 @@ class FrozenImageSpec(_Strict):
     seed: int = Field(0, description="seed of the fixture's training")
 
 
-ModelSpec = Annotated[LogisticRegressionSpec | FrozenTextSpec | FrozenImageSpec, Field(discriminator="kind")]
+class DecisionPromptSpec(_Strict):
+    """How a causal LM is asked (defaults: the discrim-eval paper's protocol)."""
+
+    instruction: str = Field("", description="text before the input in the user turn (a hard prompt)")
+    suffix: str = Field(discrim_eval.SUFFIX, description="text after the input in the user turn")
+    assistant_prefix: str = Field(discrim_eval.ASSISTANT_PREFIX,
+                                  description="the assistant turn's start, which the model continues")
+    chat_template: bool = Field(True, description="write the turn through the model's chat template")
+
+    def config(self) -> Any:
+        from fairprompt.models.causal_lm import DecisionPrompt
+
+        return DecisionPrompt(instruction=self.instruction, suffix=self.suffix, assistant_prefix=self.assistant_prefix,
+                              chat_template=self.chat_template)
+
+
+class VerbalizerSpec(_Strict):
+    """The answers that mean the favourable and the unfavourable decision, with their variants."""
+
+    favourable: list[str] = Field(default_factory=lambda: ["yes", "Yes"], min_length=1)
+    unfavourable: list[str] = Field(default_factory=lambda: ["no", "No"], min_length=1)
+
+
+class CausalLMSpec(_Strict):
+    """A frozen causal language model deciding yes or no through a verbalizer (discrim-eval decision audits)."""
+
+    kind: Literal["causal_lm"]
+    backbone: str = Field("smollm2", description="'smollm2' (the embedded SmolLM2-135M-Instruct), a .gguf file, a local "
+                                                 "directory or a hub id")
+    prompt: DecisionPromptSpec = Field(default_factory=DecisionPromptSpec)
+    alternative_prompt: DecisionPromptSpec | Literal["none"] = Field(
+        default_factory=lambda: DecisionPromptSpec(suffix=discrim_eval.ALTERNATIVE_SUFFIX,
+                                                   assistant_prefix=discrim_eval.ALTERNATIVE_PREFIX),
+        description="a second wording the scores are also computed under (their sensitivity to it), or none")
+    verbalizer: VerbalizerSpec = Field(default_factory=VerbalizerSpec)
+    batch_size: int = Field(8, ge=1, description="prompts per forward pass")
+
+
+ModelSpec = Annotated[LogisticRegressionSpec | FrozenTextSpec | FrozenImageSpec | CausalLMSpec,
+                      Field(discriminator="kind")]
 
 
 class AuditSpec(_Strict):
@@ -418,10 +458,25 @@ class Spec(_Strict):
             raise ValueError("'model' goes with 'data', not with 'predictions'")
         if self.data is not None and self.data.images is not None and (self.model is None or self.model.kind != "frozen_image"):
             raise ValueError("'data.images' goes with a model of kind frozen_image")
+        if self.model is not None and self.model.kind == "causal_lm":
+            self._check_causal_lm()
         if self.predictions is not None and not self.audit.sensitive:
             raise ValueError("a predictions audit needs 'audit.sensitive', the columns to group by")
         self._check_mitigations()
         return self
+
+    def _check_causal_lm(self) -> None:
+        assert self.data is not None
+        if self.data.dataset != "discrim_eval":
+            raise ValueError(f"a causal_lm model audits the discrim_eval data set (decision scenarios in demographic "
+                             f"variants), not {self.data.dataset!r}; set data.dataset: discrim_eval")
+        given = [k for k in ("label", "positive_label", "sensitive", "images") if getattr(self.data, k) is not None]
+        if given:
+            raise ValueError(f"data.{given[0]} does not apply to discrim_eval (no labels; its factors are age, gender "
+                             f"and race); remove it")
+        if self.mitigations:
+            raise ValueError("mitigations of a causal_lm model's decisions are not available yet; remove "
+                             "'mitigations' from the spec")
 
     def _check_mitigations(self) -> None:
         names = [m.name for m in self.mitigations]

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from fairprompt.mitigation.registry import RepairMethod
     from fairprompt.models.adapt import TaskPromptSettings
     from fairprompt.models.image import ImageRows
-    from fairprompt.spec import FrozenImageSpec, FrozenTextSpec, Spec, SplitSpec, TextSpec
+    from fairprompt.spec import CausalLMSpec, FrozenImageSpec, FrozenTextSpec, Spec, SplitSpec, TextSpec
 
 Progress = Callable[[str, int, int], None]
 
@@ -333,7 +333,6 @@ class ImageTask(_ModelTask):
         return self._audit_inputs(score=score, description=description)
 
 
-Task = PredictionsTask | BaselineTask | TextTask | ImageTask
 ModelTask = TextTask | ImageTask
 
 
@@ -502,6 +501,60 @@ def _image_task(spec: Spec, m: FrozenImageSpec, progress: Progress | None) -> Im
                      seed=m.seed, data_seed=int(spec.data.options.get("seed", 0)) if spec.data else 0)
 
 
+# ------------------------------------------------------------------------------------ language-model decisions
+DISCRIM_EVAL_OPTIONS = ("scenarios", "variants", "split_seed", "max_scenarios")
+
+
+@dataclass(frozen=True)
+class DecisionTask:
+    """A causal_lm spec resolved: the discrim-eval subset's rows, the model's settings and the bootstrap's."""
+
+    rows: pd.DataFrame
+    subset: dict[str, Any]
+    backbone: str | None
+    prompt: Any              # fairprompt.models.causal_lm.DecisionPrompt
+    alternative: Any | None  # the second wording, or None
+    verbalizer: Any          # fairprompt.models.causal_lm.Verbalizer
+    batch_size: int
+    n_resamples: int
+    confidence: float
+    seed: int
+
+    @property
+    def seeds(self) -> dict[str, int]:
+        return {"bootstrap": self.seed, "split": int(self.subset["split"]["seed"])}
+
+    def load_model(self) -> Any:
+        """The frozen causal LM deciding through the spec's prompt and verbalizer."""
+        from fairprompt.models.causal_lm import FrozenCausalLM
+
+        return FrozenCausalLM.load(self.backbone, verbalizer=self.verbalizer, prompt=self.prompt)
+
+
+Task = PredictionsTask | BaselineTask | TextTask | ImageTask | DecisionTask
+
+
+def _decision_task(spec: Spec, m: CausalLMSpec) -> DecisionTask:
+    from fairprompt.decision_audit import discrim_eval_rows
+    from fairprompt.models.causal_lm import Verbalizer
+    from fairprompt.models.causal_lm_source import SMOLLM2_ALIASES
+
+    assert spec.data is not None
+    options = dict(spec.data.options)
+    unknown = sorted(set(options) - set(DISCRIM_EVAL_OPTIONS))
+    if unknown:
+        raise FairpromptError(f"data.options.{unknown[0]} is not an option of discrim_eval "
+                              f"({', '.join(DISCRIM_EVAL_OPTIONS)}){did_you_mean(unknown[0], DISCRIM_EVAL_OPTIONS)}")
+    rows, subset = discrim_eval_rows(**options)
+    backbone = None if m.backbone.lower() in SMOLLM2_ALIASES else _backbone_path(spec, m.backbone, kind="causal_lm")
+    return DecisionTask(
+        rows=rows, subset=subset, backbone=backbone, prompt=m.prompt.config(),
+        alternative=None if m.alternative_prompt == "none" else m.alternative_prompt.config(),
+        verbalizer=Verbalizer(favourable=tuple(m.verbalizer.favourable), unfavourable=tuple(m.verbalizer.unfavourable)),
+        batch_size=m.batch_size, n_resamples=spec.audit.n_boot, confidence=spec.audit.ci_level, seed=spec.audit.seed,
+    )
+
+
 def load_task(spec: Spec, *, progress: Progress | None = None) -> Task:
     """The spec's task, with its data loaded and checked (columns, reference groups, splits) before any model is
     built or anything is written.  Relative input paths (``predictions.path``, a ``data.dataset`` file,
@@ -518,6 +571,8 @@ def load_task(spec: Spec, *, progress: Progress | None = None) -> Task:
         return _text_task(spec, m)
     if m.kind == "frozen_image":
         return _image_task(spec, m, progress)
+    if m.kind == "causal_lm":
+        return _decision_task(spec, m)
     ds, sensitive = _load_data(spec)
     return BaselineTask(dataset=ds, sensitive=sensitive, features=m.features, include_sensitive=m.include_sensitive,
                         test_size=m.test_size, seed=m.seed, threshold=m.threshold)

@@ -142,7 +142,7 @@ def test_the_json_schema_accepts_what_the_models_write(results: dict) -> None:
 
 
 def test_one_list_of_model_kinds_and_one_model_in_words() -> None:
-    assert MODEL_KINDS == SPEC_MODEL_KINDS == ("logistic_regression", "frozen_text", "frozen_image")
+    assert MODEL_KINDS == SPEC_MODEL_KINDS == ("logistic_regression", "frozen_text", "frozen_image", "causal_lm")
     text = TextModel(kind="frozen_text", backbone="all-MiniLM-L6-v2", task_prompt="peft", prompt_tokens=8)
     assert model_in_words(text) == "Frozen all-MiniLM-L6-v2 + 8-token soft prompt"
     assert model_in_words(TextModel(kind="frozen_text", backbone="m", task_prompt="none")) == "Frozen m classifier, used as it is"

@@ -189,9 +189,10 @@ class TabularModel(Record):
 ModelRecord: TypeAlias = Annotated[TextModel | ImageModel | TabularModel, Field(discriminator="kind")]
 FrozenModel: TypeAlias = TextModel | ImageModel
 
-MODEL_KINDS: tuple[str, ...] = tuple(get_args(m.model_fields["kind"].annotation)[0]
-                                     for m in (TabularModel, TextModel, ImageModel))
-"""Every ``model.kind``: the spec's and the record's (one list)."""
+MODEL_KINDS: tuple[str, ...] = (*(get_args(m.model_fields["kind"].annotation)[0]
+                                   for m in (TabularModel, TextModel, ImageModel)), "causal_lm")
+"""Every ``model.kind`` the spec takes; each but ``causal_lm`` is also a record's here (a causal LM's decision audit
+writes its own record, :mod:`fairprompt.decision_audit`)."""
 
 
 def prompt_in_words(model: TextModel) -> str | None:

@@ -1,0 +1,101 @@
+"""A causal_lm spec run: score the discrim-eval subset, compute the discrimination scores, write the record and report.
+
+Writes, each rendered in memory first and then atomically as one step of the run folder (with its manifest):
+
+- ``results.json``: ``schema`` ``fairprompt.decision_audit`` (``decision_results.schema.json`` beside
+  :mod:`fairprompt.results`), the subset, the model, both prompts, every demographic value's discrimination score
+  with its scenario-bootstrap CI, mean P(yes) and yes-rate, the age slope, the sensitivity to the alternative wording;
+- ``discrimination_scores.csv``: one row per demographic value and wording;
+- ``decisions.csv``: every scored row (scenario, age, gender, race, artefact, score, P(yes), decision; no text);
+- ``report.html``: the scores, which CIs resolve an effect and which do not, the plot, the sensitivity table.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fairprompt import __version__
+from fairprompt.decision_audit import DecisionAudit, discrim_eval_audit
+from fairprompt.results import dumps, package_versions
+from fairprompt.run_folder import RunFolder
+
+Progress = Callable[[str, int, int], None]
+SCHEMA = "fairprompt.decision_audit"
+SCHEMA_VERSION = 1
+SCORES_FILE = "discrimination_scores.csv"
+DECISIONS_FILE = "decisions.csv"
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of a decision audit's results.json."""
+    text = (resources.files("fairprompt.results") / "decision_results.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def decision_results(result: DecisionAudit, *, name: str, title: str, spec: dict[str, Any] | None,
+                     command: Sequence[str] | None, seeds: dict[str, int]) -> dict[str, Any]:
+    """The results.json mapping of a decision audit."""
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "name": name, "title": title,
+            "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(), "fairprompt_version": __version__,
+            "command": list(command) if command is not None else None, "packages": package_versions(),
+            "spec": spec, "seeds": seeds} | result.to_dict()
+
+
+def scores_table(results: dict[str, Any]) -> pd.DataFrame:
+    """One row per demographic value and wording: the estimate, its CI, mean P(yes), yes-rate, resolved."""
+    frames = []
+    for wording in ("discrimination", "alternative"):
+        block = results.get(wording)
+        if not block:
+            continue
+        rows = list(block["effects"]) + ([block["age_slope"]] if block.get("age_slope") else [])
+        frame = pd.DataFrame(rows)[["factor", "value", "estimate", "ci_low", "ci_high", "std_error", "mean_p_yes",
+                                    "yes_rate", "rows", "resolved"]]
+        frames.append(frame.assign(wording="main" if wording == "discrimination" else "alternative"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_decision_audit(task: Any, folder: RunFolder, *, name: str, title: str, spec: dict[str, Any],
+                       command: Sequence[str] | None, progress: Progress | None,
+                       row_output: bool = True) -> tuple[dict[str, Any], Path]:
+    """Score, compute and write (module docstring; ``row_output=False`` writes no decisions.csv); returns the
+    results mapping and the report's path."""
+    from fairprompt.report.decision_view import render_decision_report
+
+    if progress:
+        progress("loading the language model", 0, 1)
+    model = task.load_model()
+    if progress:
+        progress("loading the language model", 1, 1)
+    result = discrim_eval_audit(
+        model, scenarios=task.subset["scenarios"], variants=task.subset["variants"],
+        split_seed=int(task.subset["split"]["seed"]), max_scenarios=task.subset["max_scenarios"],
+        alternative=task.alternative, n_resamples=max(task.n_resamples, 1), confidence=task.confidence,
+        seed=task.seed, batch_size=task.batch_size, progress=progress)
+    results = decision_results(result, name=name, title=title, spec=spec, command=command, seeds=task.seeds)
+    record = json.loads(dumps(results))
+    import jsonschema
+
+    jsonschema.validate(record, json_schema())  # the record is checked whole before anything is written
+    html = render_decision_report(record)
+    contents: dict[str, str | bytes] = {
+        "results.json": dumps(record), SCORES_FILE: scores_table(record).to_csv(index=False), "report.html": html}
+    if row_output:
+        contents[DECISIONS_FILE] = result.rows.to_csv(index=False)
+    if folder.writer:  # files an earlier run of another kind left behind would contradict this one
+        for stale in ("compliance.html", "metrics_by_group.csv", "predictions.parquet", DECISIONS_FILE):
+            if stale not in contents:
+                (folder.path / stale).unlink(missing_ok=True)
+    folder.write_step(contents, keep=[])
+    return record, folder.path / "report.html"
+
+
+__all__ = ["DECISIONS_FILE", "SCHEMA", "SCORES_FILE", "decision_results", "json_schema", "run_decision_audit",
+           "scores_table"]

@@ -1,0 +1,71 @@
+"""The report of a language model's decision audit (discrim-eval): rendered from its results.json record alone.
+
+One self-contained page (no scripts, no external resources; autoescaping on): what was scored and how, every
+demographic value's discrimination score against the reference person with its scenario-bootstrap CI, which CIs
+resolve an effect and which do not (said in words, since a small model's effects are mostly within noise), each
+value's mean P(yes) and yes-rate, the age slope, the sensitivity to the alternative wording, and a plot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from markupsafe import Markup
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.lines import Line2D
+
+from fairprompt.report.figure import new_figure, plain, render
+from fairprompt.report.render import html_environment
+
+
+def _label(effect: dict[str, Any]) -> str:
+    value = effect["value"]
+    return f"age {value}" if effect["factor"] == "age" else f"{effect['factor']} {value}"
+
+
+def effects_figure(record: dict[str, Any], *, prefix: str = "fpdecision-") -> Markup:
+    """Each value's discrimination score with its CI (filled circles), and under the alternative wording (open
+    squares), against zero (the reference person)."""
+    main = record["discrimination"]["effects"]
+    alternative = (record.get("alternative") or {}).get("effects") or []
+
+    def draw() -> MplFigure:
+        fig = new_figure(6.4, 0.32 * len(main) + 1.2)
+        ax = fig.add_subplot()
+        ys = list(range(len(main)))[::-1]
+        for y, e in zip(ys, main, strict=True):
+            low, high = e["ci_low"], e["ci_high"]
+            if low is not None and high is not None:
+                ax.plot([low, high], [y + 0.12, y + 0.12], color="#0072B2", linewidth=1.4)
+            ax.plot(e["estimate"], y + 0.12, marker="o", color="#0072B2", markersize=5, linestyle="none")
+        for y, e in zip(ys, alternative, strict=False):
+            low, high = e["ci_low"], e["ci_high"]
+            if low is not None and high is not None:
+                ax.plot([low, high], [y - 0.12, y - 0.12], color="#D55E00", linewidth=1.0, linestyle="--")
+            ax.plot(e["estimate"], y - 0.12, marker="s", markerfacecolor="white", color="#D55E00", markersize=5,
+                    linestyle="none")
+        ax.axvline(0.0, color="#111111", linewidth=0.8)
+        ax.set_yticks(ys, [plain(_label(e)) for e in main])
+        ax.set_xlabel("discrimination score (log-odds of yes, against the reference person)")
+        ax.grid(axis="y", visible=False)
+        handles = [Line2D([], [], color="#0072B2", marker="o", linewidth=1.4, label="main wording, CI")]
+        if alternative:
+            handles.append(Line2D([], [], color="#D55E00", marker="s", markerfacecolor="white", linestyle="--",
+                                  label="alternative wording, CI"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=2)
+        return fig
+
+    return render(prefix, draw)
+
+
+def render_decision_report(record: dict[str, Any]) -> str:
+    """The HTML page of a decision audit's results.json record."""
+    template = html_environment().get_template("decision.html.j2")
+    scores = record["discrimination"]
+    resolved = [e for e in scores["effects"] if e["resolved"]]
+    unresolved = [e for e in scores["effects"] if not e["resolved"]]
+    return template.render(r=record, s=scores, resolved=resolved, unresolved=unresolved, label=_label,
+                           figure=effects_figure(record))
+
+
+__all__ = ["effects_figure", "render_decision_report"]
