@@ -47,7 +47,7 @@ class DecisionAudit:
     alternative: DiscriminationScores | None  # the same rows under the alternative wording
     subset: dict[str, Any]
     model: dict[str, Any]
-    prompts: dict[str, dict[str, Any]]
+    prompts: dict[str, dict[str, Any] | None]  # main, alternative (None when not scored)
     seconds: float
 
     def resolved(self) -> list[str]:
@@ -118,9 +118,8 @@ def discrim_eval_audit(model: FrozenCausalLM, *, scenarios: Literal["train", "ch
                                            **settings)
     out = rows.drop(columns="text").assign(score=score, p_yes=1.0 / (1.0 + np.exp(-score)),
                                            decision=(score > 0).astype(np.int8))
-    prompts = {"main": model.describe()["prompt"]}
-    if alternative is not None:
-        prompts["alternative"] = alt_model.describe()["prompt"]
+    prompts = {"main": model.describe()["prompt"],
+               "alternative": None if alternative is None else alt_model.describe()["prompt"]}
     return DecisionAudit(rows=out, scores=scores, alternative=alt_scores, subset=subset, model=model.describe(),
                          prompts=prompts, seconds=time.perf_counter() - start)
 

@@ -154,3 +154,53 @@ def test_discrim_eval_subset_bad_inputs() -> None:
         discrim_eval_rows(max_scenarios=1)
     rows, subset = discrim_eval_rows(scenarios="all", variants="all")
     assert len(rows) == 9_450 and subset["artefact_rows"] == 16
+
+
+# --------------------------------------------------------------------------------- the causal_lm spec, end to end
+LLM_SPEC = {"name": "llm", "data": {"dataset": "discrim_eval", "options": {"max_scenarios": 2}},
+            "model": {"kind": "causal_lm", "alternative_prompt": "none", "batch_size": 15}, "audit": {"n_boot": 50}}
+
+
+def test_a_causal_lm_spec_runs_through_the_cli(tmp_path: Path) -> None:
+    import json
+
+    import jsonschema
+    import pandas as pd
+
+    from factories import run_cli, write_spec
+    from fairprompt.decision_run import json_schema
+
+    out = tmp_path / "out"
+    code, stdout, err = run_cli("audit", str(write_spec(tmp_path, LLM_SPEC)), "--out", str(out))
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    jsonschema.validate(results, json_schema())
+    assert results["schema"] == "fairprompt.decision_audit" and results["subset"]["rows"] == 30
+    assert results["alternative"] is None and results["sensitivity"] is None and results["resolved"] == []
+    assert results["discrimination"]["warnings"] and "resolves nothing" in err  # 2 scenarios: said, not hidden
+    assert len(pd.read_csv(out / "decisions.csv")) == 30
+    scores = pd.read_csv(out / "discrimination_scores.csv")
+    assert len(scores) == 15 and set(scores["wording"]) == {"main"}  # 14 values and the age slope
+    html = (out / "report.html").read_text()
+    assert "What the intervals resolve" in html and "<svg" in html and "<script" not in html
+    assert not (out / "compliance.html").exists() and "discrimination scores:" in stdout
+
+
+@pytest.mark.parametrize(("change", "fragments"), [
+    ({"data": {"dataset": "adult"}}, ("audits the discrim_eval data set", "not 'adult'")),
+    ({"mitigations": ["reprogram"]}, ("mitigations of a causal_lm model",)),
+    ({"data": {"dataset": "discrim_eval", "options": {"scenario": "all"}}}, ("data.options.scenario",
+                                                                             "did you mean 'scenarios'")),
+    ({"data": {"dataset": "discrim_eval", "options": {"scenarios": "test"}}}, ("scenarios 'test' is not one of",)),
+    ({"data": {"dataset": "discrim_eval", "sensitive": ["race"]}}, ("data.sensitive does not apply",)),
+    ({"model": {"kind": "causal_lm", "verbalizer": {"favourable": ["yes"], "unfavourable": [" yes", "yes"]}}},
+     ("tokenise identically",)),
+    ({"model": {"kind": "causal_lm", "backbone": "missing.gguf"}}, ("missing.gguf",)),
+])
+def test_causal_lm_spec_bad_inputs(tmp_path: Path, change: dict, fragments: tuple[str, ...]) -> None:
+    from factories import assert_user_error, run_cli, write_spec
+
+    out = tmp_path / "out"
+    code, _, err = run_cli("--quiet", "audit", str(write_spec(tmp_path, LLM_SPEC | change)), "--out", str(out))
+    assert_user_error(code, err, *fragments)
+    assert not (out / "results.json").exists() and not (out / "report.html").exists()

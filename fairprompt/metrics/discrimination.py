@@ -143,7 +143,7 @@ def _dummies(variants: Sequence[tuple[Any, ...]], factors: Sequence[str], refere
     columns: list[tuple[str, Any]] = []
     parts = []
     for i, f in enumerate(factors):
-        values = sorted({v[i] for v in variants}, key=str)
+        values = sorted({v[i] for v in variants}, key=_order)
         if f == numeric:
             columns.append((f, "per_decade"))
             parts.append(np.array([[float(v[i]) / 10.0] for v in variants]))
@@ -278,6 +278,11 @@ def discrimination_scores(frame: pd.DataFrame, score: np.ndarray, *, factors: Se
         warnings=() if resolvable else (f"only {scenarios.size} scenarios: a bootstrap over fewer than {MIN_SCENARIOS} "
                                         "scenarios resolves nothing, so no effect is called resolved",),
     )
+
+
+def _order(value: Any) -> tuple[bool, Any]:
+    """Numbers in numeric order, then strings in alphabetical order."""
+    return (isinstance(value, str), value if isinstance(value, str) else float(value))
 
 
 def _plain(value: Any) -> Any:
