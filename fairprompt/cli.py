@@ -447,6 +447,13 @@ def report(ctx: click.Context, directory: Path, fmt: str, pdf: bool) -> None:
     from fairprompt.run_folder import hold, verify
 
     with hold(directory, create=False, wait_hint="wait for it to finish, then run `fairprompt report` again") as folder:
+        from fairprompt.decision_run import rerender_decision_report
+
+        decision_report = rerender_decision_report(directory, fmt=fmt, pdf=pdf)
+        if decision_report is not None:
+            folder.record([decision_report.name])
+            _say(ctx, f"report: {decision_report}")
+            return
         results = load_results(directory)
         check = verify(directory)
         if check.is_stale("results.json"):

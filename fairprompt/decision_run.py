@@ -97,5 +97,32 @@ def run_decision_audit(task: Any, folder: RunFolder, *, name: str, title: str, s
     return record, folder.path / "report.html"
 
 
-__all__ = ["DECISIONS_FILE", "SCHEMA", "SCORES_FILE", "decision_results", "json_schema", "run_decision_audit",
-           "scores_table"]
+def rerender_decision_report(directory: Path, *, fmt: str = "html", pdf: bool = False) -> Path | None:
+    """Re-render ``directory/report.html`` from its results.json when that is a decision audit's (None when it is
+    not one); a compliance page or a PDF of it is refused."""
+    from fairprompt.atomic import write_text
+    from fairprompt.errors import FairpromptError
+    from fairprompt.report.decision_view import render_decision_report
+
+    path = directory / "results.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # the general reader names what is wrong
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        return None
+    if fmt != "html" or pdf:
+        raise FairpromptError(f"{path} is a language model's decision audit, which has no compliance page or PDF; run "
+                              f"`fairprompt report {directory}` without --format compliance and --pdf")
+    import jsonschema
+
+    try:
+        jsonschema.validate(record, json_schema())
+    except jsonschema.ValidationError as error:
+        raise FairpromptError(f"{path} is not a valid decision audit record ({error.message}); run the audit "
+                              "again") from None
+    return write_text(directory / "report.html", render_decision_report(record))
+
+
+__all__ = ["DECISIONS_FILE", "SCHEMA", "SCORES_FILE", "decision_results", "json_schema", "rerender_decision_report",
+           "run_decision_audit", "scores_table"]

@@ -167,7 +167,7 @@ def test_a_causal_lm_spec_runs_through_the_cli(tmp_path: Path) -> None:
     import jsonschema
     import pandas as pd
 
-    from factories import run_cli, write_spec
+    from factories import assert_user_error, run_cli, write_spec
     from fairprompt.decision_run import json_schema
 
     out = tmp_path / "out"
@@ -184,6 +184,11 @@ def test_a_causal_lm_spec_runs_through_the_cli(tmp_path: Path) -> None:
     html = (out / "report.html").read_text()
     assert "What the intervals resolve" in html and "<svg" in html and "<script" not in html
     assert not (out / "compliance.html").exists() and "discrimination scores:" in stdout
+    (out / "report.html").unlink()
+    code, stdout, err = run_cli("report", str(out))  # re-rendered from results.json alone
+    assert code == 0 and (out / "report.html").read_text() == html, err
+    code, _, err = run_cli("report", str(out), "--format", "compliance")
+    assert_user_error(code, err, "decision audit, which has no compliance page")
 
 
 @pytest.mark.parametrize(("change", "fragments"), [
