@@ -209,3 +209,19 @@ def test_causal_lm_spec_bad_inputs(tmp_path: Path, change: dict, fragments: tupl
     code, _, err = run_cli("--quiet", "audit", str(write_spec(tmp_path, LLM_SPEC | change)), "--out", str(out))
     assert_user_error(code, err, *fragments)
     assert not (out / "results.json").exists() and not (out / "report.html").exists()
+
+
+def test_a_counterfactual_audit_of_the_language_model(lm: FrozenCausalLM) -> None:
+    from fairprompt.counterfactual import Substitutions, counterfactual_audit
+
+    texts = ["Should the bank give the woman a small loan for her shop?",  # "her": ambiguous, skipped
+             "Should the landlord rent the flat to the man with a steady income?",
+             "Should the school admit the girl with excellent grades?"]
+    result = counterfactual_audit(texts=texts, score=lambda t: lm.scores(t, batch_size=4), threshold=0.0,
+                                  substitutions=Substitutions.load(["gender"]), n_boot=20)
+    swapped = ["Should the landlord rent the flat to the woman with a steady income?",
+               "Should the school admit the boy with excellent grades?"]
+    direct = lm.scores(texts[1:] + swapped, batch_size=4)
+    assert result.counts["gender"].ambiguous == 1 and result.variants == 2
+    assert result.pair("gender", "male", "female").mean_change.value == pytest.approx(direct[2] - direct[0], abs=1e-4)
+    assert result.pair("gender", "female", "male").mean_change.value == pytest.approx(direct[3] - direct[1], abs=1e-4)
