@@ -287,7 +287,9 @@ def _run(spec: Spec, folder: RunFolder, *, command: Sequence[str] | None, progre
                                 row_output=rows.enabled, final=rows.final)
         decisions = _decisions(folder, context, progress=progress, keep_existing=False)
         seeds = task.seeds
+        counterfactual = task.counterfactual_audit(model) if isinstance(task, TextTask) else None
     else:
+        counterfactual = None
         simple = load_task(spec, progress=progress)
         assert not isinstance(simple, TextTask | ImageTask)
         prepared = simple.audit_inputs(progress=progress)
@@ -299,7 +301,7 @@ def _run(spec: Spec, folder: RunFolder, *, command: Sequence[str] | None, progre
         data=prepared.data | {"rows_audited": result.n_rows}, inputs=prepared.inputs,
         seeds={"bootstrap": spec.audit.seed} | seeds | repair_seeds(repairs), model=prepared.model,
         spec=spec.model_dump(mode="json"), command=command,
-        mitigations=[not_run(r) for r in repairs] if repairs else None,
+        mitigations=[not_run(r) for r in repairs] if repairs else None, counterfactual=counterfactual,
     )
     if progress:
         progress("rendering the report", 0, 1)

@@ -238,6 +238,17 @@ ModelSpec = Annotated[LogisticRegressionSpec | FrozenTextSpec | FrozenImageSpec 
                       Field(discriminator="kind")]
 
 
+class CounterfactualSpec(_Strict):
+    """A counterfactual audit of a text model: each test text with its identity terms swapped, scored again."""
+
+    column: str | None = Field(None, description="the text column swapped (default: the model's text column); the "
+                                                 "model must read it as its input")
+    substitutions: list[str] | str = Field(default_factory=lambda: ["gender", "race", "religion"],
+                                           description="built-in lists (gender, race, religion) or a YAML file of "
+                                                       "{category: {group: [terms]}} with sources")
+    max_rows: int = Field(500, ge=1, description="at most this many test texts are read (a seeded sample)")
+
+
 class AuditSpec(_Strict):
     """How to audit."""
 
@@ -249,6 +260,8 @@ class AuditSpec(_Strict):
     seed: int = Field(0, description="seed of every bootstrap draw")
     min_group_size: int = Field(30, ge=1, description="groups with fewer rows are flagged")
     bootstrap: Literal["counts", "rows"] = Field("counts", description="count-table (fast) or row-level resampling")
+    counterfactual: CounterfactualSpec | None = Field(None, description="swap identity terms in the test texts and "
+                                                                        "audit the change (frozen_text models)")
 
     @field_validator("n_boot")
     @classmethod
@@ -460,6 +473,9 @@ class Spec(_Strict):
             raise ValueError("'data.images' goes with a model of kind frozen_image")
         if self.model is not None and self.model.kind == "causal_lm":
             self._check_causal_lm()
+        if self.audit.counterfactual is not None and (self.model is None or self.model.kind != "frozen_text"):
+            raise ValueError("audit.counterfactual swaps words in a text model's inputs; it needs a model of kind "
+                             "frozen_text (a language model's decisions are audited on discrim-eval's variants)")
         if self.predictions is not None and not self.audit.sensitive:
             raise ValueError("a predictions audit needs 'audit.sensitive', the columns to group by")
         self._check_mitigations()

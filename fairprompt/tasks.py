@@ -201,10 +201,25 @@ class TextTask(_ModelTask):
     max_length: int = 128
     split_seed: int = 0
     training_seed: int = 0
+    counterfactual: CounterfactualTask | None = None
 
     @property
     def seeds(self) -> dict[str, int]:
         return {"split": self.split_seed, "training": self.training_seed}
+
+    def counterfactual_audit(self, model: Any) -> dict[str, Any] | None:
+        """The counterfactual audit of the test texts (``audit.counterfactual``) as results.json records it."""
+        c = self.counterfactual
+        if c is None:
+            return None
+        from fairprompt.counterfactual import counterfactual_audit
+
+        result = counterfactual_audit(
+            texts=self.pick(self.splits.test),
+            score=lambda texts: model.predict_proba(model.encode(texts), batch_size=self.batch_size)[:, 1],
+            threshold=self.threshold, substitutions=c.substitutions, max_rows=c.max_rows,
+            n_boot=c.n_boot, seed=c.seed, confidence=c.confidence)
+        return {"column": c.column, "score": "P(favourable)"} | result.to_dict()
 
     def pick(self, rows: np.ndarray) -> list[str]:
         """The texts of data-set rows ``rows``."""
@@ -454,7 +469,42 @@ def _text_task(spec: Spec, m: FrozenTextSpec) -> TextTask:
         )
     return TextTask(dataset=ds, sensitive=sensitive, y=ds.y, splits=splits, threshold=m.threshold,
                     batch_size=m.batch_size, texts=texts, text_info=text_info, settings=settings, backbone=backbone,
-                    max_length=m.text.max_length, split_seed=m.splits.seed, training_seed=m.training.seed)
+                    max_length=m.text.max_length, split_seed=m.splits.seed, training_seed=m.training.seed,
+                    counterfactual=_counterfactual(spec, text_info, [texts[i] for i in splits.test]))
+
+
+@dataclass(frozen=True)
+class CounterfactualTask:
+    """``audit.counterfactual`` resolved: the substitution lists (read and checked), the column and the bounds."""
+
+    substitutions: Any  # fairprompt.counterfactual.Substitutions
+    column: str | None
+    max_rows: int
+    n_boot: int
+    confidence: float
+    seed: int
+
+
+def _counterfactual(spec: Spec, text_info: dict[str, Any], test_texts: list[str]) -> CounterfactualTask | None:
+    """``audit.counterfactual`` checked before any model is built: the column, the lists, and that they match."""
+    c = spec.audit.counterfactual
+    if c is None:
+        return None
+    from fairprompt.counterfactual import Substitutions
+
+    own = text_info.get("text_column")
+    if c.column is not None and c.column != own:
+        reads = f"the column {own!r}" if own else "text written from the columns " + ", ".join(
+            text_info.get("text_columns") or [])
+        raise FairpromptError(f"audit.counterfactual.column is {c.column!r}, but the model reads {reads}; swap what "
+                              "the model reads (leave column out, or set model.text.column)")
+    substitutions = (Substitutions.load(c.substitutions, base=spec.folder) if isinstance(c.substitutions, str)
+                     else Substitutions.load(c.substitutions))
+    if not substitutions.variants(test_texts)[0]:
+        raise FairpromptError(f"audit.counterfactual: substitutions {substitutions.origin} match none of the "
+                              f"{len(test_texts):,} test texts; give lists whose terms occur in the texts")
+    return CounterfactualTask(substitutions=substitutions, column=own, max_rows=c.max_rows, n_boot=spec.audit.n_boot,
+                              confidence=spec.audit.ci_level, seed=spec.audit.seed)
 
 
 def _keyword_names(function: Callable[..., Any]) -> list[str]:

@@ -79,7 +79,7 @@ def test_identity_toxicity_text_column_and_split_column(tmp_path: Path) -> None:
         "data": {"dataset": "identity_toxicity", "options": {"n_train": 64, "n_validation": 32, "n_test_per_cell": 4}},
         "model": {"kind": "frozen_text", "text": {"column": "text"}, "splits": {"column": "split"},
                   "training": {"max_epochs": 1, "batch_size": 16}},
-        "audit": {"sensitive": ["identity_category"], "n_boot": 20},
+        "audit": {"sensitive": ["identity_category"], "n_boot": 20, "counterfactual": {"max_rows": 40}},
     })
     code, _, err = run_cli("--quiet", "audit", str(spec), "--out", str(tmp_path / "out"))
     assert code == 0, err
@@ -87,6 +87,41 @@ def test_identity_toxicity_text_column_and_split_column(tmp_path: Path) -> None:
     assert results["model"]["splits"]["train"] == 64 and results["model"]["text"]["text_column"] == "text"
     assert "reference" not in results["model"]
     assert results["data"]["positive_label"] == "0"
+    # the counterfactual audit of the test comments: every comment read is accounted for in each category
+    counterfactual = results["counterfactual"]
+    assert counterfactual["rows_read"] == 40 and counterfactual["column"] == "text"
+    for counts in counterfactual["counts"].values():
+        assert counts["swapped"] + counts["no_term"] + counts["several_groups"] + counts["ambiguous"] == 40
+    assert {p["category"] for p in counterfactual["pairs"]} <= {"gender", "race", "religion"}
+    assert counterfactual["variants"] == sum(p["rows"] for p in counterfactual["pairs"]) > 0
+    assert all(0.0 <= p["flip_rate"]["value"] <= 1.0 for p in counterfactual["pairs"])
+    assert "Counterfactual audit: identity terms swapped" in (tmp_path / "out" / "report.html").read_text()
+
+
+@pytest.mark.parametrize(("audit", "fragments"), [
+    ({"counterfactual": {"column": "identity"}}, ("audit.counterfactual.column is 'identity'", "reads the column 'text'")),
+    ({"counterfactual": {"substitutions": ["gendr"]}}, ("did you mean 'gender'",)),
+    ({"counterfactual": {"substitutions": "lists.yaml"}}, ("lists.yaml", "needs two groups or more")),
+    ({"counterfactual": {"substitutions": "nothing.yaml"}}, ("match none of the", "test texts")),
+])
+def test_counterfactual_spec_bad_inputs(tmp_path: Path, audit: dict, fragments: tuple[str, ...]) -> None:
+    (tmp_path / "lists.yaml").write_text("sources: {g: s}\ng: {a: [x]}\n")
+    (tmp_path / "nothing.yaml").write_text("sources: {g: s}\ng: {a: [zyzzyva], b: [qwertz]}\n")
+    spec = {"name": "t", "data": {"dataset": "identity_toxicity", "options": {"n_train": 64, "n_validation": 32,
+                                                                             "n_test_per_cell": 4}},
+            "model": {"kind": "frozen_text", "text": {"column": "text"}, "splits": {"column": "split"}},
+            "audit": {"sensitive": ["identity_category"], **audit}}
+    out = tmp_path / "out"
+    code, _, err = run_cli("--quiet", "audit", str(write_spec(tmp_path, spec)), "--out", str(out))
+    assert_user_error(code, err, *fragments)
+    assert not out.exists()
+
+
+def test_counterfactual_needs_a_text_model(tmp_path: Path) -> None:
+    spec = {"name": "t", "data": {"dataset": "adult"}, "model": {"kind": "logistic_regression"},
+            "audit": {"counterfactual": {}}}
+    code, _, err = run_cli("--quiet", "audit", str(write_spec(tmp_path, spec)), "--out", str(tmp_path / "out"))
+    assert_user_error(code, err, "audit.counterfactual swaps words", "frozen_text")
 
 
 def test_colored_digits_fixture_audit(tmp_path: Path) -> None:

@@ -88,6 +88,8 @@ class Overview:
     """Why the model as audited is degenerate (:mod:`fairprompt.metrics.degenerate`); empty when it is not."""
     degenerate_thresholds: DegenerateThresholds | None = None
     """The thresholds of the degenerate-model rule (as recorded, else this version's)."""
+    counterfactual: Any = None
+    """The counterfactual audit (:class:`fairprompt.results.counterfactual.CounterfactualRecord`), when run."""
 
     @property
     def ci_suffix(self) -> str:
@@ -175,4 +177,5 @@ def build_view(results: Results | Mapping[str, Any]) -> Overview:
         degenerate_thresholds=(audit.degenerate.thresholds if audit.degenerate is not None and audit.degenerate.thresholds
                                else DegenerateThresholds(min_group_rows=MIN_GROUP_ROWS, min_label_share=MIN_LABEL_SHARE,
                                                          max_decision_share=MAX_DECISION_SHARE)),
+        counterfactual=results.counterfactual,
     )

@@ -24,6 +24,7 @@ from fairprompt.atomic import write_text
 from fairprompt.errors import FairpromptError
 from fairprompt.results.audit import AuditRecord
 from fairprompt.results.base import Record, dumps, to_jsonable
+from fairprompt.results.counterfactual import CounterfactualRecord
 from fairprompt.results.model import ModelRecord
 from fairprompt.results.repairs import RepairRecord
 
@@ -129,6 +130,7 @@ class Results(Record):
     audit: AuditRecord
     mitigations: list[RepairRecord] | None = None
     decisions: DecisionsExport | None = None
+    counterfactual: CounterfactualRecord | None = None
 
     @property
     def repairs(self) -> list[Any]:
@@ -160,6 +162,7 @@ def build_results(
     command: Sequence[str] | None = None,
     created: str | None = None,
     mitigations: Sequence[Mapping[str, Any]] | None = None,
+    counterfactual: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble a results mapping (JSON-ready, checked against :class:`Results`) from its parts (``mitigations``
     only when given)."""
@@ -181,6 +184,8 @@ def build_results(
     }
     if mitigations is not None:
         results["mitigations"] = [dict(m) for m in mitigations]
+    if counterfactual is not None:
+        results["counterfactual"] = dict(counterfactual)
     return parse_results(to_jsonable(results), source="the results being built").to_json()
 
 
