@@ -29,7 +29,7 @@ from fairprompt.results.model import ModelRecord
 from fairprompt.results.repairs import RepairRecord
 
 SCHEMA = "fairprompt.results"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RECORDED_PACKAGES = ("fairprompt", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "jinja2", "pydantic",
                      "torch", "transformers", "peft", "fairlearn", "aif360")
 
@@ -65,7 +65,13 @@ def add_degenerate_check(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: add_degenerate_check}
+def allow_counterfactual(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 -> 3: version 3 adds the optional ``counterfactual`` block; a version 2 file has none and is
+    otherwise unchanged."""
+    return dict(data, schema_version=3)
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: add_degenerate_check, 2: allow_counterfactual}
 """``{version: upgrade}``: ``upgrade`` turns a file of that version into one of the next version. Whoever changes the
 record bumps :data:`SCHEMA_VERSION` and adds the step from the old version here (or leaves older files refused)."""
 
