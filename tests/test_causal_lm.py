@@ -225,3 +225,44 @@ def test_a_counterfactual_audit_of_the_language_model(lm: FrozenCausalLM) -> Non
     assert result.counts["gender"].ambiguous == 1 and result.variants == 2
     assert result.pair("gender", "male", "female").mean_change.value == pytest.approx(direct[2] - direct[0], abs=1e-4)
     assert result.pair("gender", "female", "male").mean_change.value == pytest.approx(direct[3] - direct[1], abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------- the task prompt (PEFT)
+def test_a_task_prompt_trains_saves_and_loads(lm: FrozenCausalLM, tmp_path: Path) -> None:
+    import hashlib
+
+    from peft import PeftModel
+
+    from fairprompt.models.causal_lm_prompt import load_task_prompt, save_task_prompt, train_task_prompt
+
+    def fingerprint() -> str:
+        return hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in lm.model.parameters())).hexdigest()
+
+    before = fingerprint()
+    texts = ["Is seven larger than three?", "Is three larger than seven?", "Is the sun hot?", "Is ice hot?"]
+    labels = np.array([1, 0, 1, 0])
+    plain = lm.scores(texts)
+    tuned = lm.with_prompt(lm.prompt)  # the same frozen model; the task prompt is this object's own
+    history = train_task_prompt(tuned, texts=texts, labels=labels, tokens=4, init_text="Answer the question.",
+                                epochs=2, lr=0.01, batch_size=2)
+    assert fingerprint() == before and all(not p.requires_grad for p in lm.model.parameters())
+    assert lm.task_prompt is None and tuned.task_prompt is not None and tuned.task_prompt.shape == (4, 576)
+    assert len(history.losses) == 3 and history.losses[-1] < history.losses[0]
+    scores = tuned.scores(texts, batch_size=4)
+    assert not np.allclose(scores, plain, atol=1e-3)
+    alone = np.array([tuned.scores([t])[0] for t in texts])  # batch invariance with soft tokens after the padding
+    np.testing.assert_allclose(alone, scores, atol=1e-4)
+
+    folder = save_task_prompt(tuned, tmp_path / "prompt", init_text="Answer the question.")
+    assert fingerprint() == before
+    again = lm.with_prompt(lm.prompt)
+    load_task_prompt(again, folder)
+    np.testing.assert_allclose(again.scores(texts, batch_size=4), scores, atol=1e-5)
+    peft = PeftModel.from_pretrained(lm.model, str(folder))  # PEFT reads its own format
+    assert torch.equal(peft.prompt_encoder["default"].embedding.weight.detach(), again.task_prompt)
+    lm.model = peft.get_base_model()
+    assert fingerprint() == before
+    with pytest.raises(FairpromptError, match="holds no PEFT task prompt"):
+        load_task_prompt(again, tmp_path)
+    with pytest.raises(FairpromptError, match="as many labels as texts"):
+        train_task_prompt(again, texts=texts, labels=labels[:2])

@@ -86,6 +86,7 @@ class FrozenCausalLM:
             raise FairpromptError(f"model {source.title} has neither a padding nor an end-of-text token to pad with")
         self.pad_id = int(pad)
         self.context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+        self.task_prompt: torch.Tensor | None = None  # soft tokens (n x hidden) after the padding, before the prompt
 
     @classmethod
     def load(cls, backbone: str | None = None, *, verbalizer: Verbalizer = Verbalizer(),
@@ -121,6 +122,7 @@ class FrozenCausalLM:
         """Token ids of each input's prompt; a prompt longer than the context window is refused."""
         out = []
         longest = max(len(a) for a in (*self.favourable_ids, *self.unfavourable_ids)) - 1  # teacher-forced tokens
+        longest += 0 if self.task_prompt is None else int(self.task_prompt.shape[0])
         for i, text in enumerate(texts):
             ids = self.tokenizer.encode(self.prompt_text(str(text)), add_special_tokens=False)
             if self.context and len(ids) + longest > self.context:
@@ -131,23 +133,30 @@ class FrozenCausalLM:
 
     # ------------------------------------------------------------------------------------------------ scoring
     def _logits(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, int]:
-        """The model's logits for left-padded ``rows`` (every row ends at the last column), and the width."""
-        width = max(len(r) for r in rows)
+        """The model's logits for left-padded ``rows`` (every row ends at the last column), and the width.  A task
+        prompt's soft tokens go right after each row's padding, so they count from position 0 like a prefix."""
+        soft = self.task_prompt
+        extra = 0 if soft is None else int(soft.shape[0])
+        width = max(len(r) for r in rows) + extra
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for j, r in enumerate(rows):
             ids[j, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
-            mask[j, width - len(r):] = 1
+            mask[j, width - len(r) - extra:] = 1
         device = next(self.model.parameters()).device
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         embeds = self.model.get_input_embeddings()(ids)
+        if soft is not None:
+            starts = [width - len(r) - extra for r in rows]
+            embeds = torch.stack([torch.cat([e[:s], soft.to(e.dtype), e[s + extra:]]) for e, s in zip(embeds, starts,
+                                                                                                  strict=True)])
         return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits.float(), width
 
     def _next_token(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
         """log p(token | row) at the next position, for every token of the vocabulary."""
         logits, _ = self._logits(rows)
-        return torch.log_softmax(logits[:, -1, :], dim=-1).cpu()
+        return torch.log_softmax(logits[:, -1, :], dim=-1).cpu()  # on the CPU: differentiable all the same
 
     def _log_probs(self, rows: Sequence[Sequence[int]], continuation: Sequence[int]) -> torch.Tensor:
         """log p(continuation | row) for each row: the sum over the continuation's tokens (teacher-forced)."""
@@ -157,18 +166,23 @@ class FrozenCausalLM:
         target = torch.as_tensor(list(continuation), device=steps.device).expand(len(rows), n)
         return steps.gather(2, target.unsqueeze(-1)).squeeze(-1).sum(dim=1).cpu()
 
+    def score_tensor(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
+        """The verbalizer's log-odds for prompts already encoded (one batch), differentiable (for training a task
+        prompt); :meth:`score_ids` is the same under ``inference_mode``."""
+        answers_both = (self.favourable_ids, self.unfavourable_ids)
+        following = self._next_token(rows) if any(len(a) == 1 for side in answers_both for a in side) else None
+        sides = []
+        for answers in answers_both:
+            single = sorted({a[0] for a in answers if len(a) == 1})
+            parts = [following[:, single]] if following is not None and single else []
+            parts += [self._log_probs(rows, a).unsqueeze(1) for a in answers if len(a) > 1]
+            sides.append(torch.logsumexp(torch.cat(parts, dim=1), dim=1))
+        return sides[0] - sides[1]
+
     def score_ids(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
         """The verbalizer's log-odds for prompts already encoded (one batch)."""
         with torch.inference_mode():
-            answers_both = (self.favourable_ids, self.unfavourable_ids)
-            following = self._next_token(rows) if any(len(a) == 1 for side in answers_both for a in side) else None
-            sides = []
-            for answers in answers_both:
-                single = sorted({a[0] for a in answers if len(a) == 1})
-                parts = [following[:, single]] if single else []
-                parts += [self._log_probs(rows, a).unsqueeze(1) for a in answers if len(a) > 1]
-                sides.append(torch.logsumexp(torch.cat(parts, dim=1), dim=1))
-        return (sides[0] - sides[1]).double().numpy()
+            return self.score_tensor(rows).double().numpy()
 
     def scores(self, texts: Sequence[str], *, batch_size: int = 8,
                progress: Callable[[str, int, int], None] | None = None) -> np.ndarray:
@@ -185,8 +199,10 @@ class FrozenCausalLM:
 
     def with_prompt(self, prompt: DecisionPrompt) -> FrozenCausalLM:
         """The same frozen model (shared, not copied) deciding through another prompt."""
-        return FrozenCausalLM(model=self.model, tokenizer=self.tokenizer, source=self.source,
-                              verbalizer=self.verbalizer, prompt=prompt)
+        other = FrozenCausalLM(model=self.model, tokenizer=self.tokenizer, source=self.source,
+                               verbalizer=self.verbalizer, prompt=prompt)
+        other.task_prompt = self.task_prompt
+        return other
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "causal_lm", "backbone": self.source.title, "path": self.source.path, "gguf": self.source.gguf,
