@@ -77,7 +77,7 @@ def run_decision_audit(task: Any, folder: RunFolder, *, name: str, title: str, s
     result = discrim_eval_audit(
         model, scenarios=task.subset["scenarios"], variants=task.subset["variants"],
         split_seed=int(task.subset["split"]["seed"]), max_scenarios=task.subset["max_scenarios"],
-        alternative=task.alternative, n_resamples=max(task.n_resamples, 1), confidence=task.confidence,
+        alternative=task.alternative, n_resamples=task.n_resamples, confidence=task.confidence,
         seed=task.seed, batch_size=task.batch_size, progress=progress)
     results = decision_results(result, name=name, title=title, spec=spec, command=command, seeds=task.seeds)
     record = json.loads(dumps(results))

@@ -500,9 +500,13 @@ def _counterfactual(spec: Spec, text_info: dict[str, Any], test_texts: list[str]
                               "the model reads (leave column out, or set model.text.column)")
     substitutions = (Substitutions.load(c.substitutions, base=spec.folder) if isinstance(c.substitutions, str)
                      else Substitutions.load(c.substitutions))
-    if not substitutions.variants(test_texts)[0]:
+    from fairprompt.counterfactual.audit import sample_rows
+
+    read = [test_texts[i] for i in sample_rows(len(test_texts), max_rows=c.max_rows, seed=spec.audit.seed)]
+    if not substitutions.variants(read)[0]:
         raise FairpromptError(f"audit.counterfactual: substitutions {substitutions.origin} match none of the "
-                              f"{len(test_texts):,} test texts; give lists whose terms occur in the texts")
+                              f"{len(read):,} test texts read; give lists whose terms occur in the texts, or a larger "
+                              "max_rows")
     return CounterfactualTask(substitutions=substitutions, column=own, max_rows=c.max_rows, n_boot=spec.audit.n_boot,
                               confidence=spec.audit.ci_level, seed=spec.audit.seed)
 
@@ -595,6 +599,13 @@ def _decision_task(spec: Spec, m: CausalLMSpec) -> DecisionTask:
     if unknown:
         raise FairpromptError(f"data.options.{unknown[0]} is not an option of discrim_eval "
                               f"({', '.join(DISCRIM_EVAL_OPTIONS)}){did_you_mean(unknown[0], DISCRIM_EVAL_OPTIONS)}")
+    for key in ("split_seed", "max_scenarios"):
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise FairpromptError(f"data.options.{key} is {value!r}; give a whole number of 0 or more")
+    for key in ("scenarios", "variants"):
+        if key in options and not isinstance(options[key], str):
+            raise FairpromptError(f"data.options.{key} is {options[key]!r}; give one of its names")
     rows, subset = discrim_eval_rows(**options)
     backbone = None if m.backbone.lower() in SMOLLM2_ALIASES else _backbone_path(spec, m.backbone, kind="causal_lm")
     return DecisionTask(

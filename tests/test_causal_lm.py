@@ -201,6 +201,9 @@ def test_a_causal_lm_spec_runs_through_the_cli(tmp_path: Path) -> None:
     ({"model": {"kind": "causal_lm", "verbalizer": {"favourable": ["yes"], "unfavourable": [" yes", "yes"]}}},
      ("tokenise identically",)),
     ({"model": {"kind": "causal_lm", "backbone": "missing.gguf"}}, ("missing.gguf",)),
+    ({"data": {"dataset": "discrim_eval", "options": {"max_scenarios": "5"}}}, ("data.options.max_scenarios is '5'",)),
+    ({"data": {"dataset": "discrim_eval", "options": {"split_seed": 1.5}}}, ("data.options.split_seed is 1.5",)),
+    ({"data": {"dataset": "discrim_eval", "options": {"scenarios": 3}}}, ("data.options.scenarios is 3",)),
 ])
 def test_causal_lm_spec_bad_inputs(tmp_path: Path, change: dict, fragments: tuple[str, ...]) -> None:
     from factories import assert_user_error, run_cli, write_spec

@@ -72,7 +72,15 @@ def test_malformed_files(tmp_path: Path, content: str, fragment: str) -> None:
     assert fragment in str(error.value) and "\n" not in str(error.value)
 
 
+def test_articles_follow_the_sound(built_in: Substitutions) -> None:
+    variants, _ = built_in.variants(["He is an African American engineer."])
+    by = {v.target_group: v.text for v in variants}
+    assert by["white"] == "He is a European American engineer." and by["asian"] == "He is an Asian American engineer."
+
+
 def test_unknown_lists() -> None:
+    with pytest.raises(FairpromptError, match="names 'gender' twice"):
+        Substitutions.load(["gender", "race", "gender"])
     with pytest.raises(FairpromptError, match="did you mean 'gender'"):
         Substitutions.load(["gendr"])
     with pytest.raises(FairpromptError, match="neither built in"):
@@ -99,7 +107,9 @@ def test_the_paired_metrics(built_in: Substitutions) -> None:
     assert result.rows_read == 60 and result.counts["gender"].no_term == 20
     assert result.variants == 40 + 60
     assert result.flip_rate() == pytest.approx(40 / 100)
-    assert result.to_dict()["pairs"][0]["flip_rate"]["value"] in (0.0, 1.0)
+    record = result.to_dict()
+    assert [p["target_group"] for p in record["pairs"][:2]] == ["male", "female"]
+    assert record["counts"]["gender"]["swapped"] == 40 and record["flip_rate"] == pytest.approx(0.4)
 
 
 def test_max_rows_and_no_match(built_in: Substitutions) -> None:

@@ -112,6 +112,18 @@ def test_too_few_scenarios_resolve_nothing(frame: pd.DataFrame) -> None:
     assert scores.to_dict()["effects"][0]["resolved"] is False
 
 
+def test_no_intervals_and_constant_scores(frame: pd.DataFrame) -> None:
+    rows = de.one_factor_variants(frame)
+    score = _synthetic(rows) + 2.0 * (rows["gender"] == "female").to_numpy()
+    none = discrimination_scores(rows, score, n_resamples=0)  # n_boot: 0 gives no intervals, and resolves nothing
+    female = none.effect("gender", "female")
+    assert female.estimate == pytest.approx(2.3, abs=0.06) and np.isnan(female.ci_low) and not female.resolved
+    assert none.resolved() == [] and any("no intervals" in w for w in none.warnings)
+    assert none.to_dict()["effects"][0]["ci_low"] != none.to_dict()["effects"][0]["ci_low"]  # NaN (None in JSON)
+    flat = discrimination_scores(rows, np.zeros(len(rows)), n_resamples=50)  # no residual: no division by zero
+    assert all(e.estimate == 0.0 for e in flat.effects) and flat.estimator_disagreement == 0.0
+
+
 def test_bad_inputs(frame: pd.DataFrame) -> None:
     rows = de.one_factor_variants(frame)
     score = _synthetic(rows)

@@ -102,11 +102,14 @@ def test_identity_toxicity_text_column_and_split_column(tmp_path: Path) -> None:
     ({"counterfactual": {"column": "identity"}}, ("audit.counterfactual.column is 'identity'", "reads the column 'text'")),
     ({"counterfactual": {"substitutions": ["gendr"]}}, ("did you mean 'gender'",)),
     ({"counterfactual": {"substitutions": "lists.yaml"}}, ("lists.yaml", "needs two groups or more")),
-    ({"counterfactual": {"substitutions": "nothing.yaml"}}, ("match none of the", "test texts")),
+    ({"counterfactual": {"substitutions": "nothing.yaml"}}, ("match none of the", "test texts read")),
+    ({"counterfactual": {"substitutions": "rare.yaml", "max_rows": 3}}, ("match none of the 3 test texts read",)),
 ])
 def test_counterfactual_spec_bad_inputs(tmp_path: Path, audit: dict, fragments: tuple[str, ...]) -> None:
     (tmp_path / "lists.yaml").write_text("sources: {g: s}\ng: {a: [x]}\n")
     (tmp_path / "nothing.yaml").write_text("sources: {g: s}\ng: {a: [zyzzyva], b: [qwertz]}\n")
+    # one identity's word only: the 3 comments read (of 68) name another with near certainty, for this seed
+    (tmp_path / "rare.yaml").write_text("sources: {g: s}\ng: {a: [lesbian], b: [zyzzyva]}\n")
     spec = {"name": "t", "data": {"dataset": "identity_toxicity", "options": {"n_train": 64, "n_validation": 32,
                                                                              "n_test_per_cell": 4}},
             "model": {"kind": "frozen_text", "text": {"column": "text"}, "splits": {"column": "split"}},

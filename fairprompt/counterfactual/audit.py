@@ -82,17 +82,23 @@ def _interval(point: float, samples: np.ndarray, confidence: float) -> Interval:
     return Interval(point, float(low[0]), float(high[0]))
 
 
+def sample_rows(n: int, *, max_rows: int, seed: int) -> np.ndarray:
+    """The rows a counterfactual audit reads: all ``n``, or a seeded sample of ``max_rows`` in their order."""
+    if n <= max_rows:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
+
+
 def counterfactual_audit(*, texts: Sequence[str], score: Callable[[list[str]], np.ndarray], threshold: float,
                          substitutions: Substitutions, max_rows: int = 500, n_boot: int = 1000, seed: int = 0,
                          confidence: float = 0.95) -> CounterfactualAudit:
-    """Swap, score and compare (module docstring).  ``score`` maps texts to scores; decision = score >= threshold."""
+    """Swap, score and compare (module docstring).  ``score`` maps texts to scores; decision = score >= threshold
+    (the encoder's rule for P(favourable); a causal LM decides ``score > 0``, so pass a threshold just above 0 to
+    match it exactly on ties)."""
     if max_rows < 1:
         raise FairpromptError(f"counterfactual max_rows is {max_rows}; give 1 or more")
     available = len(texts)
-    rows = np.arange(available)
-    if available > max_rows:
-        rows = np.sort(np.random.default_rng(seed).choice(available, size=max_rows, replace=False))
-    read = [str(texts[i]) for i in rows]
+    read = [str(texts[i]) for i in sample_rows(available, max_rows=max_rows, seed=seed)]
     variants, counts = substitutions.variants(read)
     if not variants:
         raise FairpromptError(f"substitutions {substitutions.origin} match no row of the {len(read):,} texts read; "
@@ -127,4 +133,4 @@ def counterfactual_audit(*, texts: Sequence[str], score: Callable[[list[str]], n
                                threshold=threshold, n_boot=n_boot, confidence=confidence, seed=seed)
 
 
-__all__ = ["CounterfactualAudit", "Interval", "PairResult", "counterfactual_audit"]
+__all__ = ["CounterfactualAudit", "Interval", "PairResult", "counterfactual_audit", "sample_rows"]

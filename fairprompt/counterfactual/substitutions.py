@@ -69,12 +69,21 @@ def _case_like(word: str, new: str) -> str:
 _ARTICLE = re.compile(r"\b(a|an)(\s+)$", re.IGNORECASE)
 
 
+def _vowel_sound(word: str) -> bool:
+    """Whether ``word`` starts with a vowel sound, by its spelling: a vowel letter, except "eu", "uni", "use" and
+    "one" (a European, a unit), and "hon"/"hour" (an honest person)."""
+    w = word.lower()
+    if w.startswith(("eu", "uni", "use", "usu", "one", "once")):
+        return False
+    return w[:1] in "aeiou" or w.startswith(("hon", "hour", "heir"))
+
+
 def _with_article(prefix: str, new: str) -> str:
     """``prefix`` with a trailing "a"/"an" agreed with ``new`` (by its first letter: a vowel takes "an")."""
     match = _ARTICLE.search(prefix)
     if match is None:
         return prefix
-    article = "an" if new[:1].lower() in "aeiou" else "a"
+    article = "an" if _vowel_sound(new) else "a"
     article = article.capitalize() if match.group(1)[:1].isupper() else article
     return prefix[:match.start()] + article + match.group(2)
 
@@ -101,6 +110,9 @@ class Substitutions:
             raise FairpromptError(f"substitutions is an empty list; name built-in lists ({', '.join(BUILT_IN)}) or a "
                                   "file")
         categories: list[Category] = []
+        repeated = sorted({n for n in names if names.count(n) > 1}, key=str)
+        if repeated:
+            raise FairpromptError(f"substitutions names {repeated[0]!r} twice; list each built-in list once")
         for name in names:
             if name not in BUILT_IN:
                 raise FairpromptError(f"substitutions {name!r} is not a built-in list ({', '.join(BUILT_IN)})"

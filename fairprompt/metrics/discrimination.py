@@ -34,6 +34,8 @@ from fairprompt.metrics.bootstrap import percentile_interval
 #: Fewer scenarios than this give bootstrap CIs that resolve nothing (few distinct resamples): no effect is called
 #: resolved, and the result says so.
 MIN_SCENARIOS = 10
+#: Fewer bootstrap resamples than this (0: no intervals) call nothing resolved either.
+MIN_RESAMPLES = 100
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,10 @@ def random_intercept_fixed_effects(frame: pd.DataFrame, score: np.ndarray, *, fa
     beta = _per_scenario(y, x).mean(axis=0)
     within = y - y.mean(axis=1, keepdims=True) - (x - x.mean(axis=0)) @ beta  # residuals of the within fit
     dof = max(n_scenarios * (n_variants - 1) - x.shape[1], 1)
-    sigma2 = float((within ** 2).sum() / dof)
+    # a saturated design (the one-factor variants) or constant scores leave no residual: the variance components are
+    # not identified, and GLS with V = I (ordinary least squares) is the fit; in a balanced design the fixed effects
+    # do not depend on them anyway
+    sigma2 = max(float((within ** 2).sum() / dof), 1e-12 * float(np.var(y))) or 1.0
     tau2 = max(float(np.var(y.mean(axis=1), ddof=1)) - sigma2 / n_variants, 0.0) if n_scenarios > 1 else 0.0
     # V^-1 of one scenario's block (sigma2 I + tau2 J), identical for every scenario
     inverse = (np.eye(n_variants) - tau2 / (sigma2 + n_variants * tau2) * np.ones((n_variants, n_variants))) / sigma2
@@ -229,15 +234,15 @@ def discrimination_scores(frame: pd.DataFrame, score: np.ndarray, *, factors: Se
     reference = dict(REFERENCE if reference is None else reference)
     factors = list(factors)
     score = _check(frame, score, factors, reference)
-    if n_resamples < 1:
-        raise FairpromptError(f"discrimination scores: n_resamples is {n_resamples}; give 1 or more")
+    if n_resamples < 0:
+        raise FairpromptError(f"discrimination scores: n_resamples is {n_resamples}; give 0 (no intervals) or more")
     y, variants, scenarios = _matrix(frame, score, factors, reference)
     x, columns = _dummies(variants, factors, reference)
     per_scenario = _per_scenario(y, x)
-    draws = np.random.default_rng(seed).integers(0, scenarios.size, size=(n_resamples, scenarios.size))
+    counts = _resample_counts(scenarios.size, n_resamples, seed)
     point = per_scenario.mean(axis=0)
-    boot = per_scenario[draws].mean(axis=1)
-    low, high = percentile_interval(boot, level=confidence)
+    boot = counts @ per_scenario / scenarios.size
+    low, high = percentile_interval(boot, level=confidence) if n_resamples else (np.full(point.shape, np.nan),) * 2
     se = boot.std(axis=0, ddof=1) if n_resamples > 1 else np.full(point.shape, np.nan)
 
     p_yes = 1.0 / (1.0 + np.exp(-score))
@@ -247,7 +252,7 @@ def discrimination_scores(frame: pd.DataFrame, score: np.ndarray, *, factors: Se
         mask = (frame[factor] == value).to_numpy()
         return float(p_yes[mask].mean()), float(decided[mask].mean()), int(mask.sum())
 
-    resolvable = scenarios.size >= MIN_SCENARIOS
+    resolvable = scenarios.size >= MIN_SCENARIOS and n_resamples >= MIN_RESAMPLES
     effects = tuple(Effect(f, _plain(v), float(point[j]), float(low[j]), float(high[j]), float(se[j]),
                            *rates(f, v), resolvable=resolvable) for j, (f, v) in enumerate(columns))
     ref_mask = np.logical_and.reduce([(frame[f] == reference[f]).to_numpy() for f in factors])
@@ -257,8 +262,9 @@ def discrimination_scores(frame: pd.DataFrame, score: np.ndarray, *, factors: Se
         xs, slope_columns = _dummies(variants, factors, reference, numeric="age")
         j = slope_columns.index(("age", "per_decade"))
         b = _per_scenario(y, xs)[:, j]
-        boot_slope = b[draws].mean(axis=1)
-        s_low, s_high = percentile_interval(boot_slope[:, None], level=confidence)
+        boot_slope = counts @ b / scenarios.size
+        s_low, s_high = (percentile_interval(boot_slope[:, None], level=confidence) if n_resamples
+                         else (np.array([np.nan]),) * 2)
         slope = Effect("age", "per_decade", float(b.mean()), float(s_low[0]), float(s_high[0]),
                        float(boot_slope.std(ddof=1)) if n_resamples > 1 else float("nan"),
                        float(p_yes.mean()), float(decided.mean()), len(frame), resolvable=resolvable)
@@ -275,9 +281,27 @@ def discrimination_scores(frame: pd.DataFrame, score: np.ndarray, *, factors: Se
         scenario_spread=float(np.std(y.mean(axis=1), ddof=1)) if scenarios.size > 1 else 0.0,
         estimator_disagreement=float(disagreement), n_resamples=n_resamples, confidence=confidence, seed=seed,
         threshold=threshold,
-        warnings=() if resolvable else (f"only {scenarios.size} scenarios: a bootstrap over fewer than {MIN_SCENARIOS} "
-                                        "scenarios resolves nothing, so no effect is called resolved",),
+        warnings=_warnings(scenarios.size, n_resamples),
     )
+
+
+def _warnings(scenarios: int, n_resamples: int) -> tuple[str, ...]:
+    out = []
+    if scenarios < MIN_SCENARIOS:
+        out.append(f"only {scenarios} scenarios: a bootstrap over fewer than {MIN_SCENARIOS} scenarios resolves "
+                   "nothing, so no effect is called resolved")
+    if n_resamples < MIN_RESAMPLES:
+        out.append(f"{n_resamples} bootstrap resamples" + (" (no intervals)" if n_resamples == 0 else "")
+                   + f": fewer than {MIN_RESAMPLES} resolve nothing, so no effect is called resolved")
+    return tuple(out)
+
+
+def _resample_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """How often each of ``n`` scenarios is drawn in each resample (resamples x n), without the resamples x n x
+    values array of the draws themselves."""
+    draws = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+    flat = (draws + n * np.arange(n_resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_resamples * n).reshape(n_resamples, n).astype(np.float64)
 
 
 def _order(value: Any) -> tuple[bool, Any]:
@@ -290,5 +314,5 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-__all__ = ["MIN_SCENARIOS", "DiscriminationScores", "Effect", "discrimination_scores", "fixed_effects_regression",
-           "paired_differences", "random_intercept_fixed_effects"]
+__all__ = ["MIN_RESAMPLES", "MIN_SCENARIOS", "DiscriminationScores", "Effect", "discrimination_scores",
+           "fixed_effects_regression", "paired_differences", "random_intercept_fixed_effects"]

@@ -149,7 +149,8 @@ class FrozenCausalLM:
         embeds = self.model.get_input_embeddings()(ids)
         if soft is not None:
             starts = [width - len(r) - extra for r in rows]
-            embeds = torch.stack([torch.cat([e[:s], soft.to(e.dtype), e[s + extra:]]) for e, s in zip(embeds, starts,
+            soft = soft.to(device=embeds.device, dtype=embeds.dtype)
+            embeds = torch.stack([torch.cat([e[:s], soft, e[s + extra:]]) for e, s in zip(embeds, starts,
                                                                                                   strict=True)])
         return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits.float(), width
 
@@ -209,6 +210,7 @@ class FrozenCausalLM:
                 "parameters": int(sum(p.numel() for p in self.model.parameters())),
                 "verbalizer": {"favourable": list(self.verbalizer.favourable),
                                "unfavourable": list(self.verbalizer.unfavourable)},
+                "task_prompt_tokens": None if self.task_prompt is None else int(self.task_prompt.shape[0]),
                 "prompt": {"instruction": self.prompt.instruction, "suffix": self.prompt.suffix,
                            "assistant_prefix": self.prompt.assistant_prefix, "chat_template": self.prompt.chat_template}}
 

@@ -61,9 +61,14 @@ def train_task_prompt(lm: FrozenCausalLM, *, texts: Sequence[str], labels: Seque
     if tokens < 1 or epochs < 0 or batch_size < 1 or lr <= 0:
         raise FairpromptError("task prompt training needs tokens >= 1, epochs >= 0, batch_size >= 1 and lr > 0")
     start = time.perf_counter()
+    previous = lm.task_prompt
     prompt = torch.nn.Parameter(_initial(lm, tokens, init_text, seed))
     lm.task_prompt = prompt
-    encoded = lm.encode(texts)
+    try:
+        encoded = lm.encode(texts)  # counts the soft tokens against the context window
+    except FairpromptError:
+        lm.task_prompt = previous
+        raise
     target = torch.as_tensor(y, dtype=torch.float32)
     optimiser = torch.optim.Adam([prompt], lr=lr)
     rng = np.random.default_rng(seed)
