@@ -269,3 +269,23 @@ def test_a_task_prompt_trains_saves_and_loads(lm: FrozenCausalLM, tmp_path: Path
         load_task_prompt(again, tmp_path)
     with pytest.raises(FairpromptError, match="as many labels as texts"):
         train_task_prompt(again, texts=texts, labels=labels[:2])
+
+
+def test_a_task_prompt_is_cached_by_its_key(lm: FrozenCausalLM, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from fairprompt.models.causal_lm_prompt import CausalLMPromptSettings, cached_task_prompt, task_prompt_key
+
+    monkeypatch.setenv("FAIRPROMPT_CACHE", str(tmp_path))
+    texts, labels = ["Is fire hot?", "Is snow hot?"], np.array([1, 0])
+    settings = CausalLMPromptSettings(tokens=2, epochs=1, batch_size=2)
+    first = lm.with_prompt(lm.prompt)
+    record = cached_task_prompt(first, settings=settings, texts=texts, labels=labels)
+    assert record["source"] == "trained in this run" and (tmp_path / "causal_lm_prompts" / record["cache_key"]).is_dir()
+    second = lm.with_prompt(lm.prompt)
+    again = cached_task_prompt(second, settings=settings, texts=texts, labels=labels)
+    assert again["source"] == "cache" and again["cache_key"] == record["cache_key"]
+    np.testing.assert_allclose(second.scores(texts), first.scores(texts), atol=1e-6)
+    other = task_prompt_key(lm, settings=settings, texts=texts, labels=np.array([0, 1]))  # other labels, other key
+    assert other != record["cache_key"]
+    assert task_prompt_key(lm.with_prompt(DecisionPrompt(suffix="?")), settings=settings, texts=texts,
+                           labels=labels) != record["cache_key"]  # another prompt, another key

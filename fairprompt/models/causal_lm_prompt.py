@@ -154,4 +154,84 @@ def load_task_prompt(lm: FrozenCausalLM, directory: str | Path) -> torch.Tensor:
     return lm.task_prompt
 
 
-__all__ = ["TaskPromptHistory", "load_task_prompt", "save_task_prompt", "train_task_prompt"]
+# ------------------------------------------------------------------------------------------------------ cache
+HISTORY_FILE = "training.json"
+TRAINER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CausalLMPromptSettings:
+    """How a causal LM's task prompt is trained (part of its cache key)."""
+
+    tokens: int = 8
+    init_text: str | None = None
+    epochs: int = 1
+    lr: float = 3e-3
+    batch_size: int = 8
+    seed: int = 0
+
+
+def model_fingerprint(lm: FrozenCausalLM) -> dict[str, Any]:
+    """What identifies the frozen model and how it is asked: the GGUF's sha256 (or the path), the prompt, the
+    verbalizer."""
+    from fairprompt.models.causal_lm_source import gguf_sha256
+
+    source = {"gguf_sha256": gguf_sha256(Path(lm.source.gguf))} if lm.source.gguf else {"path": lm.source.path}
+    described = lm.describe()
+    return source | {"prompt": described["prompt"], "verbalizer": described["verbalizer"]}
+
+
+def task_prompt_key(lm: FrozenCausalLM, *, settings: CausalLMPromptSettings, texts: Sequence[str],
+                    labels: Sequence[int] | np.ndarray) -> str:
+    """The cache key of a task prompt trained with these settings on these rows for this model."""
+    from dataclasses import asdict
+
+    from fairprompt.cache import cache_key
+    from fairprompt.models.adapt import library_versions
+
+    rows = cache_key({"texts": [str(t) for t in texts], "labels": [int(v) for v in np.asarray(labels)]})
+    return cache_key({"trainer": TRAINER_VERSION, "kind": "causal_lm", "model": model_fingerprint(lm),
+                      "settings": asdict(settings), "rows": rows, "versions": library_versions()})
+
+
+def cached_task_prompt(lm: FrozenCausalLM, *, settings: CausalLMPromptSettings, texts: Sequence[str],
+                       labels: Sequence[int] | np.ndarray, use_cache: bool = True, use_shipped: bool = True,
+                       progress: Progress | None = None) -> dict[str, Any]:
+    """Give ``lm`` the task prompt these settings train on these rows: from the cache or the prompts shipped with
+    fairprompt when there, else trained now and stored (atomically; a prompt another run stored first is kept).
+    Returns its training record (losses, where it came from, the cache key)."""
+    import json
+
+    from fairprompt.atomic import replace_dir, write_text
+    from fairprompt.cache import cache_dir
+    from fairprompt.models.adapt import SHIPPED
+
+    key = task_prompt_key(lm, settings=settings, texts=texts, labels=labels)
+    roots = (cache_dir("causal_lm_prompts"), SHIPPED) if use_shipped else (cache_dir("causal_lm_prompts"),)
+    for root in roots if use_cache else ():
+        found = root / key
+        if (found / HISTORY_FILE).is_file():
+            try:
+                record = json.loads((found / HISTORY_FILE).read_text(encoding="utf-8"))
+            except ValueError:
+                raise FairpromptError(f"cached training record '{found / HISTORY_FILE}' is corrupted; delete "
+                                      f"'{found}' and run again") from None
+            load_task_prompt(lm, found)
+            origin = "shipped with fairprompt" if root == SHIPPED else "cache"
+            return record | {"source": origin, "cache_key": key, "path": str(found)}
+    history = train_task_prompt(lm, texts=texts, labels=labels, tokens=settings.tokens, init_text=settings.init_text,
+                                epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
+                                seed=settings.seed, progress=progress)
+    record = {"losses": history.losses, "seconds": history.seconds, "trained_rows": len(texts)}
+    path = None
+    if use_cache:
+        def fill(staging: Path) -> None:
+            save_task_prompt(lm, staging, init_text=settings.init_text)
+            write_text(staging / HISTORY_FILE, json.dumps(record, indent=2) + "\n")
+
+        path = replace_dir(cache_dir("causal_lm_prompts"), key, fill, overwrite=False)
+    return record | {"source": "trained in this run", "cache_key": key, "path": None if path is None else str(path)}
+
+
+__all__ = ["CausalLMPromptSettings", "TaskPromptHistory", "cached_task_prompt", "load_task_prompt",
+           "model_fingerprint", "save_task_prompt", "task_prompt_key", "train_task_prompt"]
