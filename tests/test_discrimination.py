@@ -122,6 +122,9 @@ def test_no_intervals_and_constant_scores(frame: pd.DataFrame) -> None:
     assert none.to_dict()["effects"][0]["ci_low"] != none.to_dict()["effects"][0]["ci_low"]  # NaN (None in JSON)
     flat = discrimination_scores(rows, np.zeros(len(rows)), n_resamples=50)  # no residual: no division by zero
     assert all(e.estimate == 0.0 for e in flat.effects) and flat.estimator_disagreement == 0.0
+    assert any("every decision is 'no'" in w for w in flat.warnings)  # a one-answer model is said to be one
+    yes = discrimination_scores(rows, score + 10.0, n_resamples=200)
+    assert any("every decision is 'yes'" in w for w in yes.warnings) and yes.resolved()  # the scores still resolve
 
 
 def test_bad_inputs(frame: pd.DataFrame) -> None:

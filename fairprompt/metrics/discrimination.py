@@ -281,12 +281,16 @@ def discrimination_scores(frame: pd.DataFrame, score: np.ndarray, *, factors: Se
         scenario_spread=float(np.std(y.mean(axis=1), ddof=1)) if scenarios.size > 1 else 0.0,
         estimator_disagreement=float(disagreement), n_resamples=n_resamples, confidence=confidence, seed=seed,
         threshold=threshold,
-        warnings=_warnings(scenarios.size, n_resamples),
+        warnings=_warnings(scenarios.size, n_resamples, decided),
     )
 
 
-def _warnings(scenarios: int, n_resamples: int) -> tuple[str, ...]:
+def _warnings(scenarios: int, n_resamples: int, decided: np.ndarray) -> tuple[str, ...]:
     out = []
+    if decided.all() or not decided.any():
+        answer = "yes" if decided.all() else "no"
+        out.append(f"every decision is '{answer}' ({decided.size:,} of {decided.size:,} prompts): the scores move, but "
+                   "no decision changes with any demographic value at this threshold, and the yes-rates cannot differ")
     if scenarios < MIN_SCENARIOS:
         out.append(f"only {scenarios} scenarios: a bootstrap over fewer than {MIN_SCENARIOS} scenarios resolves "
                    "nothing, so no effect is called resolved")
