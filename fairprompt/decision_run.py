@@ -17,14 +17,16 @@ import json
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from fairprompt import __version__
-from fairprompt.decision_audit import DecisionAudit, discrim_eval_audit
 from fairprompt.results import dumps, package_versions
 from fairprompt.run_folder import RunFolder
+
+if TYPE_CHECKING:  # the audit imports torch; re-rendering a report must not
+    from fairprompt.decision_audit import DecisionAudit
 
 Progress = Callable[[str, int, int], None]
 SCHEMA = "fairprompt.decision_audit"
@@ -67,6 +69,7 @@ def run_decision_audit(task: Any, folder: RunFolder, *, name: str, title: str, s
                        row_output: bool = True) -> tuple[dict[str, Any], Path]:
     """Score, compute and write (module docstring; ``row_output=False`` writes no decisions.csv); returns the
     results mapping and the report's path."""
+    from fairprompt.decision_audit import discrim_eval_audit
     from fairprompt.report.decision_view import render_decision_report
 
     if progress:

@@ -320,8 +320,8 @@ def _run(spec: Spec, folder: RunFolder, *, command: Sequence[str] | None, progre
 def _decision_run(spec: Spec, folder: RunFolder, *, command: Sequence[str] | None, progress: Progress | None,
                   rows: RowOutput) -> RunOutput:
     """A causal_lm spec: the discrim-eval decision audit (:mod:`fairprompt.decision_run`)."""
+    from fairprompt.audit_tasks import DecisionTask
     from fairprompt.decision_run import SCORES_FILE, run_decision_audit
-    from fairprompt.tasks import DecisionTask
 
     task = load_task(spec, progress=progress)
     assert isinstance(task, DecisionTask)

@@ -1,4 +1,5 @@
-"""The YAML audit spec: the one place that knows spec keys.
+"""The YAML audit spec: the one place that knows spec keys (with :mod:`fairprompt.spec_language`, its blocks for
+language-model decisions and counterfactual audits).
 
 A spec names where predictions come from (a predictions file, or a data set
 plus a model that fairprompt trains or runs), how to audit them, and where the
@@ -35,7 +36,6 @@ import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -44,18 +44,14 @@ from pydantic import (
     model_validator,
 )
 
-from fairprompt.datasets import discrim_eval
 from fairprompt.errors import FairpromptError, closest, did_you_mean
 from fairprompt.metrics.bootstrap import MAX_N_BOOT
 from fairprompt.mitigation.registry import methods
 from fairprompt.results.model import MODEL_KINDS
+from fairprompt.spec_language import CausalLMSpec, CounterfactualSpec, StrictBlock
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PredictionsSpec(_Strict):
+class PredictionsSpec(StrictBlock):
     """A file of predictions to audit as it is."""
 
     path: str = Field(description="CSV or Parquet file with one row per decision")
@@ -84,7 +80,7 @@ class PredictionsSpec(_Strict):
         return self
 
 
-class ImagesSpec(_Strict):
+class ImagesSpec(StrictBlock):
     """Users' images: the data set file is a metadata table with one row per image."""
 
     root: str | None = Field(None, description="folder that relative image paths start from (default: the table's folder)")
@@ -92,7 +88,7 @@ class ImagesSpec(_Strict):
     image_size: int = Field(32, ge=8, le=1024, description="images are resized to this square size")
 
 
-class DataSpec(_Strict):
+class DataSpec(StrictBlock):
     """A data set for a model to predict on: an embedded or generated name, or a CSV/Parquet path."""
 
     dataset: str = Field(description="embedded data set name (adult, compas, compas_violent, german), a generated one "
@@ -104,7 +100,7 @@ class DataSpec(_Strict):
     images: ImagesSpec | None = Field(None, description="the data set file lists images (for a frozen_image model)")
 
 
-class LogisticRegressionSpec(_Strict):
+class LogisticRegressionSpec(StrictBlock):
     """A scikit-learn baseline trained on the data (the tabular reference model)."""
 
     kind: Literal["logistic_regression"] = "logistic_regression"
@@ -115,7 +111,7 @@ class LogisticRegressionSpec(_Strict):
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="predict positive where P(favourable) >= threshold")
 
 
-class SplitSpec(_Strict):
+class SplitSpec(StrictBlock):
     """Train / validation / test rows: from a split column, or a seeded stratified draw of the given sizes."""
 
     column: str | None = Field(None, description="column whose values train/validation/test say where each row goes")
@@ -127,7 +123,7 @@ class SplitSpec(_Strict):
     seed: int = Field(0, description="seed of the draw")
 
 
-class TrainingSpec(_Strict):
+class TrainingSpec(StrictBlock):
     """How the task prompt and head are trained (the backbone never is)."""
 
     max_epochs: int = Field(20, ge=1, description="upper limit of epochs")
@@ -138,7 +134,7 @@ class TrainingSpec(_Strict):
     seed: int = Field(0, description="seed of initialisation and batch order")
 
 
-class TaskPromptSpec(_Strict):
+class TaskPromptSpec(StrictBlock):
     """The PEFT prompt-tuning task prompt."""
 
     tokens: int = Field(8, ge=1, le=64, description="virtual tokens (8-32 is usual)")
@@ -152,7 +148,7 @@ class TaskPromptSpec(_Strict):
         return self
 
 
-class TextSpec(_Strict):
+class TextSpec(StrictBlock):
     """What the language model reads: a text column, or table rows written as sentences."""
 
     column: str | None = Field(None, description="a column of text; if absent, rows become 'name: value.' sentences")
@@ -162,7 +158,7 @@ class TextSpec(_Strict):
     max_length: int = Field(128, ge=8, le=512, description="truncate longer inputs to this many tokens")
 
 
-class FrozenTextSpec(_Strict):
+class FrozenTextSpec(StrictBlock):
     """A frozen Hugging Face text encoder adapted by a PEFT soft prompt (or a trained classifier as it is)."""
 
     kind: Literal["frozen_text"]
@@ -183,7 +179,7 @@ class FrozenTextSpec(_Strict):
         return value
 
 
-class FrozenImageSpec(_Strict):
+class FrozenImageSpec(StrictBlock):
     """A frozen torchvision image classifier (the colored_digits fixture, or a user's trained model)."""
 
     kind: Literal["frozen_image"]
@@ -196,60 +192,11 @@ class FrozenImageSpec(_Strict):
     seed: int = Field(0, description="seed of the fixture's training")
 
 
-class DecisionPromptSpec(_Strict):
-    """How a causal LM is asked (defaults: the discrim-eval paper's protocol)."""
-
-    instruction: str = Field("", description="text before the input in the user turn (a hard prompt)")
-    suffix: str = Field(discrim_eval.SUFFIX, description="text after the input in the user turn")
-    assistant_prefix: str = Field(discrim_eval.ASSISTANT_PREFIX,
-                                  description="the assistant turn's start, which the model continues")
-    chat_template: bool = Field(True, description="write the turn through the model's chat template")
-
-    def config(self) -> Any:
-        from fairprompt.models.causal_lm import DecisionPrompt
-
-        return DecisionPrompt(instruction=self.instruction, suffix=self.suffix, assistant_prefix=self.assistant_prefix,
-                              chat_template=self.chat_template)
-
-
-class VerbalizerSpec(_Strict):
-    """The answers that mean the favourable and the unfavourable decision, with their variants."""
-
-    favourable: list[str] = Field(default_factory=lambda: ["yes", "Yes"], min_length=1)
-    unfavourable: list[str] = Field(default_factory=lambda: ["no", "No"], min_length=1)
-
-
-class CausalLMSpec(_Strict):
-    """A frozen causal language model deciding yes or no through a verbalizer (discrim-eval decision audits)."""
-
-    kind: Literal["causal_lm"]
-    backbone: str = Field("smollm2", description="'smollm2' (the embedded SmolLM2-135M-Instruct), a .gguf file, a local "
-                                                 "directory or a hub id")
-    prompt: DecisionPromptSpec = Field(default_factory=DecisionPromptSpec)
-    alternative_prompt: DecisionPromptSpec | Literal["none"] = Field(
-        default_factory=lambda: DecisionPromptSpec(suffix=discrim_eval.ALTERNATIVE_SUFFIX,
-                                                   assistant_prefix=discrim_eval.ALTERNATIVE_PREFIX),
-        description="a second wording the scores are also computed under (their sensitivity to it), or none")
-    verbalizer: VerbalizerSpec = Field(default_factory=VerbalizerSpec)
-    batch_size: int = Field(8, ge=1, description="prompts per forward pass")
-
-
 ModelSpec = Annotated[LogisticRegressionSpec | FrozenTextSpec | FrozenImageSpec | CausalLMSpec,
                       Field(discriminator="kind")]
 
 
-class CounterfactualSpec(_Strict):
-    """A counterfactual audit of a text model: each test text with its identity terms swapped, scored again."""
-
-    column: str | None = Field(None, description="the text column swapped (default: the model's text column); the "
-                                                 "model must read it as its input")
-    substitutions: list[str] | str = Field(default_factory=lambda: ["gender", "race", "religion"],
-                                           description="built-in lists (gender, race, religion) or a YAML file of "
-                                                       "{category: {group: [terms]}} with sources")
-    max_rows: int = Field(500, ge=1, description="at most this many test texts are read (a seeded sample)")
-
-
-class AuditSpec(_Strict):
+class AuditSpec(StrictBlock):
     """How to audit."""
 
     sensitive: list[str] | None = Field(None, description="sensitive columns; several give intersections too")
@@ -277,7 +224,7 @@ class AuditSpec(_Strict):
         return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
-class _ConfigBlock(_Strict):
+class _ConfigBlock(StrictBlock):
     """A spec block derived from a config dataclass (:func:`config_block`); :meth:`config` builds that dataclass,
     whose ``__post_init__`` checks run when the spec is validated."""
 
@@ -400,7 +347,7 @@ def _normalise_mitigation(item: Any) -> Any:
     return {"name": name, **settings}
 
 
-class Spec(_Strict):
+class Spec(StrictBlock):
     """A whole audit spec."""
 
     name: str = Field(description="name of the audit; the report goes to reports/NAME/")

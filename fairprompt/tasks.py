@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from fairprompt import datasets
+from fairprompt.audit_tasks import CounterfactualTask, DecisionTask, counterfactual_task, decision_task
 from fairprompt.errors import FairpromptError, did_you_mean
 from fairprompt.metrics.audit import check_reference
 from fairprompt.metrics.inputs import binarize, drop_missing_rows, scores_array
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from fairprompt.mitigation.registry import RepairMethod
     from fairprompt.models.adapt import TaskPromptSettings
     from fairprompt.models.image import ImageRows
-    from fairprompt.spec import CausalLMSpec, FrozenImageSpec, FrozenTextSpec, Spec, SplitSpec, TextSpec
+    from fairprompt.spec import FrozenImageSpec, FrozenTextSpec, Spec, SplitSpec, TextSpec
 
 Progress = Callable[[str, int, int], None]
 
@@ -209,17 +210,11 @@ class TextTask(_ModelTask):
 
     def counterfactual_audit(self, model: Any) -> dict[str, Any] | None:
         """The counterfactual audit of the test texts (``audit.counterfactual``) as results.json records it."""
-        c = self.counterfactual
-        if c is None:
+        if self.counterfactual is None:
             return None
-        from fairprompt.counterfactual import counterfactual_audit
-
-        result = counterfactual_audit(
-            texts=self.pick(self.splits.test),
-            score=lambda texts: model.predict_proba(model.encode(texts), batch_size=self.batch_size)[:, 1],
-            threshold=self.threshold, substitutions=c.substitutions, max_rows=c.max_rows,
-            n_boot=c.n_boot, seed=c.seed, confidence=c.confidence)
-        return {"column": c.column, "score": "P(favourable)"} | result.to_dict()
+        return self.counterfactual.run(
+            texts=self.pick(self.splits.test), threshold=self.threshold, score_name="P(favourable)",
+            score=lambda texts: model.predict_proba(model.encode(texts), batch_size=self.batch_size)[:, 1])
 
     def pick(self, rows: np.ndarray) -> list[str]:
         """The texts of data-set rows ``rows``."""
@@ -470,45 +465,7 @@ def _text_task(spec: Spec, m: FrozenTextSpec) -> TextTask:
     return TextTask(dataset=ds, sensitive=sensitive, y=ds.y, splits=splits, threshold=m.threshold,
                     batch_size=m.batch_size, texts=texts, text_info=text_info, settings=settings, backbone=backbone,
                     max_length=m.text.max_length, split_seed=m.splits.seed, training_seed=m.training.seed,
-                    counterfactual=_counterfactual(spec, text_info, [texts[i] for i in splits.test]))
-
-
-@dataclass(frozen=True)
-class CounterfactualTask:
-    """``audit.counterfactual`` resolved: the substitution lists (read and checked), the column and the bounds."""
-
-    substitutions: Any  # fairprompt.counterfactual.Substitutions
-    column: str | None
-    max_rows: int
-    n_boot: int
-    confidence: float
-    seed: int
-
-
-def _counterfactual(spec: Spec, text_info: dict[str, Any], test_texts: list[str]) -> CounterfactualTask | None:
-    """``audit.counterfactual`` checked before any model is built: the column, the lists, and that they match."""
-    c = spec.audit.counterfactual
-    if c is None:
-        return None
-    from fairprompt.counterfactual import Substitutions
-
-    own = text_info.get("text_column")
-    if c.column is not None and c.column != own:
-        reads = f"the column {own!r}" if own else "text written from the columns " + ", ".join(
-            text_info.get("text_columns") or [])
-        raise FairpromptError(f"audit.counterfactual.column is {c.column!r}, but the model reads {reads}; swap what "
-                              "the model reads (leave column out, or set model.text.column)")
-    substitutions = (Substitutions.load(c.substitutions, base=spec.folder) if isinstance(c.substitutions, str)
-                     else Substitutions.load(c.substitutions))
-    from fairprompt.counterfactual.audit import sample_rows
-
-    read = [test_texts[i] for i in sample_rows(len(test_texts), max_rows=c.max_rows, seed=spec.audit.seed)]
-    if not substitutions.variants(read)[0]:
-        raise FairpromptError(f"audit.counterfactual: substitutions {substitutions.origin} match none of the "
-                              f"{len(read):,} test texts read; give lists whose terms occur in the texts, or a larger "
-                              "max_rows")
-    return CounterfactualTask(substitutions=substitutions, column=own, max_rows=c.max_rows, n_boot=spec.audit.n_boot,
-                              confidence=spec.audit.ci_level, seed=spec.audit.seed)
+                    counterfactual=counterfactual_task(spec, text_info, [texts[i] for i in splits.test]))
 
 
 def _keyword_names(function: Callable[..., Any]) -> list[str]:
@@ -555,65 +512,7 @@ def _image_task(spec: Spec, m: FrozenImageSpec, progress: Progress | None) -> Im
                      seed=m.seed, data_seed=int(spec.data.options.get("seed", 0)) if spec.data else 0)
 
 
-# ------------------------------------------------------------------------------------ language-model decisions
-DISCRIM_EVAL_OPTIONS = ("scenarios", "variants", "split_seed", "max_scenarios")
-
-
-@dataclass(frozen=True)
-class DecisionTask:
-    """A causal_lm spec resolved: the discrim-eval subset's rows, the model's settings and the bootstrap's."""
-
-    rows: pd.DataFrame
-    subset: dict[str, Any]
-    backbone: str | None
-    prompt: Any              # fairprompt.models.causal_lm.DecisionPrompt
-    alternative: Any | None  # the second wording, or None
-    verbalizer: Any          # fairprompt.models.causal_lm.Verbalizer
-    batch_size: int
-    n_resamples: int
-    confidence: float
-    seed: int
-
-    @property
-    def seeds(self) -> dict[str, int]:
-        return {"bootstrap": self.seed, "split": int(self.subset["split"]["seed"])}
-
-    def load_model(self) -> Any:
-        """The frozen causal LM deciding through the spec's prompt and verbalizer."""
-        from fairprompt.models.causal_lm import FrozenCausalLM
-
-        return FrozenCausalLM.load(self.backbone, verbalizer=self.verbalizer, prompt=self.prompt)
-
-
 Task = PredictionsTask | BaselineTask | TextTask | ImageTask | DecisionTask
-
-
-def _decision_task(spec: Spec, m: CausalLMSpec) -> DecisionTask:
-    from fairprompt.decision_audit import discrim_eval_rows
-    from fairprompt.models.causal_lm import Verbalizer
-    from fairprompt.models.causal_lm_source import SMOLLM2_ALIASES
-
-    assert spec.data is not None
-    options = dict(spec.data.options)
-    unknown = sorted(set(options) - set(DISCRIM_EVAL_OPTIONS))
-    if unknown:
-        raise FairpromptError(f"data.options.{unknown[0]} is not an option of discrim_eval "
-                              f"({', '.join(DISCRIM_EVAL_OPTIONS)}){did_you_mean(unknown[0], DISCRIM_EVAL_OPTIONS)}")
-    for key in ("split_seed", "max_scenarios"):
-        value = options.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise FairpromptError(f"data.options.{key} is {value!r}; give a whole number of 0 or more")
-    for key in ("scenarios", "variants"):
-        if key in options and not isinstance(options[key], str):
-            raise FairpromptError(f"data.options.{key} is {options[key]!r}; give one of its names")
-    rows, subset = discrim_eval_rows(**options)
-    backbone = None if m.backbone.lower() in SMOLLM2_ALIASES else _backbone_path(spec, m.backbone, kind="causal_lm")
-    return DecisionTask(
-        rows=rows, subset=subset, backbone=backbone, prompt=m.prompt.config(),
-        alternative=None if m.alternative_prompt == "none" else m.alternative_prompt.config(),
-        verbalizer=Verbalizer(favourable=tuple(m.verbalizer.favourable), unfavourable=tuple(m.verbalizer.unfavourable)),
-        batch_size=m.batch_size, n_resamples=spec.audit.n_boot, confidence=spec.audit.ci_level, seed=spec.audit.seed,
-    )
 
 
 def load_task(spec: Spec, *, progress: Progress | None = None) -> Task:
@@ -633,7 +532,10 @@ def load_task(spec: Spec, *, progress: Progress | None = None) -> Task:
     if m.kind == "frozen_image":
         return _image_task(spec, m, progress)
     if m.kind == "causal_lm":
-        return _decision_task(spec, m)
+        from fairprompt.models.causal_lm_source import SMOLLM2_ALIASES
+
+        backbone = None if m.backbone.lower() in SMOLLM2_ALIASES else _backbone_path(spec, m.backbone, kind=m.kind)
+        return decision_task(spec, m, backbone=backbone)
     ds, sensitive = _load_data(spec)
     return BaselineTask(dataset=ds, sensitive=sensitive, features=m.features, include_sensitive=m.include_sensitive,
                         test_size=m.test_size, seed=m.seed, threshold=m.threshold)

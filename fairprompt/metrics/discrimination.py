@@ -174,8 +174,9 @@ def fixed_effects_regression(frame: pd.DataFrame, score: np.ndarray, *, factors:
     """OLS of the score on the factors' dummies and one dummy per scenario (all rows at once, numpy lstsq)."""
     score = _check(frame, score, factors, reference)
     keys = list(frame[list(factors)].itertuples(index=False, name=None))
-    x, columns = _dummies(sorted(set(keys), key=lambda k: tuple(str(v) for v in k)), factors, reference)
-    index = {k: j for j, k in enumerate(sorted(set(keys), key=lambda k: tuple(str(v) for v in k)))}
+    variants = sorted(set(keys), key=lambda k: tuple(str(v) for v in k))
+    x, columns = _dummies(variants, factors, reference)
+    index = {k: j for j, k in enumerate(variants)}
     design = x[[index[k] for k in keys]]
     scenario_dummies = pd.get_dummies(frame["scenario"]).to_numpy(dtype=np.float64)
     coef, *_ = np.linalg.lstsq(np.hstack([design, scenario_dummies]), score, rcond=None)
