@@ -15,7 +15,8 @@ whole discrim-eval audit of the subset (``discrim_eval_audit``: both wordings, 1
 discrimination scores.
 
 Run: ``.venv/bin/python benchmarks/bench_llm_decisions.py [--scenarios held_out] [--repeats 2]
-[--json docs/benchmarks/llm_decisions.json] [--shared "..."]``.
+[--json docs/benchmarks/llm_decisions.json] [--shared "..."]``.  The whole data set, the audit alone under the paper's
+wording: ``--scenarios all --variants all --audit-only --wordings paper --json docs/benchmarks/llm_decisions_full.json``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", default="one_factor", choices=["one_factor", "all"])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--audit-only", action="store_true",
+                        help="skip the timed comparison with a bare forward; only the audit (the full-data-set run)")
+    parser.add_argument("--wordings", default="both", choices=["both", "paper"],
+                        help="score the alternative wording too (both), or only the paper's (half the cost)")
     parser.add_argument("--max-scenarios", type=int, default=None, help="the first N scenarios of the part (smoke runs)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--shared", default="nothing noted", help="what shared the cores during the run")
@@ -80,23 +85,25 @@ def main(argv: list[str] | None = None) -> None:
 
     timings: dict[str, list[float]] = {"fairprompt": [], "bare": []}
     results: dict[str, np.ndarray] = {}
-    for repeat in range(args.repeats):
+    for repeat in range(0 if args.audit_only else args.repeats):
         for name in ("fairprompt", "bare"):
             t = time.perf_counter()
             results[name] = (lm.scores(texts, batch_size=args.batch_size) if name == "fairprompt"
                              else _bare(lm, encoded, order, args.batch_size))
             timings[name].append(time.perf_counter() - t)
             log(f"repeat {repeat + 1}: {name} {timings[name][-1]:.1f} s")
-    median = {k: statistics.median(v) for k, v in timings.items()}
-    agreement = float(np.abs(results["fairprompt"] - results["bare"]).max())  # yes/no only vs Yes/No summed: differs
-    ratio = median["fairprompt"] / median["bare"]
-    log(f"overhead fairprompt / bare: {ratio:.3f}x ({median['fairprompt']:.1f} s vs {median['bare']:.1f} s)")
+    median = {k: statistics.median(v) for k, v in timings.items() if v}
+    agreement = ratio = None
+    if not args.audit_only:
+        agreement = float(np.abs(results["fairprompt"] - results["bare"]).max())  # yes/no vs Yes/No summed: differs
+        ratio = median["fairprompt"] / median["bare"]
+        log(f"overhead fairprompt / bare: {ratio:.3f}x ({median['fairprompt']:.1f} s vs {median['bare']:.1f} s)")
 
     t = time.perf_counter()
     audit = discrim_eval_audit(lm, scenarios=args.scenarios, variants=args.variants, max_scenarios=args.max_scenarios,
-                               batch_size=args.batch_size)
+                               batch_size=args.batch_size, **({"alternative": None} if args.wordings == "paper" else {}))
     audit_seconds = time.perf_counter() - t
-    log(f"discrim-eval audit (both wordings): {audit_seconds:.1f} s; resolved: {audit.resolved() or 'none'}")
+    log(f"discrim-eval audit ({args.wordings} wording(s)): {audit_seconds:.1f} s; resolved: {audit.resolved() or 'none'}")
     out = {
         "benchmark": "llm_decisions", "model": lm.describe(), "subset": subset, "prompts": len(texts), "tokens": tokens,
         "batch_size": args.batch_size, "repeats": args.repeats, "load_seconds": load_seconds,
@@ -104,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         "prompts_per_second": {k: len(texts) / v for k, v in median.items()},
         "tokens_per_second": {k: tokens / v for k, v in median.items()},
         "largest_score_difference_vs_bare_single_variant": agreement,
-        "audit_seconds": audit_seconds, "audit": audit.to_dict(),
+        "audit_only": args.audit_only, "wordings": args.wordings, "audit_seconds": audit_seconds,
+        "audit_prompts_per_second": len(texts) * (2 if args.wordings == "both" else 1) / audit_seconds, "audit": audit.to_dict(),
         "host": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": "cpu",
                  "shared": args.shared, "peak_rss_mb_before_audit": peak_mb()},
     }
