@@ -188,14 +188,23 @@ def row_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @cli.command()
 @click.argument("spec", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path),
-              help="CSV or Parquet file of predictions to audit.")
+@click.option("--predictions", type=click.Path(path_type=Path),
+              help="Predictions to audit: a CSV, gzipped CSV or Parquet file, or a directory or glob of Parquet "
+                   "files (read batch by batch: any size).")
 @click.option("--label", help="Column of true outcomes.")
 @click.option("--prediction", help="Column of predicted outcomes.")
 @click.option("--score", help="Column of scores or probabilities (AUC, calibration, scoring rate).")
 @click.option("--weight", help="Column of sample weights.")
 @click.option("--positive-label", help="Value of label and prediction that is the favourable outcome.")
 @click.option("--score-threshold", type=float, help="Predict positive where score >= T (instead of --prediction).")
+@click.option("--score-scale", type=click.Choice(["probability", "logit"]),
+              help="Scores are probabilities in [0, 1] [probability] or log-odds (mapped through the sigmoid).")
+@click.option("--exact-rows", type=click.IntRange(min=0), metavar="N",
+              help="Audit a file of at most N rows from its rows (exact score metrics) [200,000]; larger ones from "
+                   "merged count tables and score histograms.")
+@click.option("--engine", type=click.Choice(["embedded", "spark"]),
+              help="Read the predictions here, batch by batch [embedded], or aggregate them on Apache Spark.")
+@click.option("--spark-master", metavar="URL", help="Spark master with --engine spark [local[*]], e.g. spark://host:7077.")
 @click.option("--sensitive", help="Sensitive column(s), comma-separated; several also give intersections.")
 @click.option("--drop-missing", is_flag=True,
               help="Leave out rows with a missing label, prediction, score or weight, counted in the report "
@@ -215,7 +224,8 @@ def row_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.pass_context
 def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label: str | None, prediction: str | None,
           score: str | None, weight: str | None, positive_label: str | None, score_threshold: float | None,
-          sensitive: str | None, drop_missing: bool, reference: tuple[str, ...], impact_threshold: float | None,
+          score_scale: str | None, exact_rows: int | None, engine: str | None, spark_master: str | None, sensitive: str | None,
+          drop_missing: bool, reference: tuple[str, ...], impact_threshold: float | None,
           n_boot: int | None, seed: int | None, min_group_size: int | None, name: str | None, out: Path | None,
           fresh: bool, no_row_output: bool, final: bool) -> None:
     """Audit a model or a predictions file: metrics by group with CIs, results.json and report.html.
@@ -249,7 +259,9 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
             raise FairpromptError("give either a SPEC file or --predictions, not both")
         ignored = [flag for flag, value in (("--label", label), ("--prediction", prediction), ("--score", score),
                                             ("--weight", weight), ("--positive-label", positive_label),
-                                            ("--score-threshold", score_threshold), ("--name", name)) if value is not None]
+                                            ("--score-threshold", score_threshold), ("--score-scale", score_scale),
+                                            ("--exact-rows", exact_rows), ("--engine", engine), ("--spark-master", spark_master),
+                                            ("--name", name)) if value is not None]
         if ignored:
             raise FairpromptError(f"{', '.join(ignored)} describe a --predictions file; with a SPEC, set them in {spec} "
                                   "(its 'predictions' block, or 'name')")
@@ -275,10 +287,12 @@ def audit(ctx: click.Context, spec: Path | None, predictions: Path | None, label
         if out is None:
             raise FairpromptError("--predictions needs --out DIR, the directory for results.json and report.html")
         raw = {
-            "name": name or predictions.stem.replace(" ", "_") or "predictions",
+            "name": name or re.sub(r"[^\w.-]+", "_", predictions.stem.split(".")[0]).strip("_") or "predictions",
             "predictions": {k: v for k, v in dict(path=str(predictions), label=label, prediction=prediction, score=score,
                                                   weight=weight, positive_label=positive_label,
-                                                  score_threshold=score_threshold).items() if v is not None}
+                                                  score_threshold=score_threshold, score_scale=score_scale,
+                                                  exact_rows=exact_rows, engine=engine,
+                                                  spark_master=spark_master).items() if v is not None}
             | ({"drop_missing": True} if drop_missing else {}),
             "audit": overrides,
         }

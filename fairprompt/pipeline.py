@@ -42,6 +42,7 @@ from fairprompt.decisions import AUDITED, PREDICTIONS_FILE, DecisionTable, decis
 from fairprompt.errors import FairpromptError
 from fairprompt.grid_eval import audited_decisions
 from fairprompt.metrics import Audit, audit
+from fairprompt.metrics.audit import audit_tables
 from fairprompt.mitigation.registry import RepairContext
 from fairprompt.repairs import not_run, repair_seeds, run_repairs
 from fairprompt.report import render_html
@@ -111,6 +112,15 @@ def _write(folder: RunFolder, results: dict[str, Any], csv_text: str | None = No
 def _auditor(settings: AuditSpec, progress: Progress | None) -> Callable[[AuditInputs], Audit]:
     """The audit with the spec's settings (the same for the before- and every after-audit)."""
     def run_audit(prepared: AuditInputs) -> Audit:
+        if prepared.tables is not None:
+            if settings.bootstrap == "rows":
+                raise FairpromptError(f"audit.bootstrap 'rows' resamples rows, but the {prepared.tables.rows:,} rows "
+                                      "of this file, more than predictions.exact_rows, are audited from their count "
+                                      "tables; use bootstrap: counts, or raise predictions.exact_rows")
+            return audit_tables(
+                table=prepared.tables.table, histogram=prepared.tables.histogram, weighted=prepared.tables.weighted,
+                reference=settings.reference, n_boot=settings.n_boot, ci_level=settings.ci_level, seed=settings.seed,
+                min_group_size=settings.min_group_size, impact_threshold=settings.impact_threshold, progress=progress)
         return audit(
             y_true=prepared.y_true, y_pred=prepared.y_pred, y_score=prepared.y_score,
             sample_weight=prepared.sample_weight, sensitive=prepared.sensitive, reference=settings.reference,

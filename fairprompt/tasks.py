@@ -16,6 +16,7 @@ Nothing here writes a report.  From a notebook::
 
 from __future__ import annotations
 
+import glob
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +30,8 @@ from fairprompt import datasets
 from fairprompt.audit_tasks import CounterfactualTask, DecisionTask, counterfactual_task, decision_task
 from fairprompt.errors import FairpromptError, did_you_mean
 from fairprompt.metrics.audit import check_reference
-from fairprompt.metrics.inputs import binarize, drop_missing_rows, scores_array
 from fairprompt.metrics.point import auc_or_none
+from fairprompt.scale.scan import EXACT_ROWS, Columns, ScanResult, scan_predictions
 
 if TYPE_CHECKING:
     from fairprompt.datasets.splits import Splits
@@ -44,18 +45,21 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class AuditInputs:
-    """Everything an audit needs, checked: arrays, groups and where they came from."""
+    """Everything an audit needs, checked: arrays, groups and where they came from; or, for a predictions file
+    too large to hold (:mod:`fairprompt.scale`), its merged count tables and score histograms in ``tables`` (the
+    arrays are then None)."""
 
-    y_true: np.ndarray
-    y_pred: np.ndarray
+    y_true: np.ndarray | None
+    y_pred: np.ndarray | None
     y_score: np.ndarray | None
     sample_weight: np.ndarray | None
-    sensitive: pd.DataFrame
+    sensitive: pd.DataFrame | None
     data: dict[str, Any]
     inputs: list[dict[str, Any]]
     model: dict[str, Any] | None = None
     row_ids: np.ndarray | None = None  # the audited rows' positions in the data set, when a model predicted them
     threshold: float | None = None     # the model's decision threshold on ``y_score``
+    tables: ScanResult | None = None   # a predictions file audited from its tables, not its rows
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str | None], *, source: str, role: str) -> None:
@@ -78,7 +82,9 @@ def _data_input(ds: datasets.Dataset) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------ predictions file
 @dataclass(frozen=True)
 class PredictionsTask:
-    """A file of predictions, audited as it is (the spec's ``predictions`` block)."""
+    """A file of predictions (or a directory or glob of Parquet files), audited as it is (the spec's ``predictions``
+    block).  It is read batch by batch (:mod:`fairprompt.scale`): a file of at most ``exact_rows`` rows is audited
+    from its rows, a larger one from its merged count tables and score histograms."""
 
     path: str
     label: str
@@ -89,6 +95,10 @@ class PredictionsTask:
     score_threshold: float | None
     sensitive: list[str]
     drop_missing: bool = False  # leave out rows with a missing label, prediction, score or weight (else refuse them)
+    score_scale: str = "probability"  # or "logit": scores are log-odds, mapped through the sigmoid
+    exact_rows: int = EXACT_ROWS
+    engine: str = "embedded"  # or "spark"
+    spark_master: str | None = None
 
     @property
     def seeds(self) -> dict[str, int]:
@@ -97,33 +107,30 @@ class PredictionsTask:
     def audit_inputs(self, *, progress: Progress | None = None) -> AuditInputs:
         """Read and check the file (rows with a missing label, prediction, score or weight are refused, or dropped
         and counted with ``drop_missing``)."""
-        frame = datasets.read_table(self.path)
-        roles = {"label": self.label, "prediction": self.prediction, "score": self.score, "weight": self.weight}
-        for role, column in roles.items():
-            _require_columns(frame, [column], source=self.path, role=role)
-        _require_columns(frame, self.sensitive, source=self.path, role="sensitive")
-        rows = int(len(frame))
-        frame, dropped = drop_missing_rows(frame, columns=roles, source=f"predictions file '{self.path}'",
-                                           drop=self.drop_missing)
-        counted = {"rows_dropped": rows - len(frame), "dropped_missing": dropped} if self.drop_missing else {}
-        y_true = binarize(frame[self.label], name=self.label, positive_label=self.positive_label)
-        scores = scores_array(frame[self.score], name=self.score) if self.score else None
-        if self.prediction is not None:
-            y_pred = binarize(frame[self.prediction], name=self.prediction, positive_label=self.positive_label,
-                              require_present=False)
+        columns = Columns(label=self.label, sensitive=tuple(self.sensitive), prediction=self.prediction,
+                          score=self.score, weight=self.weight, positive_label=self.positive_label,
+                          score_threshold=self.score_threshold, score_scale=self.score_scale,  # type: ignore[arg-type]
+                          drop_missing=self.drop_missing)
+        if self.engine == "spark":
+            from fairprompt.scale.spark import spark_scan
+
+            scan = spark_scan(self.path, columns=columns, master=self.spark_master, exact_rows=self.exact_rows)
         else:
-            assert scores is not None and self.score_threshold is not None
-            y_pred = (scores >= self.score_threshold).astype(np.int8)
-        weights = frame[self.weight].to_numpy() if self.weight else None
-        return AuditInputs(
-            y_true=y_true, y_pred=y_pred, y_score=scores, sample_weight=weights, sensitive=frame[self.sensitive],
-            data={"source": str(self.path), "label": self.label,
-                  "positive_label": None if self.positive_label is None else str(self.positive_label),
-                  "prediction": self.prediction or f"{self.score} >= {self.score_threshold}", "score": self.score,
-                  "weight": self.weight, "sensitive": self.sensitive, "rows": rows, "split": None} | counted,
-            inputs=[{"role": "predictions", "path": str(self.path), "sha256": datasets.sha256_file(self.path),
-                     "rows": rows}],
-        )
+            scan = scan_predictions(self.path, columns=columns, exact_rows=self.exact_rows, progress=progress)
+        counted = ({"rows_dropped": scan.rows - int(scan.table.k.sum()), "dropped_missing": scan.dropped}
+                   if self.drop_missing else {})
+        data = {"source": str(self.path), "label": self.label,
+                "positive_label": None if self.positive_label is None else str(self.positive_label),
+                "prediction": self.prediction or f"{self.score} >= {self.score_threshold}", "score": self.score,
+                "weight": self.weight, "sensitive": self.sensitive, "rows": scan.rows, "split": None} | counted
+        inputs = [{"role": "predictions", "path": str(f), "sha256": datasets.sha256_file(f), "rows": n}
+                  for f, n in scan.file_rows.items()]
+        kept = scan.kept
+        if kept is None:
+            return AuditInputs(y_true=None, y_pred=None, y_score=None, sample_weight=None, sensitive=None, data=data,
+                               inputs=inputs, tables=scan)
+        return AuditInputs(y_true=kept["y_true"], y_pred=kept["y_pred"], y_score=kept["y_score"],
+                           sample_weight=kept["sample_weight"], sensitive=kept["sensitive"], data=data, inputs=inputs)
 
 
 # ------------------------------------------------------------------------------------------ baseline model
@@ -353,7 +360,7 @@ def _input_file(spec: Spec, value: str, *, key: str) -> str:
     where it was looked for (other paths get the reader's own error)."""
     resolved = spec.input_path(value)
     relative = spec.folder is not None and not value.startswith("~") and not Path(value).is_absolute()
-    if relative and not Path(resolved).exists():
+    if relative and not Path(resolved).exists() and not glob.has_magic(value):
         raise FairpromptError(f"spec {spec.file}: {key} '{value}' does not exist in the spec's folder (looked for "
                               f"'{resolved}'); relative paths in a spec start from the spec file's folder, so fix the path")
     return resolved
@@ -524,7 +531,8 @@ def load_task(spec: Spec, *, progress: Progress | None = None) -> Task:
         return PredictionsTask(path=_input_file(spec, p.path, key="predictions.path"), label=p.label,
                                prediction=p.prediction, score=p.score, weight=p.weight, positive_label=p.positive_label,
                                score_threshold=p.score_threshold, sensitive=list(spec.audit.sensitive or []),
-                               drop_missing=p.drop_missing)
+                               drop_missing=p.drop_missing, score_scale=p.score_scale, exact_rows=p.exact_rows,
+                               engine=p.engine, spark_master=p.spark_master)
     m = spec.model
     assert m is not None
     if m.kind == "frozen_text":

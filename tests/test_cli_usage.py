@@ -51,8 +51,8 @@ def test_usage_errors_are_one_line(args: list[str], fragments: list[str]) -> Non
 
 
 def test_paths_of_the_wrong_kind_are_one_line(predictions: Path, tmp_path: Path) -> None:
-    code, _, err = run_cli(*_flags(tmp_path, tmp_path / "r", "--prediction", "yhat"))  # a directory as the file
-    assert_user_error(code, err, "'--predictions'", "is a directory", "see `fairprompt audit --help`")
+    code, _, err = run_cli(*_flags(tmp_path, tmp_path / "r", "--prediction", "yhat"))  # a directory without Parquet
+    assert_user_error(code, err, str(tmp_path), "holds no .parquet or .pq files", "a glob such as 'dir/*.parquet'")
     code, _, err = run_cli(*_flags(predictions, predictions, "--prediction", "yhat"))  # a file as the directory
     assert_user_error(code, err, "'--out'", "is a file")
     code, _, err = run_cli("report", str(predictions))

@@ -21,14 +21,16 @@ import numpy as np
 import pandas as pd
 
 from fairprompt.errors import FairpromptError, did_you_mean
-from fairprompt.metrics.bootstrap import MAX_N_BOOT, counts_from_rows, multiplicities, percentile_interval, resample_counts
-from fairprompt.metrics.counts import CountTable, GroupKey, confusion_cell, group_codes
+from fairprompt.metrics.audit_scores import ScoreResults, histogram_scores, row_scores
+from fairprompt.metrics.bootstrap import MAX_N_BOOT, percentile_interval, resample_counts
+from fairprompt.metrics.counts import CountTable, GroupKey, group_codes
 from fairprompt.metrics.degenerate import Degeneracy, assess_degeneracy
 from fairprompt.metrics.disparities import DISPARITIES
+from fairprompt.metrics.histograms import ScoreHistogram
 from fairprompt.metrics.inequality import between_group_entropy_index, generalized_entropy_index
 from fairprompt.metrics.inputs import binarize, scores_array, sensitive_frame, weights_array
 from fairprompt.metrics.rates import RATE_DESCRIPTIONS, RATE_NAMES, group_rates, safe_divide, undefined_reasons
-from fairprompt.metrics.scores import SCORE_DESCRIPTIONS, SCORE_METRICS, ScoreAggregator
+from fairprompt.metrics.scores import SCORE_DESCRIPTIONS, SCORE_METRICS
 
 INTERSECTION = " × "
 """Separator between column names (slice names) and values (group labels) of an intersection."""
@@ -126,6 +128,8 @@ class Audit:
     median_score: float | None = None
     degeneracy: Degeneracy | None = None
     """Whether the model is degenerate (constant, constant in a group, or no better than the majority class)."""
+    score_histogram: dict[str, Any] | None = None
+    """How the score metrics came from merged histograms (bins, bound rule); None when they are exact."""
 
     @property
     def degenerate(self) -> bool:
@@ -317,54 +321,106 @@ def audit(
     table = CountTable.from_codes(y_true=y, y_pred=p, group_index=fine_index, groups=fine_keys, columns=columns,
                                   sample_weight=weights)
     counts_rng, rows_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    slice_columns, projections = _slicing(table)
+    fine_boot = _count_resamples(table, config, counts_rng, progress)
+    score_results, rows_boot = row_scores(
+        y=y, p=p, scores=scores, weights=weights, fine_index=fine_index, n_fine=len(fine_keys),
+        projections=projections, n_bins=n_bins, n_boot=config.n_boot, rows_bootstrap=config.bootstrap == "rows",
+        rng=rows_rng, progress=progress)
+    if rows_boot is not None:
+        fine_boot = rows_boot
+    return _assemble(config, table=table, fine_boot=fine_boot, scores=score_results, n_rows=n_rows,
+                     weighted=weights is not None, slice_columns=slice_columns, projections=projections)
 
+
+def audit_tables(
+    *,
+    table: CountTable,
+    histogram: ScoreHistogram | None = None,
+    weighted: bool = False,
+    reference: Mapping[str, Any] | None = None,
+    n_boot: int = 1000,
+    ci_level: float = 0.95,
+    seed: int = 0,
+    min_group_size: int = 30,
+    impact_threshold: float = 0.8,
+    small_category_share: float = 0.02,
+    progress: Progress | None = None,
+) -> Audit:
+    """The audit from a count table over the finest groups and, for the score metrics, a score histogram over the
+    same groups: what an out-of-core scan or a Spark aggregation builds (:mod:`fairprompt.scale`).
+
+    The count-based results equal :func:`audit`'s on the same rows when the table's groups are in the same order
+    (the intervals too: the same multinomial draws); the score metrics carry the histogram's error bounds.
+    ``weighted``: whether the rows had sample weights (the table's weight sums then differ from its counts).
+    Arguments otherwise as for :func:`audit`; the ECE's bins are the histogram's calibration bins.
+    """
+    config = AuditConfig(
+        n_boot=n_boot, ci_level=ci_level, seed=seed, min_group_size=min_group_size, impact_threshold=impact_threshold,
+        small_category_share=small_category_share, bootstrap="counts",
+        n_bins=histogram.calibration_bins if histogram is not None else 10,
+        reference={str(k): str(v) for k, v in (reference or {}).items()},
+    )
+    n_rows = int(table.k.sum())
+    if n_rows == 0:
+        raise FairpromptError("there are no rows to audit; check the input file and filters")
+    if histogram is not None and (histogram.columns != table.columns or histogram.groups != table.groups):
+        raise ValueError("the score histogram's groups differ from the count table's; build both from the same scan")
+    check_table(table, config.reference)
+    counts_rng, rows_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    slice_columns, projections = _slicing(table)
+    fine_boot = _count_resamples(table, config, counts_rng, progress)
+    score_results = None if histogram is None else histogram_scores(
+        histogram=histogram, projections=projections, n_boot=config.n_boot, rng=rows_rng, progress=progress)
+    return _assemble(config, table=table, fine_boot=fine_boot, scores=score_results, n_rows=n_rows,
+                     weighted=weighted, slice_columns=slice_columns, projections=projections)
+
+
+def check_table(table: CountTable, reference: Mapping[str, Any]) -> None:
+    """:func:`check_reference` and the two-groups rule of a sensitive column, on a count table."""
+    for i, column in enumerate(table.columns):
+        observed = sorted({str(key[i]) for key in table.groups if key[i] is not None})
+        if len(observed) < 2:
+            only = repr(observed[0]) if observed else "no value"
+            raise FairpromptError(
+                f"sensitive column {column!r} has a single value ({only}); an audit compares at least two groups, "
+                "so choose a column with two or more values")
+    for column, value in reference.items():
+        if column not in table.columns:
+            raise FairpromptError(f"reference names column {column!r}, which is not a sensitive column"
+                                  f"{did_you_mean(column, table.columns)}")
+        i = table.columns.index(column)
+        observed = sorted({str(key[i]) for key in table.groups if key[i] is not None})
+        if str(value) not in observed:
+            raise FairpromptError(f"reference group {value!r} does not occur in sensitive column {column!r}"
+                                  f"{did_you_mean(str(value), observed)}")
+
+
+def _slicing(table: CountTable) -> tuple[list[tuple[str, ...]], list[tuple[np.ndarray, tuple[GroupKey, ...]]]]:
+    """Each slice's columns (each column, then their intersection) and the map of fine groups to its groups."""
+    columns = table.columns
     slice_columns = [(c,) for c in columns] + ([columns] if len(columns) > 1 else [])
-    projections = [table.projection(cols) for cols in slice_columns]
-    n_boot = config.n_boot
+    return slice_columns, [table.projection(cols) for cols in slice_columns]
 
-    # Resampled fine counts (B, G, 4), and score metrics per slice (rows needed).
-    fine_boot: np.ndarray | None = None
-    score_boot: list[dict[str, list[np.ndarray]]] = [{} for _ in slice_columns]
-    overall_score_boot: dict[str, list[np.ndarray]] = {}
-    aggregators: list[ScoreAggregator] = []
-    overall_agg: ScoreAggregator | None = None
-    if scores is not None:
-        aggregators = [
-            ScoreAggregator(y_true=y, y_score=scores, group_index=target[fine_index], n_groups=len(keys),
-                            sample_weight=weights, n_bins=n_bins)
-            for target, keys in projections
-        ]
-        overall_agg = ScoreAggregator(y_true=y, y_score=scores, group_index=np.zeros(n_rows, np.int64), n_groups=1,
-                                      sample_weight=weights, n_bins=n_bins)
-    if n_boot > 0 and config.bootstrap == "counts":
-        if progress:
-            progress("bootstrap: count tables", 0, n_boot)
-        fine_boot = resample_counts(table, n_boot=n_boot, rng=counts_rng)
-        if progress:
-            progress("bootstrap: count tables", n_boot, n_boot)
-    if n_boot > 0 and (config.bootstrap == "rows" or scores is not None):
-        cell = confusion_cell(y, p)
-        parts: list[np.ndarray] = []
-        done = 0
-        if progress:
-            progress("bootstrap: rows", 0, n_boot)
-        for mult in multiplicities(fine_index, n_boot=n_boot, rng=rows_rng):
-            if config.bootstrap == "rows":
-                parts.append(counts_from_rows(mult, group_index=fine_index, cell=cell, n_groups=len(fine_keys),
-                                              sample_weight=weights))
-            for i, agg in enumerate(aggregators):
-                for name, values in agg.evaluate(mult).items():
-                    score_boot[i].setdefault(name, []).append(values)
-            if overall_agg is not None:
-                for name, values in overall_agg.evaluate(mult).items():
-                    overall_score_boot.setdefault(name, []).append(values)
-            done += mult.shape[0]
-            if progress:
-                progress("bootstrap: rows", done, n_boot)
-        if config.bootstrap == "rows":
-            fine_boot = np.concatenate(parts, axis=0)
 
+def _count_resamples(table: CountTable, config: AuditConfig, rng: np.random.Generator,
+                     progress: Progress | None) -> np.ndarray | None:
+    if config.n_boot <= 0 or config.bootstrap != "counts":
+        return None
+    if progress:
+        progress("bootstrap: count tables", 0, config.n_boot)
+    out = resample_counts(table, n_boot=config.n_boot, rng=rng)
+    if progress:
+        progress("bootstrap: count tables", config.n_boot, config.n_boot)
+    return out
+
+
+def _assemble(config: AuditConfig, *, table: CountTable, fine_boot: np.ndarray | None, scores: ScoreResults | None,
+              n_rows: int, weighted: bool, slice_columns: list[tuple[str, ...]],
+              projections: list[tuple[np.ndarray, tuple[GroupKey, ...]]]) -> Audit:
+    """Every slice's groups, disparities and compliance tables, and the overall metrics."""
     level = config.ci_level
+    fine_keys = table.groups
     slices = []
     for i, (cols, (target, keys)) in enumerate(zip(slice_columns, projections)):
         one_hot = np.zeros((len(fine_keys), len(keys)))
@@ -394,20 +450,22 @@ def audit(
         score_point: dict[str, np.ndarray] = {}
         score_samples: dict[str, np.ndarray] | None = None
         curves = None
-        if aggregators:
-            agg = aggregators[i]
-            score_point = {name: v[0] for name, v in agg.evaluate(np.ones((1, n_rows))).items()}
-            score_samples = {name: np.concatenate(v) for name, v in score_boot[i].items()} or None
+        if scores is not None:
+            part = scores.slices[i]
+            score_point, score_samples = part.point, part.samples
             for name in SCORE_METRICS:
                 value, low, high = _with_ci(score_point[name], None if score_samples is None else score_samples[name], level)
                 data[name], data[f"{name}_ci_low"], data[f"{name}_ci_high"] = value, low, high
                 for g in np.flatnonzero(np.isnan(value)):
                     why = {"auc": "group lacks positive or negative rows"}.get(name, "scores are not probabilities in [0, 1]")
                     undefined.append(dict(group=labels[g], metric=name, reason=why))
-            calibration = agg.calibration_curve()
+            if part.bounds is not None:
+                for name, bound in part.bounds.items():
+                    data[f"{name}_bound"] = bound
+            calibration = part.calibration
             curves = {
                 "roc": {labels[g]: None if c is None else {"fpr": c[0].tolist(), "tpr": c[1].tolist()}
-                        for g, c in enumerate(agg.roc_curves())},
+                        for g, c in enumerate(part.roc)},
                 "calibration": {labels[g]: {"mean_score": calibration["mean_score"][g].tolist(),
                                             "positive_share": calibration["positive_share"][g].tolist(),
                                             "weight": calibration["weight"][g].tolist()} for g in range(len(keys))},
@@ -480,21 +538,20 @@ def audit(
         overall_rows.append(dict(metric=name, value=float(value), ci_low=float(low), ci_high=float(high),
                                  description=f"generalized entropy index (alpha={alpha:g}) "
                                              "of individual benefits b = pred - y + 1"))
-    median = None
-    if overall_agg is not None:
-        point = overall_agg.evaluate(np.ones((1, n_rows)))
-        samples = {name: np.concatenate(v) for name, v in overall_score_boot.items()} or None
+    if scores is not None:
+        point, samples = scores.overall.point, scores.overall.samples
         for name in SCORE_METRICS:
-            value, low, high = _with_ci(point[name][0], None if samples is None else samples[name], level)
+            value, low, high = _with_ci(point[name], None if samples is None else samples[name], level)
             overall_rows.append(dict(metric=name, value=float(value[0]), ci_low=float(low[0]), ci_high=float(high[0]),
                                      description=SCORE_DESCRIPTIONS[name]))
-        median = overall_agg.median_score()
     overall = pd.DataFrame(overall_rows)
     overall["mergeable"] = overall["metric"].map(MERGEABLE).fillna(False).astype(bool)
 
-    return Audit(config=config, n_rows=n_rows, weighted=weights is not None, has_scores=scores is not None,
-                 overall=overall, slices=tuple(slices), table=table, median_score=median,
-                 degeneracy=assess_degeneracy(table, boot=fine_boot, level=level))
+    return Audit(config=config, n_rows=n_rows, weighted=weighted, has_scores=scores is not None,
+                 overall=overall, slices=tuple(slices), table=table,
+                 median_score=None if scores is None else scores.median,
+                 degeneracy=assess_degeneracy(table, boot=fine_boot, level=level),
+                 score_histogram=None if scores is None else scores.describe())
 
 
 def _num(x: Any) -> Any:
@@ -533,12 +590,15 @@ def _audit_to_dict(result: Audit) -> dict[str, Any]:
                 + ("count-based metrics resample count tables (multinomial per group"
                    + ("; weighted sums by a normal approximation" if result.weighted else ", exact for the row bootstrap") + ")"
                    if cfg.bootstrap == "counts" else "count-based metrics use row-level resampling")
-                + ("; score-based metrics use row-level resampling" if result.has_scores else "")
+                + (("; score-based metrics use multinomial draws on merged score histograms"
+                    if result.score_histogram is not None else "; score-based metrics use row-level resampling")
+                   if result.has_scores else "")
             ),
         },
         "config": asdict(cfg),
         "overall": _records(result.overall),
         **({"degenerate": result.degeneracy.to_dict()} if result.degeneracy is not None else {}),
+        **({"score_histogram": result.score_histogram} if result.score_histogram is not None else {}),
         "slices": [
             {
                 "name": s.name,

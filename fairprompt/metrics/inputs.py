@@ -88,32 +88,6 @@ def weights_array(values: Any, *, name: str, n_rows: int) -> np.ndarray:
     return weights
 
 
-def drop_missing_rows(frame: pd.DataFrame, *, columns: Mapping[str, str | None], source: str,
-                      drop: bool) -> tuple[pd.DataFrame, dict[str, int]]:
-    """``frame`` without the rows that miss a value in any of ``columns`` (role -> column; None: not given), and
-    how many rows miss each column (only columns that miss some, in the order given).
-
-    Without ``drop`` a missing value is refused: one error naming ``source``, each column and its count, and the
-    fix.  Dropping every row is refused too.  Sensitive columns do not belong here: a row with a missing group is
-    kept and left out only of the slices that need that column (counted there)."""
-    given = [(role, column) for role, column in columns.items() if column is not None]
-    missing = {column: frame[column].isna().to_numpy() for _, column in given}
-    counts = {column: int(mask.sum()) for column, mask in missing.items() if mask.any()}
-    if not counts:
-        return frame, {}
-    n = len(frame)
-    shown = " and ".join(f"{role} column {column!r} ({counts[column]:,} of {n:,} rows)"
-                         for role, column in given if column in counts)
-    if not drop:
-        raise FairpromptError(f"{source} has missing values in the {shown}; fill them, or leave those rows out of the "
-                              "audit with --drop-missing (predictions.drop_missing: true in a spec)")
-    keep = ~np.logical_or.reduce([missing[column] for column in counts])
-    if not keep.any():
-        raise FairpromptError(f"every row of {source} has a missing value (in the {shown}); nothing is left to audit: "
-                              "fill in the missing values")
-    return frame[keep].reset_index(drop=True), counts
-
-
 def sensitive_frame(sensitive: Any, *, n_rows: int) -> pd.DataFrame:
     """A DataFrame of sensitive columns from a frame, a series, a mapping or a 1-d array."""
     if isinstance(sensitive, pd.DataFrame):

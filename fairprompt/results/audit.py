@@ -58,6 +58,10 @@ class _GroupBase(Record):
     weight: Real | None = None
     share: Real | None = None
     small_group: bool | None = None
+    auc_bound: Real | None = None
+    """Largest distance of ``auc`` to the exact AUC when it came from score histograms (else absent)."""
+    scoring_rate_bound: Real | None = None
+    """Largest distance of ``scoring_rate`` to the exact rate when it came from score histograms (else absent)."""
 
     def estimate(self, metric: str) -> Estimate:
         """``metric`` with its interval (``"for"`` works too; its attribute is ``for_``)."""
@@ -258,6 +262,13 @@ class DegenerateRecord(Record):
     note: str | None = None
 
 
+class ScoreHistogramRecord(Record):
+    """How the score metrics came from merged score histograms (an out-of-core or Spark audit)."""
+
+    bins: int
+    note: str
+
+
 class AuditRecord(Record):
     """An audit (:meth:`fairprompt.metrics.Audit.to_dict`): the before-audit, or a repaired model's after-audit."""
 
@@ -273,6 +284,8 @@ class AuditRecord(Record):
     overall: list[OverallRow] = Field(default_factory=list)
     degenerate: DegenerateRecord | None = None
     """None only in a record migrated without a count table."""
+    score_histogram: ScoreHistogramRecord | None = None
+    """Set when the score metrics came from histograms (their bounds are in the group rows); None: exact."""
     slices: list[SliceRecord] = Field(default_factory=list)
     count_table: CountTableRecord | None = None
 

@@ -29,7 +29,7 @@ from fairprompt.results.model import ModelRecord
 from fairprompt.results.repairs import RepairRecord
 
 SCHEMA = "fairprompt.results"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RECORDED_PACKAGES = ("fairprompt", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "jinja2", "pydantic",
                      "torch", "transformers", "peft", "fairlearn", "aif360")
 
@@ -71,7 +71,14 @@ def allow_counterfactual(data: dict[str, Any]) -> dict[str, Any]:
     return dict(data, schema_version=3)
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: add_degenerate_check, 2: allow_counterfactual}
+def allow_score_histograms(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 3 -> 4: version 4 adds the optional ``score_histogram`` block of an audit and the ``auc_bound`` and
+    ``scoring_rate_bound`` of its group rows (score metrics from merged histograms); a version 3 file has none."""
+    return dict(data, schema_version=4)
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: add_degenerate_check, 2: allow_counterfactual, 3: allow_score_histograms}
 """``{version: upgrade}``: ``upgrade`` turns a file of that version into one of the next version. Whoever changes the
 record bumps :data:`SCHEMA_VERSION` and adds the step from the old version here (or leaves older files refused)."""
 
