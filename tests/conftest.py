@@ -1,6 +1,6 @@
 """Shared fixtures (one thread for tiny models, the tiny random BERT backbone) and a hook that says loudly at the end
-of a run whether the browser tests ran (tests/test_browser.py).  Helper functions live in ``factories`` and
-``report_factories``."""
+of a run whether the browser tests (tests/test_browser.py) and the Spark tests (tests/test_spark.py) ran.  Helper
+functions live in ``factories`` and ``report_factories``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 BROWSER_TESTS = "tests/test_browser.py"
+SPARK_TESTS = "tests/test_spark.py"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,24 +53,33 @@ def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """A banner when the headless-Chromium tests were skipped, one line saying where they ran otherwise."""
-    def mine(key: str) -> list[Any]:
-        return [r for r in terminalreporter.stats.get(key, [])
-                if BROWSER_TESTS in getattr(r, "nodeid", "") and getattr(r, "when", "call") in ("setup", "call")]
+SKIP_BANNERS = {
+    BROWSER_TESTS: ("browser", "report.html and compliance.html were NOT checked in a real browser. To run them, install "
+                               "Chromium: apt-get install chromium chromium-driver (as root), or set "
+                               "FAIRPROMPT_CHROMIUM=/path/to/chromium"),
+    SPARK_TESTS: ("Spark", "the Spark engine was NOT checked against the embedded one. To run it, install Java 17: "
+                           "apt-get install default-jre-headless (as root), or set JAVA_HOME"),
+}
+"""Test files whose skipping is announced in red at the end of a run (under CI=true they fail instead)."""
 
-    skipped, passed = mine("skipped"), mine("passed")
-    if skipped:
-        reasons = sorted({str(r.longrepr[2] if isinstance(r.longrepr, tuple) else r.longrepr).removeprefix("Skipped: ")
-                          for r in skipped})
-        terminalreporter.write_sep("!", f"SKIPPED: {len(skipped)} browser tests ({BROWSER_TESTS})", red=True, bold=True)
-        for reason in reasons:
-            terminalreporter.write_line(f"SKIPPED browser tests: {reason}", red=True, bold=True)
-        terminalreporter.write_line("report.html and compliance.html were NOT checked in a real browser. To run them, "
-                                    "install Chromium: apt-get install chromium chromium-driver (as root), "
-                                    "or set FAIRPROMPT_CHROMIUM=/path/to/chromium", red=True, bold=True)
-        terminalreporter.write_sep("!", red=True, bold=True)
-    elif passed:
-        where = sorted({value for r in passed for key, value in r.user_properties if key == "chromium"})
-        terminalreporter.write_line(f"browser tests: {len(passed)} passed in headless Chromium ({', '.join(where) or '?'})",
-                                    green=True)
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """A banner when the headless-Chromium or Spark tests were skipped; where the browser tests ran otherwise."""
+    def mine(key: str, path: str) -> list[Any]:
+        return [r for r in terminalreporter.stats.get(key, [])
+                if path in getattr(r, "nodeid", "") and getattr(r, "when", "call") in ("setup", "call")]
+
+    for path, (what, hint) in SKIP_BANNERS.items():
+        skipped, passed = mine("skipped", path), mine("passed", path)
+        if skipped:
+            reasons = sorted({str(r.longrepr[2] if isinstance(r.longrepr, tuple) else r.longrepr).removeprefix("Skipped: ")
+                              for r in skipped})
+            terminalreporter.write_sep("!", f"SKIPPED: {len(skipped)} {what} tests ({path})", red=True, bold=True)
+            for reason in reasons:
+                terminalreporter.write_line(f"SKIPPED {what} tests: {reason}", red=True, bold=True)
+            terminalreporter.write_line(hint, red=True, bold=True)
+            terminalreporter.write_sep("!", red=True, bold=True)
+        elif passed and path == BROWSER_TESTS:
+            where = sorted({value for r in passed for key, value in r.user_properties if key == "chromium"})
+            terminalreporter.write_line(f"browser tests: {len(passed)} passed in headless Chromium "
+                                        f"({', '.join(where) or '?'})", green=True)

@@ -78,12 +78,13 @@ class ScoreHistogram:
         weight = np.ones_like(scores) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         flat = ((np.asarray(group_index, np.int64) * 4 + confusion_cell(y_true, y_pred)) * bins
                 + score_bins(scores, bins=bins, calibration_bins=calibration_bins))
-        return cls._summed(columns=columns, groups=groups, bins=bins, calibration_bins=calibration_bins, flat=flat,
+        return cls.summed(columns=columns, groups=groups, bins=bins, calibration_bins=calibration_bins, flat=flat,
                            parts=(np.ones_like(scores), weight, weight * scores, weight * (scores - y) ** 2))
 
     @classmethod
-    def _summed(cls, *, columns: tuple[str, ...], groups: tuple[GroupKey, ...], bins: int, calibration_bins: int,
-                flat: np.ndarray, parts: tuple[np.ndarray, ...]) -> ScoreHistogram:
+    def summed(cls, *, columns: tuple[str, ...], groups: tuple[GroupKey, ...], bins: int, calibration_bins: int,
+               flat: np.ndarray, parts: tuple[np.ndarray, ...]) -> ScoreHistogram:
+        """Sum ``parts`` (rows, weight, weighted score, weighted squared error) per flat entry index."""
         index, inverse = np.unique(flat, return_inverse=True)
         sums = [np.bincount(inverse, weights=p, minlength=index.size) for p in parts]
         return cls(columns=columns, groups=groups, bins=bins, calibration_bins=calibration_bins, index=index,
@@ -93,7 +94,7 @@ class ScoreHistogram:
         """The same sums with group ``i`` renamed ``groups[mapping[i]]`` (entries of merged groups add up)."""
         cell_bin = self.index % (4 * self.bins)
         flat = np.asarray(mapping, np.int64)[self.index // (4 * self.bins)] * 4 * self.bins + cell_bin
-        return ScoreHistogram._summed(columns=self.columns, groups=groups, bins=self.bins,
+        return ScoreHistogram.summed(columns=self.columns, groups=groups, bins=self.bins,
                                       calibration_bins=self.calibration_bins, flat=flat,
                                       parts=(self.k.astype(np.float64), self.w, self.ws, self.se))
 
@@ -107,7 +108,7 @@ class ScoreHistogram:
         remap = np.array([position[g] for g in other.groups], dtype=np.int64)
         span = 4 * self.bins
         other_flat = (remap[other.index // span] * span + other.index % span) if other.index.size else other.index
-        return ScoreHistogram._summed(
+        return ScoreHistogram.summed(
             columns=self.columns, groups=tuple(keys), bins=self.bins, calibration_bins=self.calibration_bins,
             flat=np.concatenate([self.index, other_flat]),
             parts=tuple(np.concatenate([a.astype(np.float64), b.astype(np.float64)])

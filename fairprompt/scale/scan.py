@@ -71,6 +71,14 @@ class Columns:
         return {"label": self.label, "prediction": self.prediction, "score": self.score, "weight": self.weight}
 
 
+def sorted_values(values: list[Any]) -> list[Any]:
+    """A sensitive column's values in the in-memory audit's order: sorted when comparable, else as given."""
+    try:
+        return sorted(values)
+    except TypeError:
+        return values
+
+
 def _plain(value: Any) -> Any:
     """A numpy scalar as the Python value it holds (so that 1 from pandas and 1 from Arrow are one group)."""
     return value.item() if isinstance(value, np.generic) else value
@@ -98,12 +106,8 @@ class _Column:
         return np.where(pd.isna(indices), -1, mapped) if encoded.indices.null_count else mapped
 
     def order(self) -> list[Any]:
-        """The values in the in-memory audit's order (sorted when comparable, else as first seen)."""
-        values = list(self.codes)
-        try:
-            return sorted(values)
-        except TypeError:
-            return values
+        """The values in the in-memory audit's order."""
+        return sorted_values(list(self.codes))
 
 
 def _series(values: pa.Array | pd.Series) -> pd.Series:
@@ -136,7 +140,7 @@ class ScanResult:
     dropped: dict[str, int]         # rows left out per column with a missing value (drop_missing)
     weighted: bool
     kept: dict[str, Any] | None     # the rows themselves when at most exact_rows (arrays for metrics.audit)
-    file_rows: dict[Path, int]      # rows read from each file
+    file_rows: dict[Path, int | None]  # rows read from each file (None: not counted, Spark)
 
 
 class TableBuilder:
