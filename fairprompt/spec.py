@@ -394,7 +394,7 @@ class Spec(StrictBlock):
         path = Path(value)
         if value.startswith("~"):
             return str(path.expanduser())
-        if self.folder is None or path.is_absolute():
+        if self.folder is None or path.is_absolute() or "://" in value:  # a URL (s3a://, hdfs://) stays as written
             return value
         return str(self.folder / path)
 

@@ -123,8 +123,9 @@ class PredictionsTask:
                 "positive_label": None if self.positive_label is None else str(self.positive_label),
                 "prediction": self.prediction or f"{self.score} >= {self.score_threshold}", "score": self.score,
                 "weight": self.weight, "sensitive": self.sensitive, "rows": scan.rows, "split": None} | counted
-        inputs = [{"role": "predictions", "path": str(f), "sha256": datasets.sha256_file(f), "rows": n}
-                  for f, n in scan.file_rows.items()]
+        inputs = ([{"role": "predictions", "path": str(f), "sha256": datasets.sha256_file(f), "rows": n}
+                   for f, n in scan.file_rows.items()]
+                  or [{"role": "predictions", "path": str(self.path), "sha256": None, "rows": scan.rows}])
         kept = scan.kept
         if kept is None:
             return AuditInputs(y_true=None, y_pred=None, y_score=None, sample_weight=None, sensitive=None, data=data,
@@ -360,7 +361,7 @@ def _input_file(spec: Spec, value: str, *, key: str) -> str:
     where it was looked for (other paths get the reader's own error)."""
     resolved = spec.input_path(value)
     relative = spec.folder is not None and not value.startswith("~") and not Path(value).is_absolute()
-    if relative and not Path(resolved).exists() and not glob.has_magic(value):
+    if relative and not Path(resolved).exists() and not glob.has_magic(value) and "://" not in value:
         raise FairpromptError(f"spec {spec.file}: {key} '{value}' does not exist in the spec's folder (looked for "
                               f"'{resolved}'); relative paths in a spec start from the spec file's folder, so fix the path")
     return resolved

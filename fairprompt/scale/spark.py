@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from fairprompt.datasets.files import CSV_SUFFIXES
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics.counts import CountTable
 from fairprompt.metrics.histograms import ScoreHistogram, histogram_bins
@@ -185,6 +186,12 @@ def spark_scan(path: str | Path, *, columns: Columns, master: str | None = None,
 
     ``exact_rows`` is not used: a Spark audit always comes from the tables."""
     del exact_rows
+    text = str(path)
+    if "://" in text:  # a path only the cluster reads (s3a://, hdfs://, abfss://): Spark resolves it
+        spark = spark_session(master)
+        frame = (spark.read.csv(text, header=True, inferSchema=True) if text.lower().endswith(CSV_SUFFIXES)
+                 else spark.read.parquet(text))
+        return spark_tables(frame, columns=columns, source=f"predictions '{text}'")
     sources = resolve_files(path)
     check_schemas(sources, columns.needed)
     spark = spark_session(master)
