@@ -1,6 +1,6 @@
 """The metric engine: count tables, rates, disparities and bootstrap CIs (numpy/pandas only, no torch)."""
 
-from fairprompt.metrics.audit import INTERSECTION, MERGEABLE, Audit, AuditConfig, SliceAudit, audit
+from fairprompt.metrics.audit import INTERSECTION, MERGEABLE, Audit, AuditConfig, SliceAudit, audit, audit_tables
 from fairprompt.metrics.compare import HEADLINE, compare_audits
 from fairprompt.metrics.counts import CELLS, CountTable, merge_all
 from fairprompt.metrics.disparities import DISPARITIES
@@ -11,6 +11,6 @@ from fairprompt.metrics.scores import SCORE_METRICS
 
 __all__ = [
     "CELLS", "DISPARITIES", "HEADLINE", "INTERSECTION", "MERGEABLE", "RATE_NAMES", "SCORE_METRICS",
-    "Audit", "AuditConfig", "CountTable", "SliceAudit", "auc_or_none", "audit", "compare_audits", "group_gap",
+    "Audit", "AuditConfig", "CountTable", "SliceAudit", "auc_or_none", "audit", "audit_tables", "compare_audits", "group_gap",
     "group_rates", "merge_all", "paired_bootstrap",
 ]

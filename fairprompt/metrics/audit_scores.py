@@ -19,10 +19,10 @@ from fairprompt.metrics.counts import confusion_cell
 from fairprompt.metrics.histogram_scores import (
     BinSums,
     EntrySums,
+    FineStats,
     calibration_curve,
     error_bounds,
     median_score,
-    metrics_from_sums,
     resample_entries,
     roc_curves,
 )
@@ -132,7 +132,8 @@ def histogram_scores(*, histogram: ScoreHistogram, projections: list[tuple[np.nd
     entries = EntrySums(histogram)
     fine = entries.point()
     points = [fine.project(m) for m in one_hots]
-    all_mass = (points[-1].pos + points[-1].neg)[:, 0]  # (1, H)
+    all_mass = (fine.pos + fine.neg).sum(axis=1)  # (1, H)
+    fine_point = FineStats.of(fine, all_mass=all_mass)
     samples: list[dict[str, list[np.ndarray]]] = [{} for _ in one_hots]
     if n_boot > 0:
         done = 0
@@ -140,19 +141,19 @@ def histogram_scores(*, histogram: ScoreHistogram, projections: list[tuple[np.nd
             progress("bootstrap: score histograms", 0, n_boot)
         for counts in resample_entries(histogram, n_boot=n_boot, rng=rng):
             drawn = entries.sums(counts)
-            mass = (drawn.pos + drawn.neg).sum(axis=1)
+            stats = FineStats.of(drawn, all_mass=(drawn.pos + drawn.neg).sum(axis=1))
             for i, one_hot in enumerate(one_hots):
-                for name, v in metrics_from_sums(drawn.project(one_hot), all_mass=mass).items():
+                for name, v in stats.metrics(one_hot).items():
                     samples[i].setdefault(name, []).append(v)
             done += counts.shape[0]
             if progress:
                 progress("bootstrap: score histograms", done, n_boot)
 
-    def one(point: BinSums, drawn: dict[str, list[np.ndarray]]) -> SliceScores:
-        return SliceScores(point={k: v[0] for k, v in metrics_from_sums(point, all_mass=all_mass).items()},
+    def one(point: BinSums, one_hot: np.ndarray, drawn: dict[str, list[np.ndarray]]) -> SliceScores:
+        return SliceScores(point={k: v[0] for k, v in fine_point.metrics(one_hot).items()},
                            samples=_stack(drawn), calibration=calibration_curve(point), roc=roc_curves(point),
                            bounds=error_bounds(point, all_mass=all_mass[0]))
 
-    results = [one(p, s) for p, s in zip(points, samples)]
+    results = [one(p, m, s) for p, m, s in zip(points, one_hots, samples)]
     return ScoreResults(slices=results[:-1], overall=results[-1], median=median_score(all_mass[0]), method="histogram",
                         bins=histogram.bins)

@@ -63,26 +63,50 @@ class BinSums:
                        score=np.einsum("bgc,gs->bsc", self.score, one_hot, optimize=True), se=self.se @ one_hot)
 
 
-def metrics_from_sums(sums: BinSums, *, all_mass: np.ndarray) -> dict[str, np.ndarray]:
-    """Score metrics ``(B, G)`` from :class:`BinSums` and the mass of all rows per bin ``(B, H)``."""
-    pos, neg = sums.pos, sums.neg
-    b, g, h = pos.shape
-    calibration_bins = sums.score.shape[-1]
-    p_tot, n_tot = pos.sum(axis=-1), neg.sum(axis=-1)
-    total = p_tot + n_tot
-    below = np.cumsum(neg, axis=-1) - neg
-    auc = safe_divide((pos * (below + 0.5 * neg)).sum(axis=-1), p_tot * n_tot)
-    label_c = pos.reshape(b, g, calibration_bins, h // calibration_bins).sum(axis=-1)
-    median_bin, above_share = _median_position(all_mass)
-    mass = pos + neg
-    cum = np.cumsum(mass, axis=-1)
-    at = np.broadcast_to(median_bin[:, None, None], (b, g, 1))
-    up_to = np.take_along_axis(cum, at, axis=-1)[..., 0]
-    inside = np.take_along_axis(mass, at, axis=-1)[..., 0]
-    above = total - up_to + above_share[:, None] * inside
-    return {"auc": auc, "brier": safe_divide(sums.se, total),
-            "ece": safe_divide(np.abs(label_c - sums.score).sum(axis=-1), total),
-            "scoring_rate": safe_divide(above, total)}
+@dataclass(frozen=True)
+class FineStats:
+    """Per resample and fine group, what every slice's score metrics are sums of: the pairwise AUC wins
+    ``wins[a, b] = sum_h pos_a[h] (neg_b below h + neg_b[h] / 2)`` ``(B, G, G)``, the positive and negative weight,
+    the weight above the median score of all rows, the weighted squared error ``(B, G)``, and per calibration bin the
+    positive weight and the weighted score ``(B, G, C)``.  A slice group unites fine groups, so its metrics come
+    from block sums of these: no per-slice pass over the bins."""
+
+    wins: np.ndarray
+    pos: np.ndarray
+    neg: np.ndarray
+    above: np.ndarray
+    se: np.ndarray
+    label_c: np.ndarray
+    score_c: np.ndarray
+
+    @classmethod
+    def of(cls, sums: BinSums, *, all_mass: np.ndarray) -> FineStats:
+        pos, neg = sums.pos, sums.neg
+        b, g, h = pos.shape
+        calibration_bins = sums.score.shape[-1]
+        below = np.cumsum(neg, axis=-1)
+        below -= 0.5 * neg
+        wins = np.matmul(pos, below.transpose(0, 2, 1))
+        median_bin, above_share = _median_position(all_mass)
+        mass = pos + neg
+        total = mass.sum(axis=-1)
+        at = np.broadcast_to(median_bin[:, None, None], (b, g, 1))
+        up_to = np.take_along_axis(np.cumsum(mass, axis=-1), at, axis=-1)[..., 0]
+        inside = np.take_along_axis(mass, at, axis=-1)[..., 0]
+        return cls(wins=wins, pos=pos.sum(axis=-1), neg=neg.sum(axis=-1),
+                   above=total - up_to + above_share[:, None] * inside, se=sums.se,
+                   label_c=pos.reshape(b, g, calibration_bins, h // calibration_bins).sum(axis=-1), score_c=sums.score)
+
+    def metrics(self, one_hot: np.ndarray) -> dict[str, np.ndarray]:
+        """Score metrics ``(B, S)`` of the slice whose groups unite fine groups as ``one_hot`` ``(G, S)`` says."""
+        p, n = self.pos @ one_hot, self.neg @ one_hot
+        total = p + n
+        wins = np.einsum("bij,is,js->bs", self.wins, one_hot, one_hot, optimize=True)
+        label_c = np.einsum("bgc,gs->bsc", self.label_c, one_hot)
+        score_c = np.einsum("bgc,gs->bsc", self.score_c, one_hot)
+        return {"auc": safe_divide(wins, p * n), "brier": safe_divide(self.se @ one_hot, total),
+                "ece": safe_divide(np.abs(label_c - score_c).sum(axis=-1), total),
+                "scoring_rate": safe_divide(self.above @ one_hot, total)}
 
 
 def error_bounds(sums: BinSums, *, all_mass: np.ndarray) -> dict[str, np.ndarray]:
