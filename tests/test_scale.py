@@ -18,6 +18,7 @@ from fairprompt.metrics.audit import audit_tables
 from fairprompt.metrics.counts import CountTable, group_codes
 from fairprompt.metrics.histograms import ScoreHistogram, histogram_bins
 from fairprompt.scale import Columns, scan_predictions
+from fairprompt.scale import scan as scale_scan
 from fairprompt.scale import sources as scale_sources
 
 COLUMNS = Columns(label="y", prediction="pred", score="score", weight=None, sensitive=("sex", "race"))
@@ -156,12 +157,15 @@ def test_batches_are_read_one_at_a_time(rows: pd.DataFrame, tmp_path: Path, monk
     rows.to_parquet(tmp_path / "p.parquet", index=False, row_group_size=5000)
     rows.to_csv(tmp_path / "p.csv", index=False)
     one = scan_predictions(tmp_path / "p.parquet", columns=COLUMNS, exact_rows=0)
+    monkeypatch.setattr(scale_scan, "DENSE_ENTRIES", 0)  # sparse histogram parts, merged as they grow
     other = scan_predictions(tmp_path / "p.csv", columns=COLUMNS, exact_rows=0)
     exact = CountTable.from_arrays(y_true=rows["y"], y_pred=rows["pred"], sensitive=rows[["sex", "race"]])
     for scan in (one, other):
         assert scan.table.groups == exact.groups
         np.testing.assert_array_equal(scan.table.k, exact.k)
         np.testing.assert_array_equal(scan.histogram.index, one.histogram.index)
+        np.testing.assert_array_equal(scan.histogram.k, one.histogram.k)
+        np.testing.assert_allclose(scan.histogram.se, one.histogram.se, rtol=1e-9)
 
 
 # --------------------------------------------------------------------------------------------- bad input

@@ -27,9 +27,12 @@ import pyarrow.compute as pc
 
 from fairprompt.errors import FairpromptError
 from fairprompt.metrics.counts import CountTable, confusion_cell
-from fairprompt.metrics.histograms import ScoreHistogram, histogram_bins
+from fairprompt.metrics.histograms import ScoreHistogram, histogram_bins, score_bins
 from fairprompt.metrics.inputs import binarize, scores_array
 from fairprompt.scale.sources import Sources, batches, check_schemas, resolve_files
+
+DENSE_ENTRIES = 1 << 21
+"""Histogram sums are kept dense while groups x 4 x bins is at most this (16 MB per sum), sparse beyond."""
 
 EXACT_ROWS = 200_000
 """Files with at most this many rows are audited from their rows (exact score metrics and CIs)."""
@@ -156,7 +159,8 @@ class TableBuilder:
         self.k = np.zeros((0, 4), np.int64)
         self.w = np.zeros((0, 4))
         self.w2 = np.zeros((0, 4))
-        self.entries: list[tuple[np.ndarray, ...]] = []
+        self.entries: list[tuple[np.ndarray, ...]] = []  # sparse (index, k, w, ws, se) parts
+        self.dense: list[np.ndarray] | None = None       # or dense k, w, ws, se over groups x 4 x bins
         self.entry_count = 0
         self.rows = 0  # rows counted (read, less those dropped)
         self.read = 0
@@ -245,14 +249,22 @@ class TableBuilder:
 
     def _groups(self, codes: list[np.ndarray]) -> np.ndarray:
         """Each row's finest group (an index into the combinations seen so far)."""
-        stacked = np.stack(codes, axis=1) + 1  # missing -> 0
-        width = [max(int(c.max()) + 2, 2) for c in codes]
-        flat = np.ravel_multi_index(tuple(stacked.T), tuple(width))
-        present, inverse = np.unique(flat, return_inverse=True)
-        local = np.unravel_index(present, tuple(width))
+        width = tuple(max(int(c.max()) + 2, 2) for c in codes)
+        flat = np.ravel_multi_index(tuple(c + 1 for c in codes), width)  # missing (-1) -> 0
+        total = int(np.prod(width))
+        if total <= 1 << 22:
+            present = np.flatnonzero(np.bincount(flat, minlength=total))
+            inverse = None
+        else:
+            present, inverse = np.unique(flat, return_inverse=True)
+        local = np.unravel_index(present, width)
         ids = np.array([self.combos.setdefault(tuple(int(axis[i]) - 1 for axis in local), len(self.combos))
                         for i in range(present.size)], dtype=np.int64)
-        return ids[inverse]
+        if inverse is not None:
+            return ids[inverse]
+        lookup = np.zeros(total, np.int64)
+        lookup[present] = ids
+        return lookup[flat]
 
     def _count(self, y: np.ndarray, p: np.ndarray, group: np.ndarray, weights: np.ndarray | None) -> None:
         size = len(self.combos)
@@ -272,14 +284,35 @@ class TableBuilder:
 
     def _histogram(self, y: np.ndarray, p: np.ndarray, scores: np.ndarray, group: np.ndarray,
                    weights: np.ndarray | None) -> None:
-        part = ScoreHistogram.from_codes(y_true=y, y_pred=p, y_score=scores, group_index=group, groups=(), columns=(),
-                                         sample_weight=weights, calibration_bins=self.calibration_bins, bins=self.bins)
-        self.entries.append((part.index, part.k.astype(np.float64), part.w, part.ws, part.se))
-        self.entry_count += part.index.size
-        if len(self.entries) > 1 and self.entry_count > 4 * max(part.index.size, 1 << 16):
+        """Add a batch to the histogram: dense sums while groups x 4 x bins is small, else sparse entries."""
+        flat = ((group * 4 + confusion_cell(y, p)) * self.bins
+                + score_bins(scores, bins=self.bins, calibration_bins=self.calibration_bins))
+        weight = np.ones_like(scores) if weights is None else weights
+        parts = (None, weight, weight * scores, weight * (scores - y) ** 2)
+        size = len(self.combos) * 4 * self.bins
+        if size <= DENSE_ENTRIES:
+            if self.dense is None or self.dense[0].size < size:
+                grown = [np.zeros(size) for _ in range(4)]
+                if self.dense is not None:
+                    for new, old in zip(grown, self.dense):
+                        new[:old.size] = old
+                self.dense = grown
+            for total, part in zip(self.dense, parts):
+                total += np.bincount(flat, weights=part, minlength=size)
+            return
+        index, inverse = np.unique(flat, return_inverse=True)
+        sums = [np.bincount(inverse, weights=part, minlength=index.size) for part in parts]
+        self.entries.append((index, *sums))
+        self.entry_count += index.size
+        if len(self.entries) > 1 and self.entry_count > 4 * max(index.size, 1 << 16):
             self._compact()
 
     def _compact(self) -> None:
+        """Merge the sparse parts (and the dense sums, once the groups outgrow them) into one sparse part."""
+        if self.dense is not None:
+            nonzero = np.flatnonzero(self.dense[0])
+            self.entries.append((nonzero, *(d[nonzero] for d in self.dense)))
+            self.dense = None
         flat = np.concatenate([e[0] for e in self.entries])
         index, inverse = np.unique(flat, return_inverse=True)
         sums = tuple(np.bincount(inverse, weights=np.concatenate([e[i] for e in self.entries]), minlength=index.size)
@@ -329,7 +362,7 @@ class TableBuilder:
                     f"{self.first_out_of_range} is not a probability in [0, 1]; a file of more than "
                     f"{self.exact_rows:,} rows is audited from score histograms over [0, 1]: if the scores are "
                     "log-odds, say so (--score-scale logit, predictions.score_scale: logit)")
-            if len(self.entries) != 1:
+            if self.dense is not None or len(self.entries) > 1:
                 self._compact()
             index, k, w, ws, se = self.entries[0] if self.entries else (np.zeros(0, np.int64),) + (np.zeros(0),) * 4
             position = np.empty(len(order), np.int64)
