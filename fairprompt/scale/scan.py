@@ -234,6 +234,13 @@ class TableBuilder:
 
     def _binary(self, values: pd.Series, name: str, seen: set[Any], *, label: bool) -> np.ndarray:
         positive = self.columns.positive_label
+        if positive is None and (values.dtype.kind in "iub"):  # integers: binary by their range, no hashing
+            low, high = (int(values.min()), int(values.max())) if len(values) else (0, 0)
+            if low >= 0 and high <= 1:
+                seen.update({low, high})
+                if not (seen <= {0, 1} or seen <= {-1, 1}):
+                    binarize(pd.Series(sorted(seen), dtype=object), name=name)  # the in-memory reader's error
+                return values.to_numpy().astype(np.int8)
         if positive is None:
             out = binarize(values, name=name)
             seen.update(pd.unique(values).tolist())
@@ -274,10 +281,11 @@ class TableBuilder:
             self.w = np.vstack([self.w, np.zeros((grow, 4))])
             self.w2 = np.vstack([self.w2, np.zeros((grow, 4))])
         flat = group * 4 + confusion_cell(y, p)
-        self.k += np.bincount(flat, minlength=size * 4).reshape(size, 4)
+        counts = np.bincount(flat, minlength=size * 4).reshape(size, 4)
+        self.k += counts
         if weights is None:
-            self.w += np.bincount(flat, minlength=size * 4).reshape(size, 4)
-            self.w2 += np.bincount(flat, minlength=size * 4).reshape(size, 4)
+            self.w += counts
+            self.w2 += counts
         else:
             self.w += np.bincount(flat, weights=weights, minlength=size * 4).reshape(size, 4)
             self.w2 += np.bincount(flat, weights=weights * weights, minlength=size * 4).reshape(size, 4)
@@ -297,7 +305,10 @@ class TableBuilder:
                     for new, old in zip(grown, self.dense):
                         new[:old.size] = old
                 self.dense = grown
-            for total, part in zip(self.dense, parts):
+            counts = np.bincount(flat, minlength=size)
+            self.dense[0] += counts
+            self.dense[1] += counts if weights is None else np.bincount(flat, weights=weight, minlength=size)
+            for total, part in zip(self.dense[2:], parts[2:]):
                 total += np.bincount(flat, weights=part, minlength=size)
             return
         index, inverse = np.unique(flat, return_inverse=True)
