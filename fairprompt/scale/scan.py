@@ -1,7 +1,7 @@
 """Count tables and score histograms of a predictions file of any size, built batch by batch.
 
-:class:`TableBuilder` takes the batches of :mod:`fairprompt.scale.sources` (or a Spark aggregation's rows, see
-:mod:`fairprompt.scale.spark`), checks each value as the in-memory reader does (labels and predictions binary or
+:class:`TableBuilder` takes the batches of :mod:`fairprompt.scale.sources` (a Spark aggregation builds the same tables
+on the driver, :mod:`fairprompt.scale.spark`), checks each value as the in-memory reader does (labels and predictions binary or
 matched to the positive label, scores numeric and finite, weights non-negative, missing values refused or dropped
 and counted), and adds the batch to one count table over the finest groups and, with scores, one score histogram.
 Memory holds one batch and the tables, never the file.
