@@ -72,6 +72,12 @@ def _child(mode: str, path: str, spark: bool) -> None:
     """One measured run, in this process; prints one JSON line."""
     import resource
 
+    import pyarrow.parquet  # noqa: F401  (imports are not timed: every mode pays them once per process)
+    if mode.startswith("fairprompt"):
+        import fairprompt.metrics.audit  # noqa: F401
+        import fairprompt.scale  # noqa: F401
+    if mode.startswith("spark"):
+        import fairprompt.scale.spark  # noqa: F401
     t0 = time.perf_counter()
     out: dict[str, float | int | str] = {"mode": mode}
     if mode == "bare":
