@@ -10,8 +10,6 @@ the file and the fix.
 from __future__ import annotations
 
 import glob
-import gzip
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fairprompt.datasets.files import CSV_SUFFIXES, PARQUET_SUFFIXES
+from fairprompt.datasets.files import check_table_shape, csv_errors, error_reason, file_kind
 from fairprompt.errors import FairpromptError, did_you_mean
 
 BATCH_ROWS = 1 << 20
@@ -39,22 +37,13 @@ class Sources:
     kind: str  # "csv" or "parquet"
 
 
-def _kind(path: Path) -> str | None:
-    name = path.name.lower()
-    if name.endswith(CSV_SUFFIXES):
-        return "csv"
-    if name.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    return None
-
-
 def resolve_files(given: str | Path) -> Sources:
     """The files behind a path: one CSV / gzipped CSV / Parquet file, a directory of Parquet files (searched
     recursively), or a glob pattern (``data/part-*.parquet``)."""
     text = str(given)
     path = Path(text)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) == "parquet")
+        files = sorted(p for p in path.rglob("*") if p.is_file() and file_kind(p) == "parquet")
         if not files:
             raise FairpromptError(f"directory '{path}' holds no .parquet or .pq files; give a directory of Parquet "
                                   "files, a glob such as 'dir/*.parquet', or one file")
@@ -67,7 +56,7 @@ def resolve_files(given: str | Path) -> Sources:
                                   f"'{Path.cwd()}')")
     else:
         raise FairpromptError(f"file '{path}' does not exist; check the path (relative paths start from '{Path.cwd()}')")
-    kinds = {p: _kind(p) for p in files}
+    kinds = {p: file_kind(p) for p in files}
     unknown = [p for p, k in kinds.items() if k is None]
     if unknown:
         raise FairpromptError(f"file '{unknown[0]}' has an unsupported type; give .csv, .csv.gz, .parquet or .pq files")
@@ -80,17 +69,12 @@ def resolve_files(given: str | Path) -> Sources:
     return Sources(given=text, files=tuple(files), kind=str(kind))
 
 
-def _reason(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip().rstrip(".")
-    return first if len(first) <= 200 else first[:197] + "..."
-
-
 def _schema(path: Path, kind: str, columns: Sequence[str]) -> pa.Schema:
     if kind == "parquet":
         try:
             schema = pq.read_schema(path)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise FairpromptError(f"could not read '{path}' as Parquet ({_reason(exc)}); fix the file or write it "
+            raise FairpromptError(f"could not read '{path}' as Parquet ({error_reason(exc)}); fix the file or write it "
                                   "again with pandas.DataFrame.to_parquet") from None
     else:
         head = _csv_header(path)
@@ -103,16 +87,11 @@ def _schema(path: Path, kind: str, columns: Sequence[str]) -> pa.Schema:
 
 
 def _csv_header(path: Path) -> pd.DataFrame:
-    """The first rows of a CSV file, with the empty-file and separator checks of the in-memory reader."""
+    """The first rows of a CSV file, with the in-memory reader's checks (rows, columns, separator)."""
     chunk = next(_csv_chunks(path, None, rows=100), None)
-    if chunk is None or chunk.shape[0] == 0:
+    if chunk is None:  # a header and no row: the chunked reader yields nothing
         raise FairpromptError(f"file '{path}' has a header but no data rows; give a table with at least one data row")
-    if chunk.shape[1] == 1:
-        header = str(chunk.columns[0])
-        for sep, word in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
-            if sep in header:
-                raise FairpromptError(f"file '{path}' looks {word}-separated (header {header[:60]!r}); save it again "
-                                      "with commas as separators")
+    check_table_shape(path, chunk, csv=True)
     return chunk
 
 
@@ -136,19 +115,9 @@ Batch = dict[str, "pa.Array | pd.Series"]
 
 def _csv_chunks(path: Path, columns: Sequence[str] | None, *, rows: int = CSV_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """A CSV file in chunks, read as :func:`fairprompt.datasets.read_table` reads it (same errors, same types)."""
-    try:
-        reader = pd.read_csv(path, usecols=None if columns is None else list(columns), chunksize=rows, low_memory=False)
-        yield from reader
-    except pd.errors.EmptyDataError:
-        raise FairpromptError(f"file '{path}' is empty; give a table with a header row and at least one data row") from None
-    except (gzip.BadGzipFile, zlib.error, EOFError):
-        raise FairpromptError(f"file '{path}' is not a valid, complete gzip file; compress it again with gzip or save "
-                              "it as plain .csv") from None
-    except UnicodeDecodeError:
-        raise FairpromptError(f"file '{path}' is not UTF-8 text; save it again as comma-separated UTF-8 CSV") from None
-    except (pd.errors.ParserError, ValueError, OSError) as exc:
-        raise FairpromptError(f"could not read '{path}' as CSV ({_reason(exc)}); fix the file or save it again as "
-                              "comma-separated UTF-8 text") from None
+    with csv_errors(path):
+        yield from pd.read_csv(path, usecols=None if columns is None else list(columns), chunksize=rows,
+                               low_memory=False)
 
 
 def batches(sources: Sources, columns: Sequence[str]) -> Iterator[tuple[Path, int, int, Batch]]:
@@ -162,7 +131,7 @@ def batches(sources: Sources, columns: Sequence[str]) -> Iterator[tuple[Path, in
                     yield path, start, batch.num_rows, {name: batch.column(name) for name in columns}
                     start += batch.num_rows
             except (pa.ArrowInvalid, OSError) as exc:
-                raise FairpromptError(f"could not read '{path}' as Parquet after row {start:,} ({_reason(exc)}); fix "
+                raise FairpromptError(f"could not read '{path}' as Parquet after row {start:,} ({error_reason(exc)}); fix "
                                       "the file or write it again") from None
         else:
             for chunk in _csv_chunks(path, columns):
