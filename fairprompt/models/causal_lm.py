@@ -10,6 +10,12 @@ threshold (default 0).
 Batches are left-padded, and the model is called on ``inputs_embeds`` built here, with position ids counted from
 the attention mask, so a row scores the same alone and in a mixed batch: PEFT's ``PeftModelForCausalLM.forward``
 drops ``position_ids`` for prompt tuning and puts virtual tokens before left pads, so this path does not use it.
+Learned tokens enter through :func:`fairprompt.prompts.insert.insert_tokens` at given columns: a task prompt right
+after each row's padding (it counts from position 0, like a prefix), a fairness trigger at the end of the user's
+turn, after the input and the question and before the chat template's end of turn, the assistant header and the
+assistant prefix (:attr:`FrozenCausalLM.tail_ids`, the same for every row).  There the trigger's tokens attend to the
+whole input, and every position that leads to the answer attends to them, while the template the instruct model was
+tuned on stays intact.
 
 The backbone is frozen at load (``requires_grad=False``, eval mode); scoring runs under ``torch.inference_mode``.
 """
@@ -26,6 +32,7 @@ import torch
 from fairprompt.errors import FairpromptError
 from fairprompt.models.causal_lm_source import CausalLMSource, resolve_causal_lm
 from fairprompt.models.frozen import freeze
+from fairprompt.prompts.insert import insert_tokens
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,8 @@ class FrozenCausalLM:
         self.pad_id = int(pad)
         self.context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
         self.task_prompt: torch.Tensor | None = None  # soft tokens (n x hidden) after the padding, before the prompt
+        self.trigger: torch.Tensor | None = None      # soft tokens (n x hidden) at the end of the user's turn
+        self.tail_ids: list[int] = self._tail_ids()
 
     @classmethod
     def load(cls, backbone: str | None = None, *, verbalizer: Verbalizer = Verbalizer(),
@@ -107,52 +116,85 @@ class FrozenCausalLM:
         return cls(model=model, tokenizer=tokenizer, source=source, verbalizer=verbalizer, prompt=prompt)
 
     # ------------------------------------------------------------------------------------------------ prompts
-    def prompt_text(self, text: str) -> str:
-        """The full prompt of one input, as the model reads it."""
+    def prompt_parts(self, text: str) -> tuple[str, str]:
+        """One input's prompt as the model reads it, cut at the end of the user's turn: (the template's start, the
+        instruction, the input and the suffix; the template's end of turn and assistant start, the assistant prefix)."""
         p = self.prompt
         turn = f"{p.instruction}{text}{p.suffix}"
-        if p.chat_template:
-            head = self.tokenizer.apply_chat_template([{"role": "user", "content": turn}], tokenize=False,
-                                                      add_generation_prompt=True)
-        else:
-            head = turn
-        return head + p.assistant_prefix
+        if not p.chat_template:
+            return turn, p.assistant_prefix
+        full = self.tokenizer.apply_chat_template([{"role": "user", "content": turn}], tokenize=False,
+                                                  add_generation_prompt=True)
+        cut = full.rfind(turn) + len(turn)
+        return full[:cut], full[cut:] + p.assistant_prefix
+
+    def prompt_text(self, text: str) -> str:
+        """The full prompt of one input, as the model reads it."""
+        return "".join(self.prompt_parts(text))
+
+    def _tail_ids(self) -> list[int]:
+        return list(self.tokenizer.encode(self.prompt_parts("x")[1], add_special_tokens=False))
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each input's prompt; a prompt longer than the context window is refused."""
+        """Token ids of each input's prompt; a prompt longer than the context window is refused.  With a trigger the
+        two parts of :meth:`prompt_parts` are tokenised apart, so every row ends with :attr:`tail_ids` and the
+        trigger goes right before them (for a chat template both ways give the same ids: its end of turn is a
+        special token)."""
         out = []
         longest = max(len(a) for a in (*self.favourable_ids, *self.unfavourable_ids)) - 1  # teacher-forced tokens
         longest += 0 if self.task_prompt is None else int(self.task_prompt.shape[0])
+        trigger = 0 if self.trigger is None else int(self.trigger.shape[0])
         for i, text in enumerate(texts):
-            ids = self.tokenizer.encode(self.prompt_text(str(text)), add_special_tokens=False)
+            if self.trigger is None:
+                ids = self.tokenizer.encode(self.prompt_text(str(text)), add_special_tokens=False)
+            else:
+                head, _ = self.prompt_parts(str(text))
+                ids = list(self.tokenizer.encode(head, add_special_tokens=False)) + self.tail_ids
             if self.context and len(ids) + longest > self.context:
                 raise FairpromptError(f"row {i}: its prompt has {len(ids):,} tokens, more than the model's context "
-                                      f"window of {self.context:,}; shorten the text or the instruction")
+                                      f"window of {self.context:,}; shorten the text, the instruction or the "
+                                      "intervention")
+            if self.context and len(ids) + longest + trigger > self.context:
+                raise FairpromptError(f"row {i}: the trigger's {trigger:,} tokens push its prompt ({len(ids):,} "
+                                      f"tokens) past the model's context window of {self.context:,}; use a shorter "
+                                      "trigger")
             out.append(list(ids))
         return out
 
     # ------------------------------------------------------------------------------------------------ scoring
-    def _logits(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, int]:
-        """The model's logits for left-padded ``rows`` (every row ends at the last column), and the width.  A task
-        prompt's soft tokens go right after each row's padding, so they count from position 0 like a prefix."""
-        soft = self.task_prompt
-        extra = 0 if soft is None else int(soft.shape[0])
-        width = max(len(r) for r in rows) + extra
+    def embed_rows(self, rows: Sequence[Sequence[int]], *, after: int = 0,
+                   trigger: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded embeddings and attention mask of ``rows`` (every row ends at the last column) with the task
+        prompt right after each row's padding and the trigger ``after`` + ``len(tail_ids)`` columns before its end
+        (``after``: columns appended to every row after its prompt, such as teacher-forced answer tokens;
+        ``trigger=False``: rows that stop where the trigger would start, as the trigger's trainer reads them)."""
+        width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for j, r in enumerate(rows):
             ids[j, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
-            mask[j, width - len(r) - extra:] = 1
+            mask[j, width - len(r):] = 1
         device = next(self.model.parameters()).device
         ids, mask = ids.to(device), mask.to(device)
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         embeds = self.model.get_input_embeddings()(ids)
-        if soft is not None:
-            starts = [width - len(r) - extra for r in rows]
-            soft = soft.to(device=embeds.device, dtype=embeds.dtype)
-            embeds = torch.stack([torch.cat([e[:s], soft, e[s + extra:]]) for e, s in zip(embeds, starts,
-                                                                                                  strict=True)])
-        return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits.float(), width
+        if self.task_prompt is not None:
+            starts = torch.tensor([width - len(r) for r in rows], device=device)
+            inserted = insert_tokens(inputs_embeds=embeds, attention_mask=mask, tokens=self.task_prompt,
+                                     position="at", at=starts)
+            embeds, mask = inserted.inputs_embeds, inserted.attention_mask
+        if self.trigger is not None and trigger:
+            column = embeds.shape[1] - len(self.tail_ids) - after
+            inserted = insert_tokens(inputs_embeds=embeds, attention_mask=mask, tokens=self.trigger, position="at",
+                                     at=torch.full((len(rows),), column, device=device))
+            embeds, mask = inserted.inputs_embeds, inserted.attention_mask
+        return embeds, mask
+
+    def _logits(self, rows: Sequence[Sequence[int]], *, after: int = 0) -> tuple[torch.Tensor, int]:
+        """The model's logits for left-padded ``rows`` (:meth:`embed_rows`), and the width."""
+        embeds, mask = self.embed_rows(rows, after=after)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits.float(), \
+            embeds.shape[1]
 
     def _next_token(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
         """log p(token | row) at the next position, for every token of the vocabulary."""
@@ -162,10 +204,20 @@ class FrozenCausalLM:
     def _log_probs(self, rows: Sequence[Sequence[int]], continuation: Sequence[int]) -> torch.Tensor:
         """log p(continuation | row) for each row: the sum over the continuation's tokens (teacher-forced)."""
         n = len(continuation)
-        logits, width = self._logits([list(r) + list(continuation[:-1]) for r in rows])
+        logits, width = self._logits([list(r) + list(continuation[:-1]) for r in rows], after=n - 1)
         steps = torch.log_softmax(logits[:, width - n:, :], dim=-1)   # the positions that predict each token
         target = torch.as_tensor(list(continuation), device=steps.device).expand(len(rows), n)
         return steps.gather(2, target.unsqueeze(-1)).squeeze(-1).sum(dim=1).cpu()
+
+    def single_token_answers(self) -> bool:
+        """Whether every answer of the verbalizer is one token (the score is then read at one position)."""
+        return all(len(a) == 1 for side in (self.favourable_ids, self.unfavourable_ids) for a in side)
+
+    def verbalize(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """The log-odds from next-token log-probabilities [B, vocab], for single-token answers."""
+        favourable = sorted({a[0] for a in self.favourable_ids})
+        unfavourable = sorted({a[0] for a in self.unfavourable_ids})
+        return torch.logsumexp(log_probs[:, favourable], dim=1) - torch.logsumexp(log_probs[:, unfavourable], dim=1)
 
     def score_tensor(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
         """The verbalizer's log-odds for prompts already encoded (one batch), differentiable (for training a task
@@ -202,7 +254,7 @@ class FrozenCausalLM:
         """The same frozen model (shared, not copied) deciding through another prompt."""
         other = FrozenCausalLM(model=self.model, tokenizer=self.tokenizer, source=self.source,
                                verbalizer=self.verbalizer, prompt=prompt)
-        other.task_prompt = self.task_prompt
+        other.task_prompt, other.trigger = self.task_prompt, self.trigger
         return other
 
     def describe(self) -> dict[str, Any]:
@@ -211,6 +263,7 @@ class FrozenCausalLM:
                 "verbalizer": {"favourable": list(self.verbalizer.favourable),
                                "unfavourable": list(self.verbalizer.unfavourable)},
                 "task_prompt_tokens": None if self.task_prompt is None else int(self.task_prompt.shape[0]),
+                "trigger_tokens": None if self.trigger is None else int(self.trigger.shape[0]),
                 "prompt": {"instruction": self.prompt.instruction, "suffix": self.prompt.suffix,
                            "assistant_prefix": self.prompt.assistant_prefix, "chat_template": self.prompt.chat_template}}
 

@@ -1,7 +1,8 @@
 """Insert learned token embeddings into a batch of input embeddings.
 
 One mechanism serves every text prompt: the task prompt (prepended), repair
-tokens and fairness triggers (appended).  Everything is index arithmetic and a
+tokens and fairness triggers (appended), and on a causal language model's
+left-padded prompts the task prompt and the trigger at given columns (``at``).  Everything is index arithmetic and a
 single ``gather``, so there is no Python loop over rows and gradients flow
 into the inserted tokens.
 
@@ -21,6 +22,12 @@ Insertion rule
     masks are refused with a :class:`~fairprompt.errors.FairpromptError`:
     re-tokenize with ``tokenizer.padding_side = "right"``.  Inserted tokens
     take the token type id of the real token just before them.
+``at``
+    Row ``b`` receives the tokens at columns ``at[b] .. at[b] + n - 1``; the
+    columns from ``at[b]`` on move right by ``n``.  Any padding side works; the
+    caller names the column (for a causal LM: the first real column, where the
+    task prompt goes, or the end of the user's turn, where a trigger goes).
+    Each ``at[b]`` must lie in ``0 .. L``.
 """
 
 from __future__ import annotations
@@ -33,8 +40,8 @@ from torch import Tensor
 
 from fairprompt.errors import FairpromptError
 
-Position = Literal["prepend", "append"]
-POSITIONS: tuple[str, ...] = ("prepend", "append")
+Position = Literal["prepend", "append", "at"]
+POSITIONS: tuple[str, ...] = ("prepend", "append", "at")
 
 
 @dataclass(frozen=True)
@@ -85,14 +92,18 @@ def insert_tokens(
     position: Position,
     token_type_ids: Tensor | None = None,
     before_last: bool = True,
+    at: Tensor | None = None,
 ) -> InsertedInputs:
     """Insert ``tokens`` [B or 1, n, D] into ``inputs_embeds`` [B, L, D] (see the module docstring).
 
     Returns tensors of length ``L + n``; ``attention_mask`` keeps its dtype and
-    ``token_type_ids`` (if given) is extended as described above.
+    ``token_type_ids`` (if given) is extended as described above.  ``at`` [B]
+    (integers) is the insertion column of each row, for ``position="at"`` only.
     """
     if position not in POSITIONS:
-        raise FairpromptError(f"prompt position {position!r} is not known; use 'prepend' or 'append'")
+        raise FairpromptError(f"prompt position {position!r} is not known; use 'prepend', 'append' or 'at'")
+    if (at is None) != (position != "at"):
+        raise FairpromptError("give at= (one insertion column per row) with position='at', and only with it")
     tokens = _check_shapes(inputs_embeds, attention_mask, tokens, token_type_ids)
     batch, length, dim = inputs_embeds.shape
     n = tokens.shape[1]
@@ -102,6 +113,11 @@ def insert_tokens(
     real = attention_mask != 0
     if position == "prepend":
         start = torch.zeros(batch, dtype=torch.long, device=device)
+    elif position == "at":
+        start = torch.as_tensor(at, dtype=torch.long, device=device).reshape(-1)
+        if start.numel() != batch or bool(((start < 0) | (start > length)).any()):
+            raise FairpromptError(f"at= needs one column in 0..{length} for each of the {batch} rows, got "
+                                  f"{start.tolist()}")
     else:
         if length > 1 and bool((real[:, 1:] & ~real[:, :-1]).any()):
             raise FairpromptError(
