@@ -225,6 +225,31 @@ def random_intercept_fixed_effects(frame: pd.DataFrame, score: np.ndarray, *, fa
     return {c: float(b) for c, b in zip(columns, coef[1:], strict=True)}
 
 
+def scenario_coefficients(frame: pd.DataFrame, score: np.ndarray, *, factors: Sequence[str] = ("age", "gender", "race"),
+                          reference: Mapping[str, Any] | None = None) -> tuple[np.ndarray, list[tuple[str, Any]],
+                                                                              np.ndarray]:
+    """Each scenario's coefficients (scenarios x values; their mean is every value's discrimination score), the
+    values, and the scenario ids: what a paired bootstrap of two models on the same rows resamples together."""
+    from fairprompt.datasets.discrim_eval import REFERENCE
+
+    reference = dict(REFERENCE if reference is None else reference)
+    score = _check(frame, score, list(factors), reference)
+    y, variants, scenarios = _matrix(frame, score, list(factors), reference)
+    x, columns = _dummies(variants, list(factors), reference)
+    return _per_scenario(y, x), columns, scenarios
+
+
+def scenario_means(frame: pd.DataFrame, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each scenario's mean score, and the scenario ids (sorted)."""
+    means = pd.Series(np.asarray(score, dtype=np.float64)).groupby(frame["scenario"].to_numpy()).mean()
+    return means.to_numpy(), means.index.to_numpy()
+
+
+def resample_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """How often each of ``n`` scenarios is drawn in each resample (resamples x n), seeded."""
+    return _resample_counts(n, n_resamples, seed)
+
+
 # ------------------------------------------------------------------------------------------------ the audit
 def discrimination_scores(frame: pd.DataFrame, score: np.ndarray, *, factors: Sequence[str] = ("age", "gender", "race"),
                           reference: Mapping[str, Any] | None = None, threshold: float = 0.0, n_resamples: int = 1000,
@@ -320,4 +345,5 @@ def _plain(value: Any) -> Any:
 
 
 __all__ = ["MIN_RESAMPLES", "MIN_SCENARIOS", "DiscriminationScores", "Effect", "discrimination_scores",
-           "fixed_effects_regression", "paired_differences", "random_intercept_fixed_effects"]
+           "fixed_effects_regression", "paired_differences", "random_intercept_fixed_effects", "resample_counts",
+           "scenario_coefficients", "scenario_means"]

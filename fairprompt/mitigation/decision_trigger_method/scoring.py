@@ -1,9 +1,12 @@
 """Score a set of rows under every repair: the un-repaired model, each hand-written intervention, each trigger.
 
-The un-repaired scores and every trigger's share one pass over the prompts' heads (:mod:`.scorer`): a trigger changes
-only the columns from the end of the user's turn on, so each extra trigger costs a pass over the short tail.  An
-intervention changes the user's turn itself and costs a whole pass.  Triggers' scores equal
-``FrozenCausalLM.scores`` with the trigger set (to about 1e-5; a test checks it).
+The un-repaired scores, every trigger's and every intervention's share one pass over the prompts' heads
+(:mod:`.scorer`): a trigger, like an intervention's sentence, sits at the end of the user's turn, so it changes only
+the columns from there on, and each repair costs a pass over the short tail.  An intervention's sentence enters as
+the embeddings of its tokens, which is the model's own reading of the text when the prompt tokenises to the head's
+tokens followed by the sentence's (checked for every row; otherwise that intervention is scored by a whole pass).
+The scores equal ``FrozenCausalLM.scores`` with the trigger set or the intervention appended (to about 1e-5; tests
+check both).
 """
 
 from __future__ import annotations
@@ -25,34 +28,49 @@ def score_repairs(lm: FrozenCausalLM, *, texts: Sequence[str], interventions: Se
                   triggers: Mapping[str, torch.Tensor] | None = None, batch_size: int = 8,
                   progress: Progress | None = None) -> dict[str, np.ndarray]:
     """``{"unrepaired": scores, "<trigger name>": ..., "<intervention name>": ...}`` for ``texts``, in order."""
-    triggers = dict(triggers or {})
-    out: dict[str, np.ndarray] = {}
+    soft = dict(triggers or {})
     tail = len(lm.tail_ids)
-    longest = max((int(t.shape[0]) for t in triggers.values()), default=0)
-    if longest:
-        lm.trigger = next(t for t in triggers.values() if int(t.shape[0]) == longest)  # the context check
+    longest = max((int(t.shape[0]) for t in soft.values()), default=0)
+    lm.trigger = next((t for t in soft.values() if int(t.shape[0]) == longest), torch.zeros(0))  # context check
     try:
-        encoded = lm.encode(texts)
+        heads = [r[:-tail] if tail else r for r in lm.encode(texts)]
     finally:
         lm.trigger = None
-    heads = [r[:-tail] for r in encoded] if longest else [r[:-tail] for r in encoded]
-    if not longest:  # no trigger: the plain path
-        out[UNREPAIRED] = lm.scores(texts, batch_size=batch_size, progress=progress)
-    else:
+    whole = []
+    table = lm.model.get_input_embeddings()
+    for item in interventions:
+        extra = list(lm.tokenizer.encode(with_intervention(lm, item).prompt.suffix[len(lm.prompt.suffix):],
+                                         add_special_tokens=False))
+        if with_intervention(lm, item).encode(texts) == [h + extra + lm.tail_ids for h in heads]:
+            with torch.no_grad():
+                soft[item.name] = table(torch.tensor(extra, dtype=torch.long)).float()
+        else:
+            whole.append(item)
+    out: dict[str, np.ndarray] = {name: np.empty(len(texts)) for name in (UNREPAIRED, *soft)}
+    if lm.single_token_answers():
         scorer = TriggerScorer(lm)
-        names = [UNREPAIRED, *triggers]
-        for name in names:
-            out[name] = np.empty(len(texts))
         order = np.argsort([len(h) for h in heads], kind="stable")
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 chunk = order[start:start + batch_size]
                 state = scorer.heads([heads[i] for i in chunk])
-                for name in names:
-                    out[name][chunk] = scorer.score(state, triggers.get(name)).double().numpy()
+                for name in out:
+                    out[name][chunk] = scorer.score(state, soft.get(name)).double().numpy()
                 if progress:
-                    progress("scoring the triggers", min(start + batch_size, len(order)), len(order))
-    for item in interventions:
+                    progress("scoring the repairs", min(start + batch_size, len(order)), len(order))
+    else:  # answers of several tokens: whole passes, the trigger set on the model in turn
+        out[UNREPAIRED] = lm.scores(texts, batch_size=batch_size, progress=progress)
+        named = {i.name: i for i in interventions}
+        for name, tokens in soft.items():
+            if name in named:
+                whole.append(named[name])
+                continue
+            lm.trigger = tokens
+            try:
+                out[name] = lm.scores(texts, batch_size=batch_size, progress=progress)
+            finally:
+                lm.trigger = None
+    for item in whole:
         out[item.name] = with_intervention(lm, item).scores(texts, batch_size=batch_size, progress=progress)
     return out
 

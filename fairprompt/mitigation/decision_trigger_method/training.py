@@ -134,7 +134,7 @@ def train_decision_trigger(lm: FrozenCausalLM, *, rows: pd.DataFrame, settings: 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        result.losses.append(float(loss))
+        result.losses.append(float(loss.detach()))
         result.anchors.append(terms["anchor"])
         result.spreads.append(terms["spread"])
         result.unrepaired_spreads.append(terms["unrepaired_spread"])
