@@ -100,7 +100,7 @@ def paired_difference(part: Mapping[str, Any], a: str, b: str, *, confidence: fl
             "ci": _interval(diff, confidence)}
 
 
-def _best(part: Mapping[str, Any], names: Sequence[str], min_spearman: float) -> tuple[str | None, str]:
+def best_repair(part: Mapping[str, Any], names: Sequence[str], min_spearman: float) -> tuple[str | None, str]:
     """The lowest mean absolute score among ``names`` keeping Spearman >= ``min_spearman`` (else the highest
     Spearman), and the rule that picked it."""
     if not names:
@@ -122,8 +122,8 @@ def choose_and_test(*, choose_rows: pd.DataFrame, choose_scores: Mapping[str, np
         raise FairpromptError("compare repairs: the choose and held-out scenarios overlap; use the scenario split")
     settings = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
     choose = compare_part(choose_rows, choose_scores, **settings)
-    best_intervention, rule_i = _best(choose, interventions, min_spearman)
-    best_trigger, rule_t = _best(choose, [t for t in triggers if t != control], min_spearman)
+    best_intervention, rule_i = best_repair(choose, interventions, min_spearman)
+    best_trigger, rule_t = best_repair(choose, [t for t in triggers if t != control], min_spearman)
     unrepaired = discrimination_scores(held_rows, held_scores[UNREPAIRED], **settings)
     targets = [(e.factor, e.value) for e in unrepaired.resolved()]
     held = compare_part(held_rows, held_scores, targets=targets or None, **settings)
@@ -172,5 +172,5 @@ def compare_repairs_from_record(record: Mapping[str, Any], *, trainings: Mapping
     return result
 
 
-__all__ = ["MIN_REDUCTION", "MIN_SPEARMAN", "UNREPAIRED", "choose_and_test", "compare_part",
+__all__ = ["MIN_REDUCTION", "MIN_SPEARMAN", "UNREPAIRED", "best_repair", "choose_and_test", "compare_part",
            "compare_repairs_from_record", "paired_difference"]

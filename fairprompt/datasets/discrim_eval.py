@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -45,6 +46,8 @@ ASSISTANT_PREFIX = 'Based on the information provided if I had to choose between
 ALTERNATIVE_SUFFIX = '\n\nAnswer "yes" or "no".'
 ALTERNATIVE_PREFIX = 'My answer is "'
 SPLIT_SIZES: dict[str, int] = {"train": 40, "choose": 10, "held_out": 20}
+#: The fewest scenarios a side of a split may have: fewer give scenario-bootstrap CIs that resolve nothing.
+MIN_SPLIT_SCENARIOS = 5
 CITATION = ("Tamkin et al. (2023), Evaluating and Mitigating Discrimination in Language Model Decisions, "
             "Anthropic discrim-eval (explicit), CC BY 4.0")
 
@@ -99,18 +102,31 @@ class ScenarioSplit:
                 "seed": self.seed} | {name: list(self.part(name)) for name in SPLIT_SIZES}
 
 
-def scenario_split(scenarios: np.ndarray | list[int], *, seed: int = 0) -> ScenarioSplit:
-    """40 train / 10 choose / 20 held-out scenarios, drawn by a seeded permutation of the sorted ids."""
+def scenario_split(scenarios: np.ndarray | list[int], *, seed: int = 0,
+                   sizes: Mapping[str, int] | None = None) -> ScenarioSplit:
+    """40 train / 10 choose / 20 held-out scenarios (or ``sizes``, at least :data:`MIN_SPLIT_SCENARIOS` a side),
+    drawn by a seeded permutation of the sorted ids; scenarios left over by smaller ``sizes`` go to no part."""
     ids = np.array(sorted(set(int(s) for s in scenarios)), dtype=np.int64)
-    if ids.size != sum(SPLIT_SIZES.values()):
-        raise FairpromptError(f"the scenario split needs {sum(SPLIT_SIZES.values())} scenarios; got {ids.size}")
+    if sizes is None:
+        if ids.size != sum(SPLIT_SIZES.values()):
+            raise FairpromptError(f"the scenario split needs {sum(SPLIT_SIZES.values())} scenarios; got {ids.size}")
+        sizes = SPLIT_SIZES
+    if set(sizes) != set(SPLIT_SIZES):
+        raise FairpromptError(f"the scenario split's sizes are {dict(sizes)}; give train, choose and held_out")
+    for name in SPLIT_SIZES:
+        if isinstance(sizes[name], bool) or not isinstance(sizes[name], int) or sizes[name] < MIN_SPLIT_SCENARIOS:
+            raise FairpromptError(f"the scenario split's {name} has {sizes[name]} scenarios; give at least "
+                                  f"{MIN_SPLIT_SCENARIOS} on every side (the CIs resample scenarios)")
+    if sum(sizes.values()) > ids.size:
+        raise FairpromptError(f"the scenario split asks for {sum(sizes.values())} scenarios, but the data set has "
+                              f"{ids.size}; give smaller sizes")
     drawn = np.random.default_rng(seed).permutation(ids)
-    a, b = SPLIT_SIZES["train"], SPLIT_SIZES["train"] + SPLIT_SIZES["choose"]
+    a, b = sizes["train"], sizes["train"] + sizes["choose"]
     return ScenarioSplit(train=tuple(sorted(int(s) for s in drawn[:a])),
                          choose=tuple(sorted(int(s) for s in drawn[a:b])),
-                         held_out=tuple(sorted(int(s) for s in drawn[b:])), seed=seed)
+                         held_out=tuple(sorted(int(s) for s in drawn[b:b + sizes["held_out"]])), seed=seed)
 
 
 __all__ = ["ALTERNATIVE_PREFIX", "ALTERNATIVE_SUFFIX", "ASSISTANT_PREFIX", "CITATION", "FACTORS", "LEVELS", "REFERENCE",
-           "SHA256", "SPLIT_SIZES", "SUFFIX", "ScenarioSplit", "load_discrim_eval", "one_factor_variants",
+           "MIN_SPLIT_SCENARIOS", "SHA256", "SPLIT_SIZES", "SUFFIX", "ScenarioSplit", "load_discrim_eval", "one_factor_variants",
            "scenario_split"]

@@ -40,8 +40,11 @@ from torch import Tensor
 
 from fairprompt.errors import FairpromptError
 
-Position = Literal["prepend", "append", "at"]
-POSITIONS: tuple[str, ...] = ("prepend", "append", "at")
+#: Where a prompt module (soft prompt, conditional prompt) sits.
+Position = Literal["prepend", "append"]
+POSITIONS: tuple[str, ...] = ("prepend", "append")
+#: What :func:`insert_tokens` accepts: those, or explicit columns.
+INSERT_POSITIONS: tuple[str, ...] = (*POSITIONS, "at")
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def insert_tokens(
     inputs_embeds: Tensor,
     attention_mask: Tensor,
     tokens: Tensor,
-    position: Position,
+    position: Position | Literal["at"],
     token_type_ids: Tensor | None = None,
     before_last: bool = True,
     at: Tensor | None = None,
@@ -100,7 +103,7 @@ def insert_tokens(
     ``token_type_ids`` (if given) is extended as described above.  ``at`` [B]
     (integers) is the insertion column of each row, for ``position="at"`` only.
     """
-    if position not in POSITIONS:
+    if position not in INSERT_POSITIONS:
         raise FairpromptError(f"prompt position {position!r} is not known; use 'prepend', 'append' or 'at'")
     if (at is None) != (position != "at"):
         raise FairpromptError("give at= (one insertion column per row) with position='at', and only with it")
