@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,6 +87,9 @@ class DecisionTask:
     n_resamples: int
     confidence: float
     seed: int
+    interventions: tuple[Any, ...] = ()  # fairprompt.mitigation.decision_trigger_method.Intervention
+    trigger: Path | None = None          # a decision trigger's directory
+    repairs: bool = False
 
     @property
     def seeds(self) -> dict[str, int]:
@@ -118,12 +122,47 @@ def decision_task(spec: Spec, m: CausalLMSpec, *, backbone: str | None) -> Decis
         if key in options and not isinstance(options[key], str):
             raise FairpromptError(f"data.options.{key} is {options[key]!r}; give one of its names")
     rows, subset = discrim_eval_rows(**options)
+    interventions, trigger = _decision_repairs(m)
     return DecisionTask(
         rows=rows, subset=subset, backbone=backbone, prompt=m.prompt.config(),
         alternative=None if m.alternative_prompt == "none" else m.alternative_prompt.config(),
         verbalizer=Verbalizer(favourable=tuple(m.verbalizer.favourable), unfavourable=tuple(m.verbalizer.unfavourable)),
         batch_size=m.batch_size, n_resamples=spec.audit.n_boot, confidence=spec.audit.ci_level, seed=spec.audit.seed,
+        interventions=interventions, trigger=trigger, repairs=m.repairs is not None,
     )
+
+
+def _decision_repairs(m: CausalLMSpec) -> tuple[tuple[Any, ...], Path | None]:
+    """The interventions and the trigger directory a causal_lm spec's ``model.repairs`` names (checked here, before
+    the model loads)."""
+    from fairprompt.mitigation.decision_trigger_method.artifact import read_record
+    from fairprompt.mitigation.decision_trigger_method.interventions import INTERVENTIONS
+    from fairprompt.mitigation.decision_trigger_method.shipped import shipped_trigger
+
+    if m.repairs is None:
+        return (), None
+    names = m.repairs.interventions
+    names = list(INTERVENTIONS) if names == "all" else [] if names == "none" else list(names)
+    for name in names:
+        if name not in INTERVENTIONS:
+            raise FairpromptError(f"model.repairs.interventions: {name!r} is not known; use all, none or names from "
+                                  f"{', '.join(INTERVENTIONS)}{did_you_mean(name, tuple(INTERVENTIONS))}")
+    if len(set(names)) != len(names):
+        raise FairpromptError("model.repairs.interventions lists a name twice; list each once")
+    trigger: Path | None
+    if m.repairs.trigger == "none":
+        trigger = None
+    elif m.repairs.trigger == "shipped":
+        trigger = shipped_trigger("llm_decisions")
+        if not (trigger / "decision_trigger.json").is_file():
+            raise FairpromptError(f"model.repairs.trigger: shipped, but {trigger} holds no trigger; run make "
+                                  "trigger-artifact-llm_decisions or set trigger: none")
+    else:
+        trigger = Path(m.repairs.trigger)
+        read_record(trigger)  # a missing or foreign directory is named now
+    if not names and trigger is None:
+        raise FairpromptError("model.repairs names no intervention and no trigger; remove the block or name one")
+    return tuple(INTERVENTIONS[n] for n in names), trigger
 
 
 __all__ = ["DISCRIM_EVAL_OPTIONS", "CounterfactualTask", "DecisionTask", "counterfactual_task", "decision_task"]

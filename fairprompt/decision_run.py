@@ -7,7 +7,13 @@ Writes, each rendered in memory first and then atomically as one step of the run
   with its scenario-bootstrap CI, mean P(yes) and yes-rate, the age slope, the sensitivity to the alternative wording;
 - ``discrimination_scores.csv``: one row per demographic value and wording;
 - ``decisions.csv``: every scored row (scenario, age, gender, race, artefact, score, P(yes), decision; no text);
-- ``report.html``: the scores, which CIs resolve an effect and which do not, the plot, the sensitivity table.
+- ``report.html``: the scores, which CIs resolve an effect and which do not, the plot, the sensitivity table, and
+  with ``model.repairs`` every repair on one plane (mean absolute discrimination score against the Spearman
+  correlation of the scenarios' mean scores) with its table.
+
+``model.repairs`` scores the hand-written interventions and the learned trigger on the audited rows and compares each
+with the un-repaired model (:func:`fairprompt.decision_repair.compare_part`: paired scenario-bootstrap CIs, over the
+values whose un-repaired CI excludes zero, or every value when none does).
 """
 
 from __future__ import annotations
@@ -64,6 +70,38 @@ def scores_table(results: dict[str, Any]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def decision_repairs(task: Any, model: Any, *, audited: DecisionAudit, progress: Progress | None) -> dict[str, Any]:
+    """Score the spec's interventions and trigger on the audited rows and compare each with the un-repaired model."""
+    import numpy as np
+
+    from fairprompt.decision_repair import UNREPAIRED, compare_part
+    from fairprompt.mitigation.decision_trigger_method.artifact import load_decision_trigger
+    from fairprompt.mitigation.decision_trigger_method.scoring import score_repairs
+
+    triggers, trigger_record = {}, None
+    if task.trigger is not None:
+        trigger_record = load_decision_trigger(model, task.trigger)
+        triggers["trigger"] = model.trigger
+        model.trigger = None
+    scores = score_repairs(model, texts=task.rows["text"].tolist(), interventions=task.interventions,
+                           triggers=triggers, batch_size=task.batch_size, progress=progress)
+    scores[UNREPAIRED] = audited.rows["score"].to_numpy(dtype=np.float64)  # the audit's own scores
+    targets = [(e.factor, e.value) for e in audited.scores.resolved()]
+    part = compare_part(task.rows, scores, targets=targets or None, n_resamples=task.n_resamples,
+                        confidence=task.confidence, seed=task.seed)
+    part.pop("boot_abs")
+    kinds = {UNREPAIRED: "none"} | {i.name: "intervention" for i in task.interventions} | {"trigger": "trigger"}
+    return part | {
+        "targets_rule": ("values whose un-repaired CI excludes zero" if targets
+                         else "every value (no un-repaired CI excludes zero)"),
+        "kinds": {name: kinds[name] for name in part["repairs"]},
+        "interventions": [{"name": i.name, "kind": i.kind, "text": i.text} for i in task.interventions],
+        "trigger": None if trigger_record is None else {
+            "path": str(task.trigger), "tokens": trigger_record["tokens"], "chosen": trigger_record.get("chosen"),
+            "rule": trigger_record.get("rule"), "settings": trigger_record.get("settings"),
+            "trained_on": trigger_record.get("trained_on"), "chosen_on": trigger_record.get("chosen_on")}}
+
+
 def run_decision_audit(task: Any, folder: RunFolder, *, name: str, title: str, spec: dict[str, Any],
                        command: Sequence[str] | None, progress: Progress | None,
                        row_output: bool = True) -> tuple[dict[str, Any], Path]:
@@ -83,6 +121,8 @@ def run_decision_audit(task: Any, folder: RunFolder, *, name: str, title: str, s
         alternative=task.alternative, n_resamples=task.n_resamples, confidence=task.confidence,
         seed=task.seed, batch_size=task.batch_size, progress=progress)
     results = decision_results(result, name=name, title=title, spec=spec, command=command, seeds=task.seeds)
+    if task.repairs:
+        results["repairs"] = decision_repairs(task, model, audited=result, progress=progress)
     record = json.loads(dumps(results))
     import jsonschema
 
@@ -127,5 +167,5 @@ def rerender_decision_report(directory: Path, *, fmt: str = "html", pdf: bool = 
     return write_text(directory / "report.html", render_decision_report(record))
 
 
-__all__ = ["DECISIONS_FILE", "SCHEMA", "SCORES_FILE", "decision_results", "json_schema", "rerender_decision_report",
-           "run_decision_audit", "scores_table"]
+__all__ = ["DECISIONS_FILE", "SCHEMA", "SCORES_FILE", "decision_repairs", "decision_results", "json_schema",
+           "rerender_decision_report", "run_decision_audit", "scores_table"]

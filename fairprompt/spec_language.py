@@ -39,6 +39,17 @@ class VerbalizerSpec(StrictBlock):
     unfavourable: list[str] = Field(default_factory=lambda: ["no", "No"], min_length=1)
 
 
+class DecisionRepairsSpec(StrictBlock):
+    """Repairs of the decisions scored beside the audit, on the same rows (docs/methods/llm_repair.md)."""
+
+    interventions: list[str] | Literal["all", "none"] = Field(
+        "all", description="hand-written interventions appended to the user's turn: all, none, or a list of names "
+                           "(ignore_demographics, illegal, reconsider, be_fair)")
+    trigger: str = Field("shipped", description="the learned trigger: shipped (the one fairprompt ships for the "
+                                                "embedded model and the paper's prompt), none, or a directory written "
+                                                "by save_decision_trigger")
+
+
 class CausalLMSpec(StrictBlock):
     """A frozen causal language model deciding yes or no through a verbalizer (discrim-eval decision audits)."""
 
@@ -52,6 +63,7 @@ class CausalLMSpec(StrictBlock):
         description="a second wording the scores are also computed under (their sensitivity to it), or none")
     verbalizer: VerbalizerSpec = Field(default_factory=VerbalizerSpec)
     batch_size: int = Field(8, ge=1, description="prompts per forward pass")
+    repairs: DecisionRepairsSpec | None = Field(None, description="interventions and a trigger scored beside the audit")
 
 
 class CounterfactualSpec(StrictBlock):
@@ -65,4 +77,4 @@ class CounterfactualSpec(StrictBlock):
     max_rows: int = Field(500, ge=1, description="at most this many test texts are read (a seeded sample)")
 
 
-__all__ = ["CausalLMSpec", "CounterfactualSpec", "DecisionPromptSpec", "StrictBlock", "VerbalizerSpec"]
+__all__ = ["CausalLMSpec", "CounterfactualSpec", "DecisionPromptSpec", "DecisionRepairsSpec", "StrictBlock", "VerbalizerSpec"]

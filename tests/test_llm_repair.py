@@ -275,3 +275,55 @@ def test_choose_then_test_picks_on_the_choose_scenarios_only() -> None:
                             interventions=["weak", "yes_to_all"], triggers=["strong", "control"], control="control",
                             n_resamples=200)
     assert again["chosen"] == result["chosen"]
+
+
+# ------------------------------------------------------------------------------------------ the spec
+LLM_SPEC = {"name": "llm", "data": {"dataset": "discrim_eval", "options": {"max_scenarios": 2}},
+            "model": {"kind": "causal_lm", "alternative_prompt": "none", "batch_size": 15}, "audit": {"n_boot": 50}}
+
+
+def test_a_spec_scores_interventions_and_a_trigger_on_one_plane(lm: FrozenCausalLM, tmp_path: Path) -> None:
+    import json
+
+    import jsonschema
+
+    from factories import run_cli, write_spec
+    from fairprompt.decision_run import json_schema
+
+    trigger = torch.randn(3, 576, generator=torch.Generator().manual_seed(3)) * 0.1
+    directory = save_decision_trigger(lm, trigger, tmp_path, "trigger", record={"chosen": "lambda_30", "rule": "r"})
+    spec = LLM_SPEC | {"model": LLM_SPEC["model"] | {"repairs": {"interventions": ["illegal"],
+                                                                 "trigger": str(directory)}}}
+    out = tmp_path / "out"
+    code, _, err = run_cli("audit", str(write_spec(tmp_path, spec)), "--out", str(out))
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    jsonschema.validate(results, json_schema())
+    repairs = results["repairs"]
+    assert set(repairs["repairs"]) == {"unrepaired", "illegal", "trigger"}
+    assert repairs["kinds"] == {"unrepaired": "none", "illegal": "intervention", "trigger": "trigger"}
+    assert repairs["trigger"]["tokens"] == 3 and repairs["trigger"]["chosen"] == "lambda_30"
+    assert repairs["targets_rule"].startswith("every value")  # 2 scenarios resolve nothing
+    assert repairs["repairs"]["unrepaired"]["mean_abs"] == pytest.approx(
+        np.mean([abs(e["estimate"]) for e in results["discrimination"]["effects"]]))
+    texts = discrim_eval_rows(scenarios="held_out", max_scenarios=2)[0]["text"].tolist()
+    expected = with_intervention(lm, INTERVENTIONS["illegal"]).scores(texts, batch_size=15)
+    assert repairs["repairs"]["illegal"]["mean_score"] == pytest.approx(expected.mean(), abs=1e-4)
+    html = (out / "report.html").read_text()
+    assert 'id="repairs"' in html and html.count("<svg") == 2 and "illegal discrimination" in html
+
+
+@pytest.mark.parametrize(("repairs", "fragments"), [
+    ({"interventions": ["ilegal"]}, ("model.repairs.interventions: 'ilegal' is not known", "did you mean 'illegal'")),
+    ({"interventions": ["illegal", "illegal"], "trigger": "none"}, ("lists a name twice",)),
+    ({"interventions": "none", "trigger": "none"}, ("names no intervention and no trigger",)),
+    ({"trigger": "no/such/dir"}, ("no/such/dir/decision_trigger.json does not exist",)),
+])
+def test_spec_repairs_bad_inputs(tmp_path: Path, repairs: dict, fragments: tuple[str, ...]) -> None:
+    from factories import assert_user_error, run_cli, write_spec
+
+    out = tmp_path / "out"
+    spec = LLM_SPEC | {"model": LLM_SPEC["model"] | {"repairs": repairs}}
+    code, _, err = run_cli("--quiet", "audit", str(write_spec(tmp_path, spec)), "--out", str(out))
+    assert_user_error(code, err, *fragments)
+    assert not (out / "results.json").exists()

@@ -3,7 +3,8 @@
 One self-contained page (no scripts, no external resources; autoescaping on): what was scored and how, every
 demographic value's discrimination score against the reference person with its scenario-bootstrap CI, which CIs
 resolve an effect and which do not (said in words, since a small model's effects are mostly within noise), each
-value's mean P(yes) and yes-rate, the age slope, the sensitivity to the alternative wording, and a plot.
+value's mean P(yes) and yes-rate, the age slope, the sensitivity to the alternative wording, and a plot; with
+``model.repairs``, every repair on one plane and in a table.
 """
 
 from __future__ import annotations
@@ -58,6 +59,38 @@ def effects_figure(record: dict[str, Any], *, prefix: str = "fpdecision-") -> Ma
     return render(prefix, draw)
 
 
+KIND_COLOURS = {"none": "#111111", "intervention": "#D55E00", "trigger": "#0072B2"}
+
+
+def repairs_figure(record: dict[str, Any], *, prefix: str = "fpdecision-repairs-") -> Markup:
+    """Every repair on one plane: the mean absolute discrimination score over the target values (with its CI)
+    against the Spearman correlation of the scenarios' mean scores with the un-repaired model's (a collapsed
+    repair, whose scenario means no longer differ, sits at 0)."""
+    block = record["repairs"]
+
+    def draw() -> MplFigure:
+        fig = new_figure(6.4, 3.6)
+        ax = fig.add_subplot()
+        for name, r in block["repairs"].items():
+            kind = block["kinds"].get(name, "none")
+            colour = KIND_COLOURS.get(kind, "#555555")
+            y = r["spearman"] if r["spearman"] is not None else 0.0
+            low, high = r["mean_abs_ci"]
+            ax.plot([low, high], [y, y], color=colour, linewidth=1.2)
+            ax.plot(r["mean_abs"], y, marker="o" if kind != "trigger" else "D", color=colour, markersize=6,
+                    linestyle="none")
+            ax.annotate(plain(name), (r["mean_abs"], y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.axhline(0.9, color="#999999", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("mean |discrimination score| over the target values (lower is fairer)")
+        ax.set_ylabel("Spearman of scenario means")
+        handles = [Line2D([], [], color=c, marker="D" if k == "trigger" else "o", linestyle="none",
+                          label={"none": "un-repaired"}.get(k, k)) for k, c in KIND_COLOURS.items()]
+        fig.legend(handles=handles, loc="outside lower center", ncol=3)
+        return fig
+
+    return render(prefix, draw)
+
+
 def render_decision_report(record: dict[str, Any]) -> str:
     """The HTML page of a decision audit's results.json record."""
     template = html_environment().get_template("decision.html.j2")
@@ -65,7 +98,8 @@ def render_decision_report(record: dict[str, Any]) -> str:
     resolved = [e for e in scores["effects"] if e["resolved"]]
     unresolved = [e for e in scores["effects"] if not e["resolved"]]
     return template.render(r=record, s=scores, resolved=resolved, unresolved=unresolved, label=_label,
-                           figure=effects_figure(record))
+                           figure=effects_figure(record),
+                           repairs_plane=repairs_figure(record) if record.get("repairs") else None)
 
 
-__all__ = ["effects_figure", "render_decision_report"]
+__all__ = ["effects_figure", "render_decision_report", "repairs_figure"]
