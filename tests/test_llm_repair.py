@@ -211,6 +211,20 @@ def test_training_moves_only_the_trigger_and_records_its_steps(lm: FrozenCausalL
 
 
 # ------------------------------------------------------------------------------------------ the artifact
+def test_the_shipped_trigger_loads_on_the_embedded_model(lm: FrozenCausalLM) -> None:
+    from fairprompt.mitigation.decision_trigger_method.shipped import LAMBDAS, SETTINGS, shipped_trigger
+
+    record = load_decision_trigger(lm, shipped_trigger("llm_decisions"))
+    try:
+        assert lm.trigger is not None and lm.trigger.shape == (SETTINGS.tokens, 576)
+    finally:
+        lm.trigger = None
+    assert record["chosen"] in {f"lambda_{v:g}" for v in LAMBDAS} and record["settings"]["steps"] == SETTINGS.steps
+    chosen_on, trained_on = set(record["chosen_on"]["scenarios"]), set(record["trained_on"]["scenarios"])
+    held_out = set(record["split"]["held_out"])
+    assert not (chosen_on | trained_on) & held_out and not chosen_on & trained_on  # never saw a held-out scenario
+
+
 def test_a_saved_trigger_loads_only_on_its_backbone(lm: FrozenCausalLM, tmp_path: Path) -> None:
     trigger = torch.randn(3, 576, generator=torch.Generator().manual_seed(2))
     directory = save_decision_trigger(lm, trigger, tmp_path, "t", record={"chosen": "lambda_30"})
@@ -282,6 +296,7 @@ LLM_SPEC = {"name": "llm", "data": {"dataset": "discrim_eval", "options": {"max_
             "model": {"kind": "causal_lm", "alternative_prompt": "none", "batch_size": 15}, "audit": {"n_boot": 50}}
 
 
+@pytest.mark.slow  # a whole causal_lm spec with its repairs
 def test_a_spec_scores_interventions_and_a_trigger_on_one_plane(lm: FrozenCausalLM, tmp_path: Path) -> None:
     import json
 
@@ -320,6 +335,7 @@ def test_a_spec_scores_interventions_and_a_trigger_on_one_plane(lm: FrozenCausal
     ({"trigger": "no/such/dir"}, ("no/such/dir/decision_trigger.json does not exist",)),
 ])
 def test_spec_repairs_bad_inputs(tmp_path: Path, repairs: dict, fragments: tuple[str, ...]) -> None:
+    """Refused before the model loads: one line, exit 2, nothing written."""
     from factories import assert_user_error, run_cli, write_spec
 
     out = tmp_path / "out"
