@@ -125,8 +125,11 @@ class FrozenCausalLM:
             return turn, p.assistant_prefix
         full = self.tokenizer.apply_chat_template([{"role": "user", "content": turn}], tokenize=False,
                                                   add_generation_prompt=True)
-        cut = full.rfind(turn) + len(turn)
-        return full[:cut], full[cut:] + p.assistant_prefix
+        for written in (turn, turn.strip()):  # some templates trim the turn
+            at = full.rfind(written)
+            if written and at >= 0:
+                return full[:at + len(written)], full[at + len(written):] + p.assistant_prefix
+        return full, p.assistant_prefix  # a template that rewrites the turn: the cut falls before the prefix
 
     def prompt_text(self, text: str) -> str:
         """The full prompt of one input, as the model reads it."""
