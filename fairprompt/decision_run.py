@@ -80,9 +80,9 @@ def decision_repairs(task: Any, model: Any, *, audited: DecisionAudit, progress:
 
     triggers, trigger_record = {}, None
     if task.trigger is not None:
-        trigger_record = load_decision_trigger(model, task.trigger)
-        triggers["trigger"] = model.trigger
-        model.trigger = None
+        triggered = model.with_trigger(None)  # the audited model stays as it is
+        trigger_record = load_decision_trigger(triggered, task.trigger)
+        triggers["trigger"] = triggered.trigger
     scores = score_repairs(model, texts=task.rows["text"].tolist(), interventions=task.interventions,
                            triggers=triggers, batch_size=task.batch_size, progress=progress)
     scores[UNREPAIRED] = audited.rows["score"].to_numpy(dtype=np.float64)  # the audit's own scores

@@ -253,6 +253,12 @@ class FrozenCausalLM:
                 progress("scoring prompts", min(start + batch_size, len(order)), len(order))
         return out
 
+    def with_trigger(self, trigger: torch.Tensor | None) -> FrozenCausalLM:
+        """The same frozen model (shared, not copied) with ``trigger`` at the end of the user's turn (None: none)."""
+        other = self.with_prompt(self.prompt)
+        other.trigger = trigger
+        return other
+
     def with_prompt(self, prompt: DecisionPrompt) -> FrozenCausalLM:
         """The same frozen model (shared, not copied) deciding through another prompt."""
         other = FrozenCausalLM(model=self.model, tokenizer=self.tokenizer, source=self.source,

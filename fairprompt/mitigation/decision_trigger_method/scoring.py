@@ -31,17 +31,14 @@ def score_repairs(lm: FrozenCausalLM, *, texts: Sequence[str], interventions: Se
     soft = dict(triggers or {})
     tail = len(lm.tail_ids)
     longest = max((int(t.shape[0]) for t in soft.values()), default=0)
-    lm.trigger = next((t for t in soft.values() if int(t.shape[0]) == longest), torch.zeros(0))  # context check
-    try:
-        heads = [r[:-tail] if tail else r for r in lm.encode(texts)]
-    finally:
-        lm.trigger = None
+    longest_trigger = next((t for t in soft.values() if int(t.shape[0]) == longest), torch.zeros(0))
+    heads = [r[:-tail] if tail else r for r in lm.with_trigger(longest_trigger).encode(texts)]  # context check
     whole = []
     table = lm.model.get_input_embeddings()
     for item in interventions:
-        extra = list(lm.tokenizer.encode(with_intervention(lm, item).prompt.suffix[len(lm.prompt.suffix):],
-                                         add_special_tokens=False))
-        if with_intervention(lm, item).encode(texts) == [h + extra + lm.tail_ids for h in heads]:
+        appended = with_intervention(lm, item)
+        extra = list(lm.tokenizer.encode(appended.prompt.suffix[len(lm.prompt.suffix):], add_special_tokens=False))
+        if appended.encode(texts) == [h + extra + lm.tail_ids for h in heads]:
             with torch.no_grad():
                 soft[item.name] = table(torch.tensor(extra, dtype=torch.long)).float()
         else:
@@ -65,11 +62,7 @@ def score_repairs(lm: FrozenCausalLM, *, texts: Sequence[str], interventions: Se
             if name in named:
                 whole.append(named[name])
                 continue
-            lm.trigger = tokens
-            try:
-                out[name] = lm.scores(texts, batch_size=batch_size, progress=progress)
-            finally:
-                lm.trigger = None
+            out[name] = lm.with_trigger(tokens).scores(texts, batch_size=batch_size, progress=progress)
     for item in whole:
         out[item.name] = with_intervention(lm, item).scores(texts, batch_size=batch_size, progress=progress)
     return out

@@ -96,11 +96,7 @@ def train_decision_trigger(lm: FrozenCausalLM, *, rows: pd.DataFrame, settings: 
     scorer = TriggerScorer(lm)
     start_trigger = initial_trigger(lm, tokens=settings.tokens, seed=settings.seed)
     tail = len(lm.tail_ids)
-    lm.trigger = start_trigger  # the context check counts the trigger's tokens
-    try:
-        heads = [r[:-tail] for r in lm.encode(rows["text"].tolist())]
-    finally:
-        lm.trigger = None
+    heads = [r[:-tail] for r in lm.with_trigger(start_trigger).encode(rows["text"].tolist())]  # context check
     by_scenario = {s: np.flatnonzero(rows["scenario"].to_numpy() == s) for s in scenarios}
     rng = np.random.default_rng(settings.seed)
     trigger = torch.nn.Parameter(start_trigger)
